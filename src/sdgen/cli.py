@@ -1,0 +1,97 @@
+"""The `sdgen` command: a thin typer layer over the library API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sdgen.errors import SdgenError
+from sdgen.generate import Summary, generate
+from sdgen.models import BUILTINS, list_models, provision
+from sdgen.progress import NullProgress, RichProgress
+
+app = typer.Typer(
+    help="Generate labelled synthetic text datasets with language models, fast, on CPUs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # bugs keep a plain traceback; user errors are one line (see main)
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+@app.command("generate")
+def generate_cmd(
+    spec: Path = typer.Argument(..., help="Task spec file (YAML or TOML)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (.csv, .jsonl, .parquet)."),
+    rows: Optional[int] = typer.Option(None, "--rows", "-n", help="Rows to generate (overrides sample_size)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Built-in model name, IR dir or GGUF path."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Run seed (overrides the spec)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Inference threads."),
+    backend: str = typer.Option("openvino", "--backend", help="Generation backend."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; print only the output path."),
+) -> None:
+    """Generate a dataset from a task spec."""
+    overrides = {"output": output, "rows": rows, "model": model, "seed": seed, "threads": threads}
+    progress = NullProgress() if quiet else RichProgress(err)
+    summary = generate(spec, overwrite=overwrite, backend=backend, progress=progress, **overrides)
+    if quiet:
+        out.print(str(summary.output), highlight=False)
+    else:
+        _print_summary(summary)
+
+
+def _print_summary(s: Summary) -> None:
+    table = Table(title="sdgen generate", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("output", str(s.output))
+    table.add_row("rows written", f"{s.written} of {s.planned} planned")
+    table.add_row("unparseable", f"{s.unparseable} (after retries)")
+    table.add_row("exact duplicates", f"{s.exact_duplicates} ({100 * s.exact_duplicates / max(s.written, 1):.1f}%)")
+    table.add_row("generated tokens", f"{s.generated_tokens:,}")
+    table.add_row("throughput", f"{s.tokens_per_s:,.0f} tok/s, {s.rows_per_s:.2f} rows/s")
+    table.add_row("wall time", f"{s.wall_time:.1f} s")
+    if len(s.per_model) > 1:
+        for name, m in s.per_model.items():
+            table.add_row(f"  {name}", f"{m.rows} rows, {m.unparseable} unparseable, {m.exact_duplicates} dupes")
+    err.print(table)
+
+
+@app.command("models")
+def models_cmd(
+    paths: Optional[list[Path]] = typer.Argument(None, help="Local model dirs or GGUF files to inspect."),
+    provision_name: Optional[str] = typer.Option(
+        None, "--provision", help=f"Install a built-in model ({', '.join(BUILTINS)})."
+    ),
+) -> None:
+    """List built-in models and local model paths: where each lives and whether it is ready."""
+    if provision_name:
+        path = provision(provision_name)
+        err.print(f"provisioned {provision_name}: {path}")
+    table = Table(title="models")
+    for col in ("name", "kind", "format", "ready", "location", "note"):
+        table.add_column(col, overflow="fold")
+    for info in list_models(paths):
+        table.add_row(info.name, info.kind, info.format, "yes" if info.provisioned else "no", info.location, info.note)
+    out.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except SdgenError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/yellow]: rows completed so far were written")
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

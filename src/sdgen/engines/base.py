@@ -1,0 +1,83 @@
+"""The engine protocol: requests in, results out as they finish, and a registry of backends."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+from sdgen.errors import EngineError
+from sdgen.models import ResolvedModel
+from sdgen.spec import EngineOptions, GenerationParams
+
+
+@dataclass(slots=True)
+class Request:
+    id: int
+    prompt: str
+    params: GenerationParams
+    seed: int
+    stop_strings: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class Result:
+    id: int
+    text: str
+    generated_tokens: int
+    finish_reason: str  # "stop" | "length" | other backend reasons, lower-case
+
+
+class Engine(ABC):
+    """A loaded model that generates text for many requests at once."""
+
+    backend: str = "?"
+
+    @property
+    @abstractmethod
+    def chat_template(self) -> str | None:
+        """The model's chat template, or None/"" for a base model."""
+
+    @abstractmethod
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """Render messages with the model's chat template, ending with the assistant turn."""
+
+    @abstractmethod
+    def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
+        """Generate every request; yield each result as soon as it is finished (any order)."""
+
+    def close(self) -> None:
+        """Release the model (engines hold GBs; callers close one before loading the next)."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+EngineFactory = Callable[[ResolvedModel, EngineOptions], Engine]
+_REGISTRY: dict[str, str | EngineFactory] = {
+    # Backends are imported lazily so that an optional backend's packages are needed only when used.
+    "openvino": "sdgen.engines.openvino:OpenVINOEngine",
+}
+
+
+def register_engine(name: str, factory: str | EngineFactory) -> None:
+    """Register a backend: a factory, or "module:attr" to import on first use (tests register fakes)."""
+    _REGISTRY[name] = factory
+
+
+def backends() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def load_engine(backend: str, model: ResolvedModel, options: EngineOptions) -> Engine:
+    factory = _REGISTRY.get(backend)
+    if factory is None:
+        raise EngineError(f"unknown backend {backend!r}; available: {', '.join(backends())}")
+    if isinstance(factory, str):
+        module, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+    return factory(model, options)

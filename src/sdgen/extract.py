@@ -1,0 +1,118 @@
+"""Parse a model's raw answer into the dataset text (and reasoning), or reject it.
+
+Small models wrap the text they were asked for in preambles ("Sure! Here is a polite review:"),
+echo the request ("Label: polite"), quote it, add markdown, leave chat-template tokens behind and
+trail off into commentary. This module strips all of that; what is left must look like a text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sdgen.plan import PlannedRow
+
+MIN_WORDS = 3
+
+_TEMPLATE_TOKENS = re.compile(
+    r"<\|[a-z_]{1,24}(\|>)?|<\|>|</?s>|<(start|end)_of_turn>(user|model)?|<(bos|eos|pad|unk)>|\[/?INST\]",
+    re.IGNORECASE,
+)
+_BYTE_LEVEL_MARKERS = re.compile(r"[ĠĊċĉ]\w|Ġ|Ċ")
+_MARKER = r"(?:\*\*|__)?\s*{name}\s*(?:\*\*|__)?\s*[:：]\s*(?:\*\*|__)?"
+_OUTPUT = re.compile(_MARKER.format(name=r"(?:output|text)"), re.IGNORECASE)
+_REASONING = re.compile(_MARKER.format(name=r"(?:reasoning|reason|explanation)"), re.IGNORECASE)
+_ECHO = re.compile(r"^\s*[-*#]*\s*(?:\*\*)?(?:label|category|type)(?:\*\*)?\s*[:：].*$", re.IGNORECASE | re.MULTILINE)
+_PREAMBLE = re.compile(
+    r"^(?:sure|certainly|of course|okay|ok|absolutely|here(?:'s| is| are)|below is|this is|i(?:'d| would) be happy)\b",
+    re.IGNORECASE,
+)
+_CHATTER = re.compile(
+    r"^(?:note|i hope|hope this|let me know|feel free|this (?:text|output|review|message|example|response)"
+    r"|the (?:text|output|above)|explanation|in this (?:text|example)|\(note)\b",
+    re.IGNORECASE,
+)
+_QUOTES = "\"'“”‘’«»`"
+
+
+@dataclass(frozen=True, slots=True)
+class Extracted:
+    text: str
+    reasoning: str | None = None
+
+
+def clean_raw(raw: str) -> str:
+    text = _TEMPLATE_TOKENS.sub("", raw)
+    return text.replace("\r\n", "\n").strip()
+
+
+def strip_quotes(text: str) -> str:
+    text = text.strip()
+    while len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:
+        text = text[1:-1].strip()
+    if text.count('"') == 1:  # a quote opened but cut off by max_new_tokens, or closed but never opened
+        text = text.replace('"', "").strip()
+    return text
+
+
+def _drop_preamble_and_chatter(text: str) -> str:
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+    # A leading paragraph that introduces the answer ("Here is ...:") is not the answer.
+    while len(paragraphs) > 1 and (paragraphs[0].endswith(":") or _PREAMBLE.match(paragraphs[0])):
+        paragraphs.pop(0)
+    if paragraphs:
+        first_lines = paragraphs[0].split("\n")
+        if len(first_lines) > 1 and first_lines[0].rstrip().endswith(":") and _PREAMBLE.match(first_lines[0]):
+            paragraphs[0] = "\n".join(first_lines[1:]).strip()
+    # Everything from the first paragraph of commentary on is chatter.
+    kept = []
+    for p in paragraphs:
+        if kept and _CHATTER.match(p):
+            break
+        kept.append(p)
+    return "\n\n".join(kept)
+
+
+def _tidy(text: str) -> str:
+    text = _ECHO.sub("", text)
+    text = re.sub(r"^\s*(?:#+\s*|\*\*|__)", "", text)  # leading markdown
+    text = _drop_preamble_and_chatter(text)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return strip_quotes(text)
+
+
+def _looks_like_text(text: str, row: PlannedRow) -> bool:
+    if len(text.split()) < MIN_WORDS:
+        return False
+    if _BYTE_LEVEL_MARKERS.search(text):
+        return False  # a broken detokenizer, not natural language
+    if text.casefold() in {row.label.casefold(), row.category.casefold(), row.type.casefold()}:
+        return False
+    return True
+
+
+def extract(raw: str, row: PlannedRow, *, reasoning: bool) -> Extracted | None:
+    """The clean text (and reasoning when asked for) from a raw answer, or None if it is unusable."""
+    text = clean_raw(raw)
+    found_reasoning: str | None = None
+    r_match = _REASONING.search(text)
+    o_match = _OUTPUT.search(text)
+    if o_match and (not r_match or o_match.start() < r_match.start()):
+        end = r_match.start() if r_match else len(text)
+        body = text[o_match.end() : end]
+        if r_match:
+            found_reasoning = text[r_match.end() :]
+    elif r_match:  # reasoning without an OUTPUT marker: the text is what precedes it
+        body, found_reasoning = text[: r_match.start()], text[r_match.end() :]
+    else:
+        body = text
+    body = _tidy(body)
+    if not _looks_like_text(body, row):
+        return None
+    if not reasoning:
+        return Extracted(body)
+    if found_reasoning is not None:
+        found_reasoning = _tidy(_REASONING.split(found_reasoning)[0])
+    if not found_reasoning or len(found_reasoning.split()) < MIN_WORDS:
+        return None  # the reasoning style promises a reasoning column; a row without one is unparseable
+    return Extracted(body, found_reasoning)

@@ -1,0 +1,78 @@
+"""Progress reporting: a protocol the runner calls, a rich live bar, and a silent one."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+class ProgressListener(Protocol):
+    def start(self, total_rows: int, description: str) -> None: ...
+    def update(self, rows: int, tokens: int) -> None:
+        """Add finished rows and generated tokens."""
+
+    def stop(self) -> None: ...
+
+
+class NullProgress:
+    def start(self, total_rows: int, description: str) -> None:
+        pass
+
+    def update(self, rows: int, tokens: int) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class RichProgress:
+    """A live bar with rows/s, generated tokens/s and ETA (rates since the first row started)."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows"),
+            TextColumn("{task.fields[rows_s]:>6.2f} rows/s"),
+            TextColumn("{task.fields[tok_s]:>6.0f} tok/s"),
+            TextColumn("ETA {task.fields[eta]}"),
+            TimeElapsedColumn(),
+            console=console or Console(stderr=True),
+            transient=False,
+        )
+        self._task = None
+        self._t0 = 0.0
+        self._rows = 0
+        self._tokens = 0
+        self._total = 0
+
+    def start(self, total_rows: int, description: str) -> None:
+        if self._task is None:
+            self._progress.start()
+            self._t0 = time.perf_counter()
+            self._task = self._progress.add_task(description, total=total_rows, rows_s=0.0, tok_s=0.0, eta="?")
+            self._total = total_rows
+        else:
+            self._progress.update(self._task, description=description)
+
+    def update(self, rows: int, tokens: int) -> None:
+        self._rows += rows
+        self._tokens += tokens
+        elapsed = max(time.perf_counter() - self._t0, 1e-9)
+        rows_s = self._rows / elapsed
+        eta = _format_eta((self._total - self._rows) / rows_s) if rows_s > 0 else "?"
+        self._progress.update(self._task, advance=rows, rows_s=rows_s, tok_s=self._tokens / elapsed, eta=eta)
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+
+def _format_eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

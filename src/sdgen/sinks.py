@@ -1,0 +1,131 @@
+"""Dataset writers: CSV, JSONL and Parquet chosen by extension, appended and fsynced per batch."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from sdgen.errors import OutputError
+
+INT_COLUMNS = frozenset({"row", "seed"})
+
+
+def dataset_columns(reasoning: bool) -> list[str]:
+    base = ["text", "label", "category", "type", "model"]
+    return base + (["reasoning"] if reasoning else []) + ["row", "seed"]
+
+
+class Writer(ABC):
+    """Appends batches of rows (dicts keyed by column) to one output file."""
+
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        self.path = path
+        self.columns = columns
+        self.rows_written = 0
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        """Append rows and make them durable before returning."""
+        if rows:
+            self._write(rows)
+            self.rows_written += len(rows)
+
+    @abstractmethod
+    def _write(self, rows: list[dict[str, Any]]) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _TextWriter(Writer):
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        super().__init__(path, columns)
+        self._file = path.open("w", encoding="utf-8", newline="")
+
+    def _sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._sync()
+            self._file.close()
+
+
+class CsvWriter(_TextWriter):
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        super().__init__(path, columns)
+        self._csv = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore")
+        self._csv.writeheader()
+        self._sync()
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        self._csv.writerows(rows)
+        self._sync()
+
+
+class JsonlWriter(_TextWriter):
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        cols = self.columns
+        self._file.write("".join(json.dumps({c: r.get(c) for c in cols}, ensure_ascii=False) + "\n" for r in rows))
+        self._sync()
+
+
+class ParquetWriter(Writer):
+    """One row group per batch; the footer is written on close."""
+
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        super().__init__(path, columns)
+        self._pa = pa
+        fields = [pa.field(c, pa.int64() if c in INT_COLUMNS else pa.string()) for c in columns]
+        self._schema = pa.schema(fields)
+        self._writer = pq.ParquetWriter(str(path), self._schema)
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        data = {c: [r.get(c) for r in rows] for c in self.columns}
+        self._writer.write_table(self._pa.Table.from_pydict(data, schema=self._schema))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+WRITERS: dict[str, type[Writer]] = {".csv": CsvWriter, ".jsonl": JsonlWriter, ".parquet": ParquetWriter}
+
+
+def check_output(path: Path, *, overwrite: bool) -> None:
+    """Fail early (before any model loads) if the output cannot or must not be written."""
+    if path.suffix.lower() not in WRITERS:
+        raise OutputError(f"{path}: unsupported output format; use one of {', '.join(WRITERS)}")
+    if path.is_dir():
+        raise OutputError(f"{path} is a directory; give a file path ending in {', '.join(WRITERS)}")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} already exists; pass --overwrite to replace it or choose another --output")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output dir {parent}: {exc.strerror}") from None
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"output dir {parent} is not writable")
+
+
+def open_writer(path: Path, columns: list[str], *, overwrite: bool = False) -> Writer:
+    check_output(path, overwrite=overwrite)
+    try:
+        return WRITERS[path.suffix.lower()](path, columns)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from None

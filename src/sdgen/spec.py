@@ -1,0 +1,263 @@
+"""Task spec: a YAML/TOML file (or dict) validated into a `Spec`.
+
+Errors name the file and the field path, e.g. ``spec.yaml: categories.stores: must list at least one type``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sdgen.errors import SpecError
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+BUILTIN_STYLES = ("fewshot", "reasoning")
+OUTPUT_FORMATS = (".csv", ".jsonl", ".parquet")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class GenerationParams(_Strict):
+    """Sampling parameters, applied to every request (each row still gets its own rng seed)."""
+
+    max_new_tokens: int = Field(128, ge=1, le=8192, description="Upper bound on generated tokens per row.")
+    temperature: float = Field(0.8, ge=0.0, le=5.0, description="0 means greedy decoding.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    top_k: int = Field(50, ge=0, description="0 disables top-k filtering.")
+    repetition_penalty: float = Field(1.05, gt=0.0, le=5.0, description="1.0 disables it.")
+
+
+class EngineOptions(_Strict):
+    """OpenVINO continuous-batching engine settings (defaults measured on a 2-core Zen 4; see README)."""
+
+    threads: int | None = Field(None, ge=1, description="Inference threads; default: all cores of this process.")
+    max_num_seqs: int = Field(128, ge=1, description="Sequences decoded together per step.")
+    max_num_batched_tokens: int = Field(512, ge=16, description="Token budget per scheduler step.")
+    cache_size_gb: float = Field(1.0, gt=0.0, description="KV-cache size in GB.")
+    enable_prefix_caching: bool = Field(True, description="Reuse the KV cache of the shared prompt prefix.")
+    dynamic_split_fuse: bool = Field(True, description="Mix prefill chunks into decode steps.")
+    max_attempts: int = Field(3, ge=1, le=20, description="Tries per row (new seed each) when its output cannot be parsed.")
+
+
+class Example(_Strict):
+    label: str
+    category: str
+    type: str
+    output: str = Field(min_length=1)
+    reasoning: str | None = None
+
+
+class ModelChoice(_Strict):
+    name: str = Field(min_length=1, description="Built-in model name, OpenVINO IR dir or GGUF path.")
+    weight: float = Field(1.0, gt=0.0, description="Relative share of rows for this model.")
+
+
+class Spec(_Strict):
+    """A generation task: what to generate, how much, with which models, and where it goes."""
+
+    name: str = Field("dataset", min_length=1)
+    task: str = Field(min_length=1, description="One line on the use case; it goes into the prompt.")
+    labels: dict[str, str] = Field(description="Label -> description (a plain list is accepted).")
+    categories: dict[str, list[str]] = Field(description="Category -> list of types.")
+    examples: list[Example] = Field(default_factory=list)
+    prompt_style: str = Field("fewshot", description="fewshot | reasoning | path to a Jinja template.")
+    system_prompt: str | None = None
+    sample_size: int = Field(gt=0, description="Rows to generate.")
+    batch_size: int = Field(32, gt=0, description="Rows per flush to the output file.")
+    seed: int = Field(0, ge=0, description="Run seed; the whole plan derives from it.")
+    models: list[ModelChoice] = Field(default_factory=lambda: [ModelChoice(name=DEFAULT_MODEL)], min_length=1)
+    generation: GenerationParams = Field(default_factory=GenerationParams)
+    engine: EngineOptions = Field(default_factory=EngineOptions)
+    output: Path | None = Field(None, description="Output path (.csv, .jsonl or .parquet); default <name>.csv.")
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True, description="Where relative paths resolve.")
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_from_list(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if len(set(map(str, value))) != len(value):
+                dupes = sorted({str(v) for v in value if list(map(str, value)).count(str(v)) > 1})
+                raise ValueError(f"duplicate labels: {', '.join(dupes)}")
+            return {str(v): "" for v in value}
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_valid(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("must name at least one label")
+        for label in value:
+            if not label.strip():
+                raise ValueError("a label is empty")
+        stripped = [label.strip().casefold() for label in value]
+        if len(set(stripped)) != len(stripped):
+            raise ValueError("labels differ only in case or spaces")
+        return {label: (desc or "").strip() for label, desc in value.items()}
+
+    @field_validator("categories")
+    @classmethod
+    def _categories_valid(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        if not value:
+            raise ValueError("must name at least one category")
+        for category, types in value.items():
+            if not category.strip():
+                raise ValueError("a category name is empty")
+            if not types:
+                raise ValueError(f"category {category!r} must list at least one type")
+            if any(not t.strip() for t in types):
+                raise ValueError(f"category {category!r} has an empty type")
+            if len(set(types)) != len(types):
+                raise ValueError(f"category {category!r} lists a type twice")
+        return value
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models_from_strings(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Spec:
+        for i, ex in enumerate(self.examples):
+            where = f"examples.{i}"
+            if ex.label not in self.labels:
+                raise ValueError(f"{where}: label {ex.label!r} is not one of the labels ({', '.join(self.labels)})")
+            if ex.category not in self.categories:
+                raise ValueError(f"{where}: category {ex.category!r} is not one of the categories")
+            if ex.type not in self.categories[ex.category]:
+                raise ValueError(f"{where}: type {ex.type!r} is not a type of category {ex.category!r}")
+        if self.prompt_style not in BUILTIN_STYLES:
+            path = self.template_path
+            if path is None or not path.is_file():
+                raise ValueError(
+                    f"prompt_style: {self.prompt_style!r} is neither 'fewshot', 'reasoning' "
+                    f"nor an existing Jinja template file"
+                )
+        if self.output_path.suffix.lower() not in OUTPUT_FORMATS:
+            raise ValueError(
+                f"output: {str(self.output_path)!r} has an unsupported extension; use one of {', '.join(OUTPUT_FORMATS)}"
+            )
+        return self
+
+    @property
+    def template_path(self) -> Path | None:
+        if self.prompt_style in BUILTIN_STYLES:
+            return None
+        path = Path(self.prompt_style).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def output_path(self) -> Path:
+        path = self.output if self.output is not None else Path(f"{self.name}.csv")
+        path = path.expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def wants_reasoning(self) -> bool:
+        return self.prompt_style == "reasoning"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise SpecError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_spec_file(path: Path) -> dict[str, Any]:
+    """Parse a YAML or TOML spec file into a plain dict, with errors that name the file."""
+    if not path.is_file():
+        raise SpecError(f"{path}: spec file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError(f"{path}: malformed YAML: {where}{getattr(exc, 'problem', exc)}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: malformed TOML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a spec must be a mapping of fields, got {type(data).__name__}")
+    return data
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem, each naming the field path: ``source: labels.0: ...``."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return f"{source}: " + "; ".join(parts)
+
+
+def build_spec(data: dict[str, Any], *, source: str = "spec", base_dir: Path | None = None) -> Spec:
+    """Validate a dict into a Spec; relative paths resolve against ``base_dir``."""
+    data = dict(data)
+    if base_dir is not None:
+        data["base_dir"] = base_dir
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc, source)) from None
+
+
+def load_spec(path: str | Path, **overrides: Any) -> Spec:
+    """Read and validate a spec file; ``overrides`` replace fields (``rows``, ``model``, ``threads`` are shortcuts)."""
+    path = Path(path)
+    data = merge_overrides(read_spec_file(path), overrides)
+    return build_spec(data, source=str(path), base_dir=path.resolve().parent)
+
+
+def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Apply overrides to raw spec data, mapping CLI shortcuts onto fields; None means "not given"."""
+    data = dict(data)
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if "rows" in changes:
+        changes["sample_size"] = changes.pop("rows")
+    if "model" in changes:
+        changes["models"] = [changes.pop("model")]
+    if "threads" in changes:
+        engine = data.get("engine")
+        data["engine"] = {**(engine if isinstance(engine, dict) else {}), "threads": changes.pop("threads")}
+    if "output" in changes:
+        changes["output"] = str(changes["output"])
+    data.update(changes)
+    return data
+
+
+def apply_overrides(spec: Spec, **overrides: Any) -> Spec:
+    """Return a new validated Spec with fields replaced."""
+    if all(v is None for v in overrides.values()):
+        return spec
+    data = merge_overrides(spec.model_dump(exclude={"base_dir"}, mode="json"), overrides)
+    return build_spec(data, source="overrides", base_dir=spec.base_dir)
