@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -69,15 +71,21 @@ def models_cmd(
     provision_name: Optional[str] = typer.Option(
         None, "--provision", help=f"Install a built-in model ({', '.join(BUILTINS)})."
     ),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per model, for scripts."),
 ) -> None:
     """List built-in models and local model paths: where each lives and whether it is ready."""
     if provision_name:
         path = provision(provision_name)
         err.print(f"provisioned {provision_name}: {path}")
+    infos = list_models(paths)
+    if as_json:
+        for info in infos:
+            out.print(json.dumps(dataclasses.asdict(info)), highlight=False, soft_wrap=True)
+        return
     table = Table(title="models")
     for col in ("name", "kind", "format", "ready", "location", "note"):
         table.add_column(col, overflow="fold")
-    for info in list_models(paths):
+    for info in infos:
         table.add_row(info.name, info.kind, info.format, "yes" if info.provisioned else "no", info.location, info.note)
     out.print(table)
 

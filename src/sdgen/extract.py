@@ -32,6 +32,12 @@ _CHATTER = re.compile(
     r"|the (?:text|output|above)|explanation|in this (?:text|example)|\(note)\b",
     re.IGNORECASE,
 )
+_META_SENTENCE = re.compile(
+    r"^(?:(?:sure|certainly|of course|okay|ok|absolutely)\b[\s,!.:-]*)?"
+    r"(?:here(?:'s| is| are)|below is|this is)\s+(?:a|an|the|one|my|your|another)\b[^.!?:\n]*"
+    r"\b(?:message|text|review|example|output|response|version|sample|complaint|question|note)\b[^.!?:\n]*[.!:]\s*",
+    re.IGNORECASE,
+)
 _QUOTES = "\"'“”‘’«»`"
 
 
@@ -77,12 +83,13 @@ def _tidy(text: str) -> str:
     text = _ECHO.sub("", text)
     text = re.sub(r"^\s*(?:#+\s*|\*\*|__)", "", text)  # leading markdown
     text = _drop_preamble_and_chatter(text)
+    text = _META_SENTENCE.sub("", text.lstrip(), count=1)
     text = re.sub(r"\n{3,}", "\n\n", text)
     return strip_quotes(text)
 
 
 def _looks_like_text(text: str, row: PlannedRow) -> bool:
-    if len(text.split()) < MIN_WORDS:
+    if len(text.split()) < MIN_WORDS or text.endswith(":"):
         return False
     if _BYTE_LEVEL_MARKERS.search(text):
         return False  # a broken detokenizer, not natural language
@@ -112,7 +119,8 @@ def extract(raw: str, row: PlannedRow, *, reasoning: bool) -> Extracted | None:
     if not reasoning:
         return Extracted(body)
     if found_reasoning is not None:
-        found_reasoning = _tidy(_REASONING.split(found_reasoning)[0])
+        found_reasoning = _OUTPUT.split(_REASONING.split(found_reasoning)[0])[0]
+        found_reasoning = _tidy(re.split(r"\n\s*\n", found_reasoning.strip())[0])
     if not found_reasoning or len(found_reasoning.split()) < MIN_WORDS:
         return None  # the reasoning style promises a reasoning column; a row without one is unparseable
     return Extracted(body, found_reasoning)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from sdgen.engines.base import Engine, Request, load_engine
+from sdgen.engines.base import Engine, Request, check_backend, load_engine
 from sdgen.extract import extract
 from sdgen.models import resolve_model
 from sdgen.plan import PlannedRow, make_plan, retry_seed
@@ -141,6 +141,7 @@ def generate(
         spec = apply_overrides(spec_or_path, **overrides)
     else:
         spec = load_spec(spec_or_path, **overrides)
+    check_backend(backend)
     progress = progress or NullProgress()
     plan = make_plan(spec)
     summary = Summary(output=spec.output_path, planned=len(plan))

@@ -36,15 +36,24 @@ class PromptMode(str, Enum):
 
 
 def detect_mode(chat_template: str | None, render: ChatRenderer | None) -> PromptMode:
-    """Pick the prompt mode from the model's chat template (probing whether it keeps a system turn)."""
+    """Pick the prompt mode from the model's chat template (probing whether it keeps a system turn).
+
+    A template without a system role either raises on one (Gemma) or, through GenAI's template
+    engine, silently merges it into the user turn; both count as CHAT_NO_SYSTEM.
+    """
     if not chat_template or render is None:
         return PromptMode.COMPLETION
     probe = [{"role": "system", "content": _SYSTEM_SENTINEL}, {"role": "user", "content": "hi"}]
     try:
         rendered = render(probe)
-    except Exception:  # templates such as Gemma's raise on a system turn: that is the answer we probe for
+    except Exception:  # a template that refuses a system turn: that is the answer we probe for
         return PromptMode.CHAT_NO_SYSTEM
-    return PromptMode.CHAT if _SYSTEM_SENTINEL in rendered else PromptMode.CHAT_NO_SYSTEM
+    if _SYSTEM_SENTINEL not in rendered:
+        return PromptMode.CHAT_NO_SYSTEM
+    for glue in ("\n", "\n\n", " ", ""):
+        if rendered == render([{"role": "user", "content": _SYSTEM_SENTINEL + glue + "hi"}]):
+            return PromptMode.CHAT_NO_SYSTEM
+    return PromptMode.CHAT
 
 
 class PromptBuilder:

@@ -108,10 +108,10 @@ WRITERS: dict[str, type[Writer]] = {".csv": CsvWriter, ".jsonl": JsonlWriter, ".
 
 def check_output(path: Path, *, overwrite: bool) -> None:
     """Fail early (before any model loads) if the output cannot or must not be written."""
-    if path.suffix.lower() not in WRITERS:
-        raise OutputError(f"{path}: unsupported output format; use one of {', '.join(WRITERS)}")
     if path.is_dir():
         raise OutputError(f"{path} is a directory; give a file path ending in {', '.join(WRITERS)}")
+    if path.suffix.lower() not in WRITERS:
+        raise OutputError(f"{path}: unsupported output format; use one of {', '.join(WRITERS)}")
     if path.exists() and not overwrite:
         raise OutputError(f"{path} already exists; pass --overwrite to replace it or choose another --output")
     parent = path.parent

@@ -73,10 +73,14 @@ def backends() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def load_engine(backend: str, model: ResolvedModel, options: EngineOptions) -> Engine:
-    factory = _REGISTRY.get(backend)
-    if factory is None:
+def check_backend(backend: str) -> None:
+    if backend not in _REGISTRY:
         raise EngineError(f"unknown backend {backend!r}; available: {', '.join(backends())}")
+
+
+def load_engine(backend: str, model: ResolvedModel, options: EngineOptions) -> Engine:
+    check_backend(backend)
+    factory = _REGISTRY[backend]
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
         factory = getattr(importlib.import_module(module), attr)

@@ -68,8 +68,11 @@ class OpenVINOEngine(Engine):
             self._pipe = ov_genai.ContinuousBatchingPipeline(
                 str(model.path), scheduler_config(options), "CPU", properties
             )
-        except RuntimeError as exc:
-            raise ModelError(f"could not load model {model.name!r} from {model.path}: {_first_line(exc)}") from None
+        except (RuntimeError, IndexError, ValueError, OSError) as exc:  # raised by the native loader on bad files
+            detail = _first_line(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}"
+            raise ModelError(
+                f"could not load model {model.name!r} from {model.path} (corrupt or unsupported file?): {detail}"
+            ) from None
         self._tokenizer = self._pipe.get_tokenizer()
         self._window = max(2 * options.max_num_seqs, 8)
 

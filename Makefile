@@ -1,0 +1,36 @@
+# sdgen: `make demo` on a fresh machine generates a small dataset; `make test` runs the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SDGEN := $(VENV)/bin/sdgen
+DEMO_OUT ?= demo/customer_service.csv
+DEMO_ROWS ?= 64
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install demo test test-fast models clean
+
+install: $(VENV)/.installed
+
+# Re-install when the package metadata changes. CPU-only: torch and friends are optional extras.
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	$(SDGEN) models --provision smollm2-135m-instruct > /dev/null
+	@touch $@
+
+demo: install
+	$(SDGEN) generate examples/customer_service.yaml --rows $(DEMO_ROWS) --output $(DEMO_OUT) --overwrite
+	@echo "dataset written to $(DEMO_OUT)"
+	@$(PY) -c "import pandas as pd; df = pd.read_csv('$(DEMO_OUT)'); print(df[['label', 'text']].head(8).to_string(max_colwidth=90))"
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not integration"
+
+models: install
+	$(SDGEN) models
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache

@@ -1,0 +1,90 @@
+"""Tiny random-init models for tests, built locally in seconds (no hub, no torch).
+
+A 2-layer, 64-wide llama with the built-in SmolLM2 tokenizer, written as a Q8_0 GGUF that
+OpenVINO GenAI loads through the same path as real models. Its text is random words, which
+is what engine and pipeline tests need: real tokenization, real batching, real sampling.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sdgen.models import provision
+
+# A template without a system role, as Gemma's: it refuses a system turn.
+NO_SYSTEM_TEMPLATE = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+
+def build_tiny_gguf(
+    path: Path, *, chat_template: str | None = "smollm2", layers: int = 2, width: int = 64, seed: int = 0
+) -> Path:
+    """Write a tiny llama GGUF; ``chat_template`` is "smollm2" (the real one), a template string, or None (base)."""
+    import gguf
+    import numpy as np
+
+    source = gguf.GGUFReader(str(provision("smollm2-135m-instruct", quiet=True)))
+
+    def field(key: str):
+        return source.fields[key].contents()
+
+    heads, kv_heads, ffn = 4, 2, 2 * width
+    vocab = len(field("tokenizer.ggml.tokens"))
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("sdgen-tiny-test")
+    writer.add_block_count(layers)
+    writer.add_context_length(2048)
+    writer.add_embedding_length(width)
+    writer.add_feed_forward_length(ffn)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_dimension_count(width // heads)
+    writer.add_vocab_size(vocab)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)  # GenAI's GGUF reader takes quantized matrices
+    writer.add_tokenizer_model(field("tokenizer.ggml.model"))
+    writer.add_tokenizer_pre(field("tokenizer.ggml.pre"))
+    writer.add_token_list(field("tokenizer.ggml.tokens"))
+    writer.add_token_types(field("tokenizer.ggml.token_type"))
+    writer.add_token_merges(field("tokenizer.ggml.merges"))
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_unk_token_id(0)
+    writer.add_pad_token_id(2)
+    writer.add_add_bos_token(False)
+    writer.add_add_space_prefix(False)
+    if chat_template == "smollm2":
+        writer.add_chat_template(field("tokenizer.chat_template"))
+    elif chat_template:
+        writer.add_chat_template(chat_template)
+
+    rng = np.random.default_rng(seed)
+
+    def matrix(name: str, rows: int, cols: int) -> None:
+        weights = (rng.standard_normal((rows, cols)) * 0.02).astype(np.float32)
+        quantized = gguf.quants.quantize(weights, gguf.GGMLQuantizationType.Q8_0)
+        writer.add_tensor(name, quantized, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+
+    matrix("token_embd.weight", vocab, width)
+    writer.add_tensor("output_norm.weight", np.ones(width, np.float32))
+    kv_width = width * kv_heads // heads
+    for i in range(layers):
+        writer.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(width, np.float32))
+        writer.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(width, np.float32))
+        matrix(f"blk.{i}.attn_q.weight", width, width)
+        matrix(f"blk.{i}.attn_k.weight", kv_width, width)
+        matrix(f"blk.{i}.attn_v.weight", kv_width, width)
+        matrix(f"blk.{i}.attn_output.weight", width, width)
+        matrix(f"blk.{i}.ffn_gate.weight", ffn, width)
+        matrix(f"blk.{i}.ffn_up.weight", ffn, width)
+        matrix(f"blk.{i}.ffn_down.weight", width, ffn)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

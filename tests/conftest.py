@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny models built by the tests themselves, and specs written to temp dirs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sdgen.testing import NO_SYSTEM_TEMPLATE, build_tiny_gguf
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_SPEC = ROOT / "examples" / "customer_service.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random-init GGUFs: a chat model, one whose template has no system role, and a base model."""
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {
+        "chat": build_tiny_gguf(root / "tiny-chat.gguf", chat_template="smollm2"),
+        "no-system": build_tiny_gguf(root / "tiny-no-system.gguf", chat_template=NO_SYSTEM_TEMPLATE),
+        "base": build_tiny_gguf(root / "tiny-base.gguf", chat_template=None),
+    }
+
+
+def base_spec(**changes) -> dict:
+    """The example spec as a dict, with changes applied."""
+    data = yaml.safe_load(EXAMPLE_SPEC.read_text())
+    data.update(changes)
+    return data
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    """Write a spec dict as YAML into the test's temp dir and return its path."""
+
+    def write(data: dict, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        return path
+
+    return write

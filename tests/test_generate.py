@@ -1,0 +1,140 @@
+"""The whole pipeline on tiny models: spec -> plan -> engine -> extraction -> file."""
+
+import sys
+from collections import Counter
+
+import pandas as pd
+import pytest
+
+import sdgen
+from sdgen.errors import ModelError, OutputError
+from sdgen.plan import make_plan
+from sdgen.spec import build_spec
+
+from conftest import ROOT, base_spec
+
+FAST = {"max_new_tokens": 24, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0}
+ENGINE = {"threads": 2, "max_num_seqs": 16}
+
+
+def tiny_spec(tmp_path, model, **changes):
+    data = base_spec(
+        sample_size=40, batch_size=16, models=[str(model)], generation=FAST, engine=ENGINE,
+        output=str(tmp_path / "out.csv"), prompt_style="fewshot",
+    )  # fmt: skip
+    data.update(changes)
+    return build_spec(data, base_dir=tmp_path)
+
+
+def read(path):
+    if path.suffix == ".csv":
+        return pd.read_csv(path, keep_default_na=False)
+    return pd.read_json(path, lines=True) if path.suffix == ".jsonl" else pd.read_parquet(path)
+
+
+@pytest.mark.parametrize("kind", ["chat", "no-system", "base"])
+def test_rows_match_the_plan(tmp_path, tiny_models, kind):
+    spec = tiny_spec(tmp_path, tiny_models[kind])
+    summary = sdgen.generate(spec)
+    df = read(summary.output)
+    plan = {r.row: r for r in make_plan(spec)}
+    assert summary.written == len(df) and summary.written + summary.unparseable == 40
+    assert summary.written >= 36  # random words parse as text; a few may be too short
+    assert list(df.columns) == ["text", "label", "category", "type", "model", "row", "seed"]
+    assert df["row"].is_unique
+    for rec in df.itertuples():
+        planned = plan[rec.row]
+        assert (rec.label, rec.category, rec.type, rec.model) == (
+            planned.label, planned.category, planned.type, planned.model,
+        )  # fmt: skip
+    assert summary.generated_tokens > 0 and summary.wall_time > 0
+    assert summary.per_model[str(tiny_models[kind])].rows == summary.written
+
+
+def test_same_seed_same_rows_and_new_seed_new_rows(tmp_path, tiny_models):
+    a = read(sdgen.generate(tiny_spec(tmp_path, tiny_models["chat"], output=str(tmp_path / "a.csv"))).output)
+    b = read(sdgen.generate(tiny_spec(tmp_path, tiny_models["chat"], output=str(tmp_path / "b.csv"))).output)
+    c = read(sdgen.generate(tiny_spec(tmp_path, tiny_models["chat"], output=str(tmp_path / "c.csv"), seed=9)).output)
+    key = ["row", "text", "label", "seed"]
+    assert a.sort_values("row")[key].values.tolist() == b.sort_values("row")[key].values.tolist()
+    assert set(a["text"]) != set(c["text"])
+
+
+@pytest.mark.parametrize("ext", [".jsonl", ".parquet"])
+def test_reasoning_style_other_formats(tmp_path, tiny_models, ext):
+    spec = tiny_spec(tmp_path, tiny_models["chat"], prompt_style="reasoning", output=str(tmp_path / f"o{ext}"))
+    summary = sdgen.generate(spec)
+    # A random model never writes OUTPUT/REASONING: every row is counted as unparseable, nothing junk is written.
+    assert summary.unparseable + summary.written == 40
+    df = read(summary.output) if summary.written else None
+    if df is not None:
+        assert "reasoning" in df.columns and df["reasoning"].str.len().min() > 0
+    assert summary.per_model[str(tiny_models["chat"])].attempts >= 40 + summary.unparseable
+
+
+def test_sample_size_not_multiple_of_batch_size(tmp_path, tiny_models):
+    spec = tiny_spec(tmp_path, tiny_models["chat"], sample_size=13, batch_size=5)
+    summary = sdgen.generate(spec)
+    assert summary.written + summary.unparseable == 13
+    assert len(read(summary.output)) == summary.written
+
+
+def test_existing_output_refused_before_anything_runs(tmp_path, tiny_models):
+    out = tmp_path / "out.csv"
+    out.write_text("keep me\n")
+    with pytest.raises(OutputError, match="already exists"):
+        sdgen.generate(tiny_spec(tmp_path, tiny_models["chat"]))
+    assert out.read_text() == "keep me\n"
+    summary = sdgen.generate(tiny_spec(tmp_path, tiny_models["chat"], sample_size=4), overwrite=True)
+    assert "keep me" not in out.read_text() and summary.written + summary.unparseable == 4
+
+
+def test_missing_model_fails_before_output_is_created(tmp_path):
+    spec = build_spec(base_spec(models=["nope.gguf"], output=str(tmp_path / "o.csv")), base_dir=tmp_path)
+    with pytest.raises(ModelError, match="unknown model 'nope.gguf'"):
+        sdgen.generate(spec)
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_overrides_from_path(tmp_path, tiny_models, write_spec):
+    path = write_spec(base_spec(models=[str(tiny_models["chat"])], generation=FAST, engine=ENGINE))
+    summary = sdgen.generate(path, rows=6, output=tmp_path / "x.jsonl", seed=5)
+    assert summary.output == tmp_path / "x.jsonl" and summary.planned == 6
+
+
+def test_two_models_in_one_run(tmp_path, tiny_models):
+    models = [{"name": str(tiny_models["chat"]), "weight": 1}, {"name": str(tiny_models["base"]), "weight": 1}]
+    summary = sdgen.generate(tiny_spec(tmp_path, None, models=models, sample_size=30))
+    df = read(summary.output)
+    assert set(df["model"]) == {m["name"] for m in models}
+    assert Counter(df["model"]) == Counter({k: v.rows for k, v in summary.per_model.items()})
+
+
+def test_sdg_drop_in(tmp_path, tiny_models):
+    summary = sdgen.sdg(
+        12, ["positive", "negative"], {"food": ["pizza", "sushi"]}, 5,
+        output_path=tmp_path / "output.csv", model=str(tiny_models["chat"]), max_new_tokens=16,
+    )  # fmt: skip
+    df = read(tmp_path / "output.csv")
+    assert summary.written == len(df) and set(df["label"]) <= {"positive", "negative"}
+    assert set(df["type"]) <= {"pizza", "sushi"}
+
+
+def test_generate_path_needs_no_torch(tmp_path, tiny_models):
+    """Run generate in a fresh interpreter where importing torch would fail."""
+    import subprocess
+
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+        "import sdgen\n"
+        "from sdgen.spec import build_spec\n"
+        "sys.path.insert(0, 'tests'); from conftest import ROOT, base_spec\n"
+        f"spec = build_spec(base_spec(sample_size=4, models=[{str(tiny_models['chat'])!r}],"
+        f" output={str(tmp_path / 'nt.csv')!r}, generation={{'max_new_tokens': 8}}))\n"
+        "s = sdgen.generate(spec)\n"
+        "assert s.written + s.unparseable == 4\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"

@@ -1,0 +1,124 @@
+import os
+
+import jinja2
+import pytest
+
+from sdgen.errors import SpecError
+from sdgen.plan import make_plan
+from sdgen.prompts import PromptBuilder, PromptMode, detect_mode
+from sdgen.spec import build_spec
+
+from conftest import base_spec
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+GEMMA = (
+    "{% if messages[0].role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for m in messages %}<start_of_turn>{{ 'model' if m.role == 'assistant' else m.role }}\n"
+    "{{ m.content }}<end_of_turn>\n{% endfor %}<start_of_turn>model\n"
+)
+
+
+def renderer(template: str):
+    env = jinja2.Environment(keep_trailing_newline=True)
+
+    def raise_exception(msg):
+        raise jinja2.TemplateError(msg)
+
+    compiled = env.from_string(template)
+    return lambda messages: compiled.render(messages=messages, add_generation_prompt=True, raise_exception=raise_exception)
+
+
+def builder(mode_template: str | None, **changes):
+    spec = build_spec(base_spec(sample_size=40, **changes))
+    render = renderer(mode_template) if mode_template else None
+    mode = detect_mode(mode_template, render)
+    return spec, PromptBuilder(spec, mode, render)
+
+
+def test_mode_detection():
+    assert detect_mode(CHATML, renderer(CHATML)) is PromptMode.CHAT
+    assert detect_mode(GEMMA, renderer(GEMMA)) is PromptMode.CHAT_NO_SYSTEM
+    merges = "{% for m in messages %}{% if m.role != 'system' %}[{{ m.content }}]{% endif %}{% endfor %}"
+    assert detect_mode(merges, renderer(merges)) is PromptMode.CHAT_NO_SYSTEM
+    assert detect_mode(None, None) is PromptMode.COMPLETION
+    assert detect_mode("", renderer(CHATML)) is PromptMode.COMPLETION
+
+
+@pytest.mark.parametrize("style", ["fewshot", "reasoning"])
+@pytest.mark.parametrize("template", [CHATML, GEMMA, None])
+def test_shared_text_first_row_text_last(style, template):
+    spec, b = builder(template, prompt_style=style)
+    plan = make_plan(spec)
+    prompts = [b.build(r) for r in plan]
+    shared = os.path.commonprefix(prompts)
+    # Everything up to the row's own request is the same for every row; it holds all examples.
+    for ex in spec.examples:
+        assert ex.output.strip() in shared
+    for row, prompt in zip(plan, prompts):
+        tail = prompt[len(shared) :]
+        assert row.label in tail and row.type in tail
+        assert len(tail) < 200
+
+
+def test_chat_prompt_uses_system_turn_and_demonstrated_examples():
+    spec, b = builder(CHATML, prompt_style="reasoning")
+    prompt = b.build(make_plan(spec)[0])
+    assert prompt.startswith("<|im_start|>system\n")
+    assert prompt.count("<|im_start|>assistant\n") == len(spec.examples) + 1
+    assert prompt.endswith("<|im_start|>assistant\nOUTPUT:")
+    for label, description in spec.labels.items():
+        assert f"- {label}: {description}" in prompt
+    assert prompt.count("\nREASONING: ") == len(spec.examples)  # one per demonstrated answer
+
+
+def test_no_system_role_is_folded_into_first_user_turn():
+    spec, b = builder(GEMMA, prompt_style="fewshot")
+    assert b.mode is PromptMode.CHAT_NO_SYSTEM
+    prompt = b.build(make_plan(spec)[0])
+    assert "system" not in prompt.split("\n")[0]
+    first_user = prompt.split("<end_of_turn>")[0]
+    assert first_user.startswith("<start_of_turn>user\n" + b.system)
+    assert "Task: " in first_user
+    assert prompt.endswith("<start_of_turn>model\n")
+
+
+def test_fewshot_asks_for_one_output_and_has_no_reasoning():
+    spec, b = builder(CHATML, prompt_style="fewshot")
+    prompt = b.build(make_plan(spec)[0])
+    assert "return only one output" in prompt
+    assert "REASONING" not in prompt and b.response_prefix == ""
+
+
+def test_completion_prompt_ends_where_output_begins():
+    spec, b = builder(None, prompt_style="fewshot")
+    row = make_plan(spec)[0]
+    prompt = b.build(row)
+    assert prompt.endswith(f"Label: {row.label}\nCategory: {row.category}\nType: {row.type}\nText:")
+    assert "<|im_start|>" not in prompt and b.response_prefix == "Text:"
+    assert "\nLabel:" in b.stop_strings
+
+
+def test_custom_template(tmp_path):
+    (tmp_path / "t.j2").write_text("{{ task }} | {{ label }} ({{ label_description }}) {{ category }}/{{ type }}")
+    spec = build_spec(base_spec(prompt_style="t.j2", sample_size=3), base_dir=tmp_path)
+    b = PromptBuilder(spec, PromptMode.CHAT, renderer(CHATML))
+    row = make_plan(spec)[0]
+    prompt = b.build(row)
+    assert f"| {row.label} ({spec.labels[row.label]}) {row.category}/{row.type}<|im_end|>" in prompt
+
+
+def test_custom_template_with_unknown_variable_is_a_spec_error(tmp_path):
+    (tmp_path / "t.j2").write_text("{{ lable }}")
+    spec = build_spec(base_spec(prompt_style="t.j2", sample_size=1), base_dir=tmp_path)
+    with pytest.raises(SpecError, match="template error: 'lable' is undefined"):
+        PromptBuilder(spec, PromptMode.COMPLETION).build(make_plan(spec)[0])
+
+
+def test_custom_template_syntax_error(tmp_path):
+    (tmp_path / "t.j2").write_text("{% if %}")
+    spec = build_spec(base_spec(prompt_style="t.j2", sample_size=1), base_dir=tmp_path)
+    with pytest.raises(SpecError, match="t.j2: template syntax error at line 1"):
+        PromptBuilder(spec, PromptMode.COMPLETION)
