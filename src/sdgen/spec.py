@@ -38,7 +38,7 @@ class EngineOptions(_Strict):
 
     threads: int | None = Field(None, ge=1, description="Inference threads; default: all cores of this process.")
     max_num_seqs: int = Field(128, ge=1, description="Sequences decoded together per step.")
-    max_num_batched_tokens: int = Field(512, ge=16, description="Token budget per scheduler step.")
+    max_num_batched_tokens: int = Field(1024, ge=16, description="Token budget per scheduler step.")
     cache_size_gb: float = Field(1.0, gt=0.0, description="KV-cache size in GB.")
     enable_prefix_caching: bool = Field(True, description="Reuse the KV cache of the shared prompt prefix.")
     dynamic_split_fuse: bool = Field(True, description="Mix prefill chunks into decode steps.")

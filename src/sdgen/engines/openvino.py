@@ -7,8 +7,8 @@ works while the engine keeps generating.
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections import deque
 from typing import Iterable, Iterator
 
 from sdgen.engines.base import Engine, Request, Result
@@ -91,31 +91,42 @@ class OpenVINOEngine(Engine):
 
         running = pg.GenerationStatus.RUNNING
         pending = iter(requests)
-        inflight: deque = deque()
-        next_id = 0
+        inflight: list = []
+        ids = itertools.count()
+
+        def add(req: Request) -> None:
+            config = generation_config(req.params, req.seed, req.stop_strings)
+            inflight.append((self._pipe.add_request(next(ids), req.prompt, config), req))
 
         def refill() -> None:
-            nonlocal next_id
-            while len(inflight) < self._window:
-                req = next(pending, None)
-                if req is None:
-                    return
-                config = generation_config(req.params, req.seed, req.stop_strings)
-                handle = self._pipe.add_request(next_id, req.prompt, config)
-                next_id += 1
-                inflight.append((handle, req))
+            for req in itertools.islice(pending, max(self._window - len(inflight), 0)):
+                add(req)
 
+        first = next(pending, None)
+        if first is None:
+            return
+        add(first)
+        self._prime(inflight[0][0], running)
         refill()
         while inflight:
             self._pipe.step()
-            still = deque()
-            finished = []
-            for handle, req in inflight:
-                (finished if handle.get_status() != running else still).append((handle, req))
-            inflight = still
+            finished = [item for item in inflight if item[0].get_status() != running]
+            if not finished:
+                continue
+            inflight[:] = [item for item in inflight if item[0].get_status() == running]
             refill()  # top up before handing results out, so the engine never starves
             for handle, req in finished:
                 yield self._result(handle, req)
+
+    def _prime(self, handle, running) -> None:
+        """Run the first request's prefill alone, so every later request finds the shared prompt prefix cached.
+
+        The prefix cache only holds blocks that have been computed; requests added together
+        before the first step would each prefill the whole prompt. Measured on the example spec
+        (~500 shared prompt tokens, ~55 generated): see README.
+        """
+        while handle.get_status() == running and not handle.can_read():
+            self._pipe.step()
 
     def _result(self, handle, req: Request) -> Result:
         outputs = handle.read_all()
