@@ -27,15 +27,17 @@ CACHE = Path(os.environ.get("SDGEN_CACHE", Path.home() / ".cache" / "sdgen"))
 
 def hf_dir_from_gguf(model_name: str) -> Path:
     """Dequantize a GGUF model into an HF model dir (cached), as the recipe would load it from the hub cache."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    out = CACHE / "hf" / model_name
+    from sdgen.gguf_tokenizer import hf_tokenizer_from_gguf
+
+    out = CACHE / "hf" / f"{model_name}-v2"
     if not (out / "config.json").is_file():
         gguf = resolve_model(model_name).path
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model.save_pretrained(out)
-        tok.save_pretrained(out)
+        # transformers' GGUF tokenizer conversion is broken for SmolLM2 (Ġ/Ċ in decoded text): rebuild it.
+        hf_tokenizer_from_gguf(gguf).save_pretrained(out)
     return out
 
 
