@@ -31,6 +31,14 @@ def test_overrides_map_shortcuts(tmp_path, write_spec):
     assert spec.output_path == tmp_path / "o.jsonl"
 
 
+def test_output_override_is_relative_to_cwd_but_spec_output_to_spec(tmp_path, write_spec, monkeypatch):
+    (tmp_path / "specs").mkdir()
+    path = write_spec(base_spec(output="in-spec.csv"), name="specs/s.yaml")
+    monkeypatch.chdir(tmp_path)
+    assert load_spec(path).output_path == tmp_path / "specs" / "in-spec.csv"
+    assert load_spec(path, output="demo/o.csv").output_path == tmp_path / "demo" / "o.csv"
+
+
 def test_toml_spec(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('task = "t"\nsample_size = 3\nlabels = ["x", "y"]\n[categories]\nshop = ["toys"]\n')

@@ -249,8 +249,8 @@ def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     if "threads" in changes:
         engine = data.get("engine")
         data["engine"] = {**(engine if isinstance(engine, dict) else {}), "threads": changes.pop("threads")}
-    if "output" in changes:
-        changes["output"] = str(changes["output"])
+    if "output" in changes:  # given by the caller, so relative to their working dir, not the spec's
+        changes["output"] = str(Path(changes["output"]).expanduser().resolve())
     data.update(changes)
     return data
 
