@@ -71,3 +71,24 @@ def test_models_lists_builtins_and_paths(tiny_models):
     assert rows["smollm2-135m-instruct"]["provisioned"] is True
     assert rows["smollm2-135m-instruct"]["location"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
     assert rows[str(tiny_models["base"])]["format"] == "gguf"
+
+
+def test_ctrl_c_keeps_completed_rows_and_exits_130(write_spec, tiny_models, tmp_path):
+    import signal
+    import time
+
+    spec = write_spec(base_spec(models=[str(tiny_models["chat"])], prompt_style="fewshot", batch_size=7,
+                                generation={"max_new_tokens": 64}, engine={"threads": 2, "max_num_seqs": 8},
+                                output=str(tmp_path / "out.csv")))  # fmt: skip
+    cmd = [sys.executable, "-c", "from sdgen.cli import main; main()", "generate", str(spec), "-n", "100000", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    out = tmp_path / "out.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or out.stat().st_size < 2000):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    df = pd.read_csv(out)
+    assert len(df) > 0 and df["row"].is_unique
+    assert f"interrupted: {len(df)} rows written to {out}" in stderr

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sdgen.errors import SdgenError
+from sdgen.errors import Interrupted, SdgenError
 from sdgen.generate import Summary, generate
 from sdgen.models import BUILTINS, list_models, provision
 from sdgen.progress import NullProgress, RichProgress
@@ -93,12 +93,12 @@ def models_cmd(
 def main() -> None:
     try:
         app()
+    except Interrupted as exc:
+        err.print(f"[yellow]{exc}[/yellow]", highlight=False, soft_wrap=True)
+        raise SystemExit(130) from None
     except SdgenError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/yellow]: rows completed so far were written")
-        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

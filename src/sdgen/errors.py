@@ -23,3 +23,11 @@ class OutputError(SdgenError):
 
 class EngineError(SdgenError):
     """An engine backend is unavailable or failed for a reason the user can fix."""
+
+
+class Interrupted(SdgenError):
+    """The run was interrupted (Ctrl-C); every completed row was written. ``summary`` says how far it got."""
+
+    def __init__(self, summary: object) -> None:
+        self.summary = summary
+        super().__init__(f"interrupted: {summary.written} rows written to {summary.output}")

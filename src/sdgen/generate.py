@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sdgen.engines.base import Engine, Request, check_backend, load_engine
+from sdgen.errors import Interrupted
 from sdgen.extract import extract
 from sdgen.models import resolve_model
 from sdgen.plan import PlannedRow, make_plan, retry_seed
@@ -162,6 +163,8 @@ def generate(
             stats.seconds = time.perf_counter() - t_model
             summary.unparseable += stats.unparseable
             summary.generated_tokens += stats.generated_tokens
+    except KeyboardInterrupt:
+        raise Interrupted(summary) from None
     finally:
         sink.flush()  # completed rows are never lost, whatever stopped the run
         writer.close()
