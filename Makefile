@@ -7,7 +7,9 @@ DEMO_OUT ?= demo/customer_service.csv
 DEMO_ROWS ?= 64
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-fast models clean
+OPTIMUM_INTEL := optimum-intel==2.2.0
+
+.PHONY: install install-convert demo test test-fast models clean
 
 install: $(VENV)/.installed
 
@@ -18,15 +20,23 @@ $(VENV)/.installed: pyproject.toml
 	$(SDGEN) models --provision smollm2-135m-instruct > /dev/null
 	@touch $@
 
+# Model conversion and the torch baseline: the [convert] extra plus optimum-intel without its torchvision pin.
+install-convert: $(VENV)/.installed-convert
+
+$(VENV)/.installed-convert: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[test,convert]'
+	$(PY) -m pip install -q --no-deps '$(OPTIMUM_INTEL)'
+	@touch $@
+
 demo: install
 	$(SDGEN) generate examples/customer_service.yaml --rows $(DEMO_ROWS) --output $(DEMO_OUT) --overwrite
 	@echo "dataset written to $(DEMO_OUT)"
 	@$(PY) -c "import pandas as pd; df = pd.read_csv('$(DEMO_OUT)'); print(df[['label', 'text']].head(8).to_string(max_colwidth=90))"
 
-test: install
+test: install-convert
 	$(PY) -m pytest -q
 
-test-fast: install
+test-fast: install-convert
 	$(PY) -m pytest -q -m "not slow and not integration"
 
 models: install

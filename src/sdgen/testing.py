@@ -88,3 +88,23 @@ def build_tiny_gguf(
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def build_tiny_hf(path: Path, *, layers: int = 2, width: int = 64, seed: int = 0) -> Path:
+    """Save a tiny random-init llama as an HF model dir with the built-in tokenizer (needs the [convert] extra)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from sdgen.gguf_tokenizer import hf_tokenizer_from_gguf
+
+    tokenizer = hf_tokenizer_from_gguf(provision("smollm2-135m-instruct", quiet=True))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).eval()
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

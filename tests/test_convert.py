@@ -1,0 +1,124 @@
+"""Conversion to OpenVINO IR with the real toolchain (optimum-intel + NNCF) on tiny self-built models."""
+
+import json
+import shutil
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+
+from sdgen.convert import ConvertError, ConvertOptions, convert, verify_tokenizer
+from sdgen.engines import Request, load_engine
+from sdgen.models import resolve_model
+from sdgen.spec import EngineOptions, GenerationParams
+from sdgen.testing import build_tiny_hf
+
+
+@pytest.fixture(scope="session")
+def tiny_hf(tmp_path_factory) -> Path:
+    return build_tiny_hf(tmp_path_factory.mktemp("tiny-hf") / "model")
+
+
+def element_types(ir: Path) -> set[str]:
+    import re
+
+    return set(re.findall(r'element_type="(\w+)"', (ir / "openvino_model.xml").read_text()))
+
+
+@pytest.mark.parametrize(("weights", "expected"), [("fp16", "f16"), ("int8", "u8"), ("int4", "u4")])
+def test_hf_dir_to_ir(tiny_hf, tmp_path, weights, expected):
+    out = tmp_path / f"ir-{weights}"
+    report = convert(str(tiny_hf), out, ConvertOptions(weights=weights, group_size=32))
+    assert expected in element_types(out)
+    assert report.tokenizer.ok and report.tokenizer.chat_template_ok
+    assert report.ir_bytes > 0 and report.seconds > 0
+    saved = json.loads((out / "sdgen_convert.json").read_text())
+    assert saved["weights"] == weights and saved["tokenizer"]["id_mismatches"] == []
+    # GenAI loads it and generates through sdgen's engine.
+    with load_engine("openvino", resolve_model(str(out)), EngineOptions(threads=2)) as engine:
+        prompt = engine.render_chat([{"role": "user", "content": "hi"}])
+        result = next(engine.generate([Request(0, prompt, GenerationParams(max_new_tokens=4), seed=1)]))
+        assert result.generated_tokens > 0
+
+
+def test_gguf_to_ir_keeps_a_correct_tokenizer(tiny_models, tmp_path):
+    """The GGUF path that produced Ġ/Ċ garbage: tokenizer rebuilt from the GGUF, verified after export."""
+    out = tmp_path / "from-gguf"
+    report = convert(str(tiny_models["chat"]), out, ConvertOptions(weights="int8"))
+    assert report.tokenizer.ok
+    hf_config = json.loads((out / "config.json").read_text())
+    assert hf_config["architectures"] == ["LlamaForCausalLM"]
+
+
+def test_broken_tokenizer_fails_the_conversion_loudly(tiny_hf, tmp_path):
+    """A source carrying transformers' own GGUF tokenizer conversion (the DESIGN.md bug) must not pass."""
+    from transformers import AutoTokenizer
+
+    src = tmp_path / "broken-src"
+    shutil.copytree(tiny_hf, src)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (src / name).unlink()
+    gguf = resolve_model("smollm2-135m-instruct").path
+    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(src)
+    with pytest.raises(ConvertError, match="tokenizer check failed"):
+        convert(str(src), tmp_path / "out", ConvertOptions(weights="int8"))
+    report = json.loads((tmp_path / "out" / "sdgen_convert.json").read_text())
+    assert report["tokenizer"]["round_trip_failures"] or report["tokenizer"]["id_mismatches"]
+
+
+def test_verify_detects_a_different_tokenizer(tiny_hf, tmp_path):
+    out = tmp_path / "ir"
+    convert(str(tiny_hf), out, ConvertOptions(weights="fp16"))
+    other = tmp_path / "other-tok"
+    shutil.copytree(tiny_hf, other)
+    tok = json.loads((other / "tokenizer.json").read_text())
+    vocab = tok["model"]["vocab"]
+    vocab["Ġworld"], vocab["Ġitems"] = vocab["Ġitems"], vocab["Ġworld"]  # same text, different ids
+    (other / "tokenizer.json").write_text(json.dumps(tok))
+    check = verify_tokenizer(out, str(other))
+    assert not check.ok and any(t.startswith("Hello world") for t in check.id_mismatches)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (dict(weights="int8", awq=True), "awq only apply to --weights int4"),
+        (dict(weights="int4", ratio=1.5), "ratio"),
+        (dict(weights="int4", group_size=0), "group_size must be a positive number or -1"),
+        (dict(weights="int4", awq=True), "need calibration data"),
+        (dict(weights="int2"), "weights"),
+    ],
+)
+def test_bad_quantization_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        ConvertOptions(**options)
+
+
+def test_bad_sources(tmp_path, tiny_hf):
+    with pytest.raises(ConvertError, match="is not a built-in model, a GGUF file"):
+        convert(str(tmp_path / "missing.gguf"), tmp_path / "o")
+    junk = tmp_path / "junk.gguf"
+    junk.write_text("not a model")
+    with pytest.raises(ConvertError, match="not a GGUF file"):
+        convert(str(junk), tmp_path / "o")
+    (tmp_path / "empty-dir").mkdir()
+    with pytest.raises(ConvertError, match="config.json is missing"):
+        convert(str(tmp_path / "empty-dir"), tmp_path / "o")
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
+    with pytest.raises(ConvertError, match="architecture 'bert' cannot be exported"):
+        convert(str(bert), tmp_path / "o")
+
+
+def test_existing_output_and_full_disk(tiny_hf, tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep").write_text("x")
+    with pytest.raises(ConvertError, match="not empty; pass --overwrite"):
+        convert(str(tiny_hf), out)
+    assert (out / "keep").exists()
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr("sdgen.convert.shutil.disk_usage", lambda _p: Usage(10**12, 10**12, 1024))
+    with pytest.raises(ConvertError, match="not enough disk space"):
+        convert(str(tiny_hf), tmp_path / "o2")
