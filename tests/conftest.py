@@ -41,3 +41,11 @@ def write_spec(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_hf(tmp_path_factory) -> Path:
+    """A tiny random-init llama saved as a Hugging Face model dir (safetensors + tokenizer)."""
+    from sdgen.testing import build_tiny_hf
+
+    return build_tiny_hf(tmp_path_factory.mktemp("tiny-hf") / "model")

@@ -11,12 +11,6 @@ from sdgen.convert import ConvertError, ConvertOptions, convert, verify_tokenize
 from sdgen.engines import Request, load_engine
 from sdgen.models import resolve_model
 from sdgen.spec import EngineOptions, GenerationParams
-from sdgen.testing import build_tiny_hf
-
-
-@pytest.fixture(scope="session")
-def tiny_hf(tmp_path_factory) -> Path:
-    return build_tiny_hf(tmp_path_factory.mktemp("tiny-hf") / "model")
 
 
 def element_types(ir: Path) -> set[str]:

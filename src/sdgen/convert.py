@@ -122,12 +122,13 @@ def _check_disk(needed: int, where: Path) -> None:
         raise ConvertError(f"not enough disk space in {where}: need about {needed / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free")
 
 
-def _hf_dir_from_gguf(gguf: Path, workdir: Path) -> Path:
+def hf_dir_from_gguf(gguf: Path, workdir: Path) -> Path:
     """Dequantize a GGUF into an HF model dir, with its tokenizer rebuilt from the GGUF vocab."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from sdgen.gguf_tokenizer import hf_tokenizer_from_gguf
 
+    workdir.mkdir(parents=True, exist_ok=True)
     _check_disk(8 * gguf.stat().st_size, workdir)  # fp32 weights are ~8x a 4-bit GGUF
     try:
         config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -138,6 +139,7 @@ def _hf_dir_from_gguf(gguf: Path, workdir: Path) -> Path:
     model.config.architectures = config.architectures
     hf_dir = workdir / "hf"
     model.save_pretrained(hf_dir)
+    hf_dir.joinpath("source.txt").write_text(f"{gguf}\n")
     try:
         hf_tokenizer_from_gguf(gguf).save_pretrained(hf_dir)
     except ValueError as exc:
@@ -148,14 +150,14 @@ def _hf_dir_from_gguf(gguf: Path, workdir: Path) -> Path:
 def prepare_source(src: str, workdir: Path) -> str:
     """A local HF model dir (or hub id) that optimum can export, from any supported source."""
     if src in BUILTINS:
-        return str(_hf_dir_from_gguf(resolve_model(src).path, workdir))
+        return str(hf_dir_from_gguf(resolve_model(src).path, workdir))
     path = Path(src).expanduser()
     if path.is_file():
         try:
             fmt = inspect_path(path)
         except ModelError as exc:
             raise ConvertError(str(exc)) from None
-        return str(_hf_dir_from_gguf(path, workdir)) if fmt == "gguf" else src
+        return str(hf_dir_from_gguf(path, workdir)) if fmt == "gguf" else src
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ConvertError(f"{path} is not a Hugging Face model dir: config.json is missing")

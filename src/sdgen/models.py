@@ -53,7 +53,7 @@ class ResolvedModel:
 
     name: str
     path: Path
-    format: str  # "gguf" | "openvino-ir"
+    format: str  # "gguf" | "openvino-ir" | "hf" (a Hugging Face model dir: torch backends, or `sdgen convert`)
     builtin: BuiltinModel | None = None
 
 
@@ -125,6 +125,8 @@ def inspect_path(path: Path) -> str:
             raise ModelError(f"{path} is not a GGUF file (bad magic bytes)")
         return "gguf"
     if not (path / IR_FILE).is_file():
+        if (path / "config.json").is_file() and any(path.glob("*.safetensors")):
+            return "hf"
         raise ModelError(f"{path} is not an OpenVINO model dir: {IR_FILE} is missing")
     if not (path / IR_FILE).with_suffix(".bin").is_file():
         raise ModelError(f"{path} is a corrupt OpenVINO model dir: openvino_model.bin is missing")

@@ -43,6 +43,8 @@ class EngineOptions(_Strict):
     enable_prefix_caching: bool = Field(True, description="Reuse the KV cache of the shared prompt prefix.")
     dynamic_split_fuse: bool = Field(True, description="Mix prefill chunks into decode steps.")
     max_attempts: int = Field(3, ge=1, le=20, description="Tries per row (new seed each) when its output cannot be parsed.")
+    static_batch_size: int = Field(16, ge=1, description="Rows per batch for the static-batching backends (torch, ipex).")
+    dtype: Literal["auto", "bf16", "fp32"] = Field("auto", description="torch/ipex precision; auto = bf16 where the CPU has it.")
 
 
 class Example(_Strict):

@@ -61,6 +61,7 @@ EngineFactory = Callable[[ResolvedModel, EngineOptions], Engine]
 _REGISTRY: dict[str, str | EngineFactory] = {
     # Backends are imported lazily so that an optional backend's packages are needed only when used.
     "openvino": "sdgen.engines.openvino:OpenVINOEngine",
+    "torch": "sdgen.engines.torch:TorchEngine",
 }
 
 

@@ -60,6 +60,10 @@ class OpenVINOEngine(Engine):
     def __init__(self, model: ResolvedModel, options: EngineOptions) -> None:
         import openvino_genai as ov_genai
 
+        if model.format == "hf":
+            raise ModelError(
+                f"{model.path} is a Hugging Face model dir; convert it first: sdgen convert {model.path} --out DIR"
+            )
         self.model = model
         self.options = options
         self.threads = options.threads or len(os.sched_getaffinity(0))
