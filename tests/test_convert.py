@@ -9,7 +9,7 @@ import pytest
 
 from sdgen.convert import ConvertError, ConvertOptions, convert, verify_tokenizer
 from sdgen.engines import Request, load_engine
-from sdgen.models import resolve_model
+from sdgen.models import list_models, resolve_model
 from sdgen.spec import EngineOptions, GenerationParams
 
 
@@ -28,6 +28,15 @@ def test_hf_dir_to_ir(tiny_hf, tmp_path, weights, expected):
     assert report.ir_bytes > 0 and report.seconds > 0
     saved = json.loads((out / "sdgen_convert.json").read_text())
     assert saved["weights"] == weights and saved["tokenizer"]["id_mismatches"] == []
+    accuracy = json.loads((out / "sdgen_accuracy.json").read_text())
+    assert accuracy == saved["accuracy"] and accuracy["new_tokens"] == 32
+    assert 0.0 <= accuracy["greedy_prefix_agreement"] <= 1.0
+    # A random tiny model has a near-uniform next-token distribution: perplexity near the vocab size.
+    assert accuracy["reference_perplexity"] > 10_000
+    tolerance = {"fp16": 0.01, "int8": 0.02, "int4": 0.05}[weights]
+    assert abs(accuracy["perplexity"] / accuracy["reference_perplexity"] - 1) < tolerance
+    listed = {i.name: i for i in list_models([out])}[str(out)]
+    assert listed.note.startswith("accuracy: greedy ")
     # GenAI loads it and generates through sdgen's engine.
     with load_engine("openvino", resolve_model(str(out)), EngineOptions(threads=2)) as engine:
         prompt = engine.render_chat([{"role": "user", "content": "hi"}])
@@ -38,7 +47,7 @@ def test_hf_dir_to_ir(tiny_hf, tmp_path, weights, expected):
 def test_gguf_to_ir_keeps_a_correct_tokenizer(tiny_models, tmp_path):
     """The GGUF path that produced Ġ/Ċ garbage: tokenizer rebuilt from the GGUF, verified after export."""
     out = tmp_path / "from-gguf"
-    report = convert(str(tiny_models["chat"]), out, ConvertOptions(weights="int8"))
+    report = convert(str(tiny_models["chat"]), out, ConvertOptions(weights="int8"), accuracy=False)
     assert report.tokenizer.ok
     hf_config = json.loads((out / "config.json").read_text())
     assert hf_config["architectures"] == ["LlamaForCausalLM"]
@@ -55,14 +64,14 @@ def test_broken_tokenizer_fails_the_conversion_loudly(tiny_hf, tmp_path):
     gguf = resolve_model("smollm2-135m-instruct").path
     AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(src)
     with pytest.raises(ConvertError, match="tokenizer check failed"):
-        convert(str(src), tmp_path / "out", ConvertOptions(weights="int8"))
+        convert(str(src), tmp_path / "out", ConvertOptions(weights="int8"), accuracy=False)
     report = json.loads((tmp_path / "out" / "sdgen_convert.json").read_text())
     assert report["tokenizer"]["round_trip_failures"] or report["tokenizer"]["id_mismatches"]
 
 
 def test_verify_detects_a_different_tokenizer(tiny_hf, tmp_path):
     out = tmp_path / "ir"
-    convert(str(tiny_hf), out, ConvertOptions(weights="fp16"))
+    convert(str(tiny_hf), out, ConvertOptions(weights="fp16"), accuracy=False)
     other = tmp_path / "other-tok"
     shutil.copytree(tiny_hf, other)
     tok = json.loads((other / "tokenizer.json").read_text())

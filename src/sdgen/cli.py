@@ -103,6 +103,7 @@ def convert_cmd(
     all_layers: bool = typer.Option(False, "--all-layers", help="Embeddings and LM head in int4 too."),
     dataset: Optional[Path] = typer.Option(None, "--dataset", help="Spec whose prompts calibrate AWQ/scale estimation."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output dir."),
+    no_accuracy: bool = typer.Option(False, "--no-accuracy", help="Skip the accuracy report against fp32 torch."),
 ) -> None:
     """Convert a model to OpenVINO IR (fp16/int8/int4) and verify its tokenizer."""
     from pydantic import ValidationError
@@ -118,12 +119,17 @@ def convert_cmd(
     except ValidationError as exc:
         raise ConvertError(format_validation_error(exc, "convert options")) from None
     with err.status(f"converting {src}") as status:
-        report = convert(src, out, options, overwrite=overwrite, log=lambda msg: status.update(msg))
+        report = convert(src, out, options, overwrite=overwrite, accuracy=not no_accuracy,
+                         log=lambda msg: status.update(msg))  # fmt: skip
     check = report.tokenizer
     err.print(
         f"[green]converted[/green] {src} -> {report.output} ({report.weights}): "
         f"{report.ir_bytes / 2**20:.1f} MiB in {report.seconds:.1f} s; tokenizer verified on {check.samples} samples"
     )
+    if report.accuracy:
+        from sdgen.accuracy import AccuracyReport
+
+        err.print(f"accuracy vs {report.accuracy['reference']}: {AccuracyReport(**report.accuracy).summary()}")
 
 
 def main() -> None:

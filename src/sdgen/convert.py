@@ -95,6 +95,7 @@ class ConvertReport:
     ir_bytes: int
     tokenizer: TokenizerCheck
     options: dict[str, Any]
+    accuracy: dict[str, Any] | None = None
 
     def save(self) -> Path:
         path = Path(self.output) / REPORT_FILE
@@ -279,6 +280,7 @@ def convert(
     options: ConvertOptions | None = None,
     *,
     overwrite: bool = False,
+    accuracy: bool = True,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> ConvertReport:
     """Convert `src` into an OpenVINO IR dir at `out`, verify its tokenizer, and write a JSON report there."""
@@ -301,9 +303,17 @@ def convert(
         _export(source, out, options, Path(tmp))
         log("verifying the tokenizer")
         check = verify_tokenizer(out, source)
+        measured = None
+        if accuracy and check.ok:
+            from sdgen.accuracy import measure
+
+            log("measuring accuracy against the fp32 torch reference")
+            measured = measure(out, source)
+            measured.save(out)
     report = ConvertReport(
         source=src, output=str(out), weights=options.weights.value, seconds=round(time.perf_counter() - t0, 1),
         ir_bytes=_dir_size(out), tokenizer=check, options=options.model_dump(mode="json"),
+        accuracy=asdict(measured) if measured else None,
     )  # fmt: skip
     report.save()
     if not check.ok:

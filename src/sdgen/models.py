@@ -164,6 +164,13 @@ class ModelInfo:
     note: str = ""
 
 
+def _accuracy_note(path: Path) -> str:
+    from sdgen.accuracy import load_accuracy
+
+    report = load_accuracy(path) if path.is_dir() else None
+    return f"accuracy: {report.summary()}" if report else ""
+
+
 def list_models(paths: list[Path] | None = None) -> list[ModelInfo]:
     """Built-in models and any local model paths given, with where each lives and whether it is ready."""
     infos = []
@@ -174,7 +181,7 @@ def list_models(paths: list[Path] | None = None) -> list[ModelInfo]:
     for path in paths or []:
         try:
             fmt = inspect_path(path)
-            infos.append(ModelInfo(str(path), "local", fmt, str(path.resolve()), True))
+            infos.append(ModelInfo(str(path), "local", fmt, str(path.resolve()), True, _accuracy_note(path)))
         except ModelError as exc:
             infos.append(ModelInfo(str(path), "local", "?", str(path), False, str(exc)))
     return infos
