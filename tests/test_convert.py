@@ -66,7 +66,8 @@ def test_broken_tokenizer_fails_the_conversion_loudly(tiny_hf, tmp_path):
     with pytest.raises(ConvertError, match="tokenizer check failed"):
         convert(str(src), tmp_path / "out", ConvertOptions(weights="int8"), accuracy=False)
     report = json.loads((tmp_path / "out" / "sdgen_convert.json").read_text())
-    assert report["tokenizer"]["round_trip_failures"] or report["tokenizer"]["id_mismatches"]
+    check = report["tokenizer"]
+    assert not check["converted"] or check["round_trip_failures"] or check["id_mismatches"]
 
 
 def test_verify_detects_a_different_tokenizer(tiny_hf, tmp_path):

@@ -41,3 +41,11 @@ def test_chat_template_survives(tokenizers):
     assert hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == ov.apply_chat_template(
         messages, add_generation_prompt=True
     )
+
+
+def test_sentencepiece_merges_rank_pieces_by_score():
+    from sdgen.gguf_tokenizer import _sentencepiece_merges
+
+    tokens = ["a", "b", "c", "ab", "bc", "abc"]
+    scores = [0.0, 0.0, 0.0, -2.0, -1.0, -3.0]  # "bc" is the likelier piece, so it merges first
+    assert _sentencepiece_merges(tokens, scores) == [("b", "c"), ("a", "b"), ("a", "bc"), ("ab", "c")]

@@ -76,6 +76,7 @@ class ConvertOptions(BaseModel):
 
 @dataclass
 class TokenizerCheck:
+    converted: bool = True  # openvino_tokenizers produced a tokenizer and detokenizer at all
     samples: int = 0
     id_mismatches: list[str] = field(default_factory=list)
     round_trip_failures: list[str] = field(default_factory=list)
@@ -83,7 +84,12 @@ class TokenizerCheck:
 
     @property
     def ok(self) -> bool:
-        return not self.id_mismatches and not self.round_trip_failures and self.chat_template_ok is not False
+        return (
+            self.converted
+            and not self.id_mismatches
+            and not self.round_trip_failures
+            and self.chat_template_ok is not False
+        )
 
 
 @dataclass
@@ -127,8 +133,6 @@ def hf_dir_from_gguf(gguf: Path, workdir: Path) -> Path:
     """Dequantize a GGUF into an HF model dir, with its tokenizer rebuilt from the GGUF vocab."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from sdgen.gguf_tokenizer import hf_tokenizer_from_gguf
-
     workdir.mkdir(parents=True, exist_ok=True)
     _check_disk(8 * gguf.stat().st_size, workdir)  # fp32 weights are ~8x a 4-bit GGUF
     try:
@@ -141,11 +145,23 @@ def hf_dir_from_gguf(gguf: Path, workdir: Path) -> Path:
     hf_dir = workdir / "hf"
     model.save_pretrained(hf_dir)
     hf_dir.joinpath("source.txt").write_text(f"{gguf}\n")
-    try:
-        hf_tokenizer_from_gguf(gguf).save_pretrained(hf_dir)
-    except ValueError as exc:
-        raise ConvertError(str(exc)) from None
+    _gguf_tokenizer(gguf).save_pretrained(hf_dir)
     return hf_dir
+
+
+def _gguf_tokenizer(gguf: Path):
+    """Byte-level BPE GGUFs get the rebuilt tokenizer; others (SentencePiece) transformers' conversion.
+
+    Either way the tokenizer check after export decides whether the result is usable.
+    """
+    from transformers import AutoTokenizer
+
+    from sdgen.gguf_tokenizer import hf_tokenizer_from_gguf
+
+    try:
+        return hf_tokenizer_from_gguf(gguf)
+    except ValueError:
+        return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
 
 
 def prepare_source(src: str, workdir: Path) -> str:
@@ -252,6 +268,8 @@ def verify_tokenizer(ir_dir: Path, hf_source: str) -> TokenizerCheck:
     import openvino_genai as ov_genai
     from transformers import AutoTokenizer
 
+    if not all((ir_dir / f"openvino_{part}.xml").is_file() for part in ("tokenizer", "detokenizer")):
+        return TokenizerCheck(converted=False)
     hf = AutoTokenizer.from_pretrained(hf_source)
     ov = ov_genai.Tokenizer(str(ir_dir))
     check = TokenizerCheck(samples=len(TOKENIZER_SAMPLES))
@@ -318,7 +336,7 @@ def convert(
     report.save()
     if not check.ok:
         raise ConvertError(
-            f"tokenizer check failed for {out}: {len(check.id_mismatches)} id mismatches, "
+            f"tokenizer check failed for {out}: converted: {check.converted}, {len(check.id_mismatches)} id mismatches, "
             f"{len(check.round_trip_failures)} round-trip failures, chat template ok: {check.chat_template_ok}"
         )
     return report
