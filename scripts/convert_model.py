@@ -19,6 +19,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--weights", default="int8", choices=["fp16", "int8", "int4"])
     parser.add_argument("--group-size", type=int, default=128)
+    parser.add_argument("--group-size-fallback", default="adjust", choices=["adjust", "ignore", "error"])
     parser.add_argument("--ratio", type=float, default=1.0)
     parser.add_argument("--sym", action="store_true")
     parser.add_argument("--awq", action="store_true")
@@ -28,7 +29,7 @@ def main() -> None:
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
     options = ConvertOptions(
-        weights=args.weights, group_size=args.group_size, ratio=args.ratio, sym=args.sym, awq=args.awq,
+        weights=args.weights, group_size=args.group_size, group_size_fallback=args.group_size_fallback, ratio=args.ratio, sym=args.sym, awq=args.awq,
         scale_estimation=args.scale_estimation, all_layers=args.all_layers, calibration_spec=args.dataset,
     )  # fmt: skip
     report = convert(args.src, args.out, options, overwrite=args.overwrite, log=print)

@@ -30,6 +30,7 @@ def test_hf_dir_to_ir(tiny_hf, tmp_path, weights, expected):
     assert saved["weights"] == weights and saved["tokenizer"]["id_mismatches"] == []
     accuracy = json.loads((out / "sdgen_accuracy.json").read_text())
     assert accuracy == saved["accuracy"] and accuracy["new_tokens"] == 32
+    assert accuracy["reference"] == f"{tiny_hf} (torch fp32)"
     assert 0.0 <= accuracy["greedy_prefix_agreement"] <= 1.0
     # A random tiny model has a near-uniform next-token distribution: perplexity near the vocab size.
     assert accuracy["reference_perplexity"] > 10_000
@@ -126,3 +127,12 @@ def test_existing_output_and_full_disk(tiny_hf, tmp_path, monkeypatch):
     monkeypatch.setattr("sdgen.convert.shutil.disk_usage", lambda _p: Usage(10**12, 10**12, 1024))
     with pytest.raises(ConvertError, match="not enough disk space"):
         convert(str(tiny_hf), tmp_path / "o2")
+
+
+def test_group_size_that_does_not_divide_the_width(tiny_hf, tmp_path):
+    """The tiny model is 64 wide: group 48 fits no layer. Default: adjusted; with fallback=error: one clear error."""
+    report = convert(str(tiny_hf), tmp_path / "adjusted", ConvertOptions(weights="int4", group_size=48), accuracy=False)
+    assert "u4" in element_types(tmp_path / "adjusted") and report.tokenizer.ok
+    with pytest.raises(ConvertError, match="--group-size 48 does not divide every layer's width"):
+        convert(str(tiny_hf), tmp_path / "strict", ConvertOptions(weights="int4", group_size=48, group_size_fallback="error"),
+                accuracy=False)  # fmt: skip

@@ -96,6 +96,9 @@ def convert_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Output dir for the OpenVINO IR."),
     weights: str = typer.Option("int8", "--weights", "-w", help="fp16 | int8 | int4"),
     group_size: int = typer.Option(128, "--group-size", help="int4 group size (-1: per channel)."),
+    group_size_fallback: str = typer.Option(
+        "adjust", "--group-size-fallback", help="adjust | ignore | error, for layers the group size does not divide."
+    ),
     ratio: float = typer.Option(1.0, "--ratio", help="Share of layers in int4, the rest int8."),
     sym: bool = typer.Option(False, "--sym", help="Symmetric quantization."),
     awq: bool = typer.Option(False, "--awq", help="AWQ (int4; needs --dataset)."),
@@ -113,7 +116,7 @@ def convert_cmd(
 
     try:
         options = ConvertOptions(
-            weights=weights, group_size=group_size, ratio=ratio, sym=sym, awq=awq,
+            weights=weights, group_size=group_size, group_size_fallback=group_size_fallback, ratio=ratio, sym=sym, awq=awq,
             scale_estimation=scale_estimation, all_layers=all_layers, calibration_spec=dataset,
         )  # fmt: skip
     except ValidationError as exc:

@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -52,6 +52,9 @@ class ConvertOptions(BaseModel):
 
     weights: WeightFormat = Field(WeightFormat.int8, description="Weight format of the IR.")
     group_size: int = Field(128, description="int4 group size; -1 means per-channel.")
+    group_size_fallback: Literal["adjust", "ignore", "error"] = Field(
+        "adjust", description="Layers whose width the group size does not divide: adjust the group, keep them int8, or fail."
+    )
     ratio: float = Field(1.0, gt=0.0, le=1.0, description="Share of layers in int4 (the rest int8).")
     sym: bool = Field(False, description="Symmetric quantization.")
     awq: bool = Field(False, description="Activation-aware weight quantization (int4, needs a calibration spec).")
@@ -236,6 +239,7 @@ def _quantization_config(options: ConvertOptions, source: str):
         dataset = calibration_prompts(options.calibration_spec, source, options.calibration_rows)
     return OVWeightQuantizationConfig(
         bits=4, sym=options.sym, group_size=options.group_size, ratio=options.ratio,
+        group_size_fallback=options.group_size_fallback,
         all_layers=options.all_layers or None, dataset=dataset, tokenizer=source if dataset else None,
         num_samples=len(dataset) if dataset else None, quant_method="awq" if options.awq else "default",
         scale_estimation=options.scale_estimation or None,
@@ -256,7 +260,15 @@ def _export(source: str, out: Path, options: ConvertOptions, workdir: Path) -> N
     # main_export ignores a quantization config (optimum-cli runs a second step): export, then compress.
     main_export(source, exported, task="text-generation-with-past", ov_config=OVConfig(dtype="fp32"),
                 convert_tokenizer=True)  # fmt: skip
-    model = OVModelForCausalLM.from_pretrained(exported, quantization_config=quant, compile=False)
+    import nncf
+
+    try:
+        model = OVModelForCausalLM.from_pretrained(exported, quantization_config=quant, compile=False)
+    except nncf.InvalidGroupSizeError:
+        raise ConvertError(
+            f"--group-size {options.group_size} does not divide every layer's width; "
+            "pick another size or use --group-size-fallback adjust"
+        ) from None
     model.save_pretrained(out)
     for item in exported.iterdir():  # tokenizer, detokenizer, HF tokenizer files, chat template
         if not (out / item.name).exists():
@@ -327,6 +339,7 @@ def convert(
 
             log("measuring accuracy against the fp32 torch reference")
             measured = measure(out, source)
+            measured.reference = f"{src} (torch fp32)"  # the user's name for it, not a temp dir
             measured.save(out)
     report = ConvertReport(
         source=src, output=str(out), weights=options.weights.value, seconds=round(time.perf_counter() - t0, 1),
