@@ -9,7 +9,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 OPTIMUM_INTEL := optimum-intel==2.2.0
 
-.PHONY: install install-convert demo test test-fast models clean
+IPEX_VENV := .venv-ipex
+
+.PHONY: install install-convert ipex-env test-ipex demo test test-fast models clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +30,19 @@ $(VENV)/.installed-convert: $(VENV)/.installed
 	$(PY) -m pip install -q --no-deps '$(OPTIMUM_INTEL)'
 	@touch $@
 
+# IPEX lives in its own environment (torch 2.8, transformers 4.51): see requirements-ipex.txt.
+ipex-env: $(IPEX_VENV)/.installed
+
+$(IPEX_VENV)/.installed: requirements-ipex.txt pyproject.toml
+	@test -x $(IPEX_VENV)/bin/python || $(PYTHON) -m venv $(IPEX_VENV)
+	$(IPEX_VENV)/bin/pip install -q -r requirements-ipex.txt
+	$(IPEX_VENV)/bin/pip install -q --no-deps -e .
+	$(IPEX_VENV)/bin/sdgen models --provision smollm2-135m-instruct > /dev/null
+	@touch $@
+
+test-ipex: ipex-env
+	$(IPEX_VENV)/bin/python -m pytest -q tests/test_engine_ipex.py
+
 demo: install
 	$(SDGEN) generate examples/customer_service.yaml --rows $(DEMO_ROWS) --output $(DEMO_OUT) --overwrite
 	@echo "dataset written to $(DEMO_OUT)"
@@ -43,4 +58,4 @@ models: install
 	$(SDGEN) models
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache
+	rm -rf $(VENV) $(IPEX_VENV) demo .pytest_cache

@@ -123,10 +123,12 @@ def measure(ir_dir: Path, hf_source: str) -> AccuracyReport:
     """Compare an IR with the fp32 torch model it was converted from."""
     import torch
     from optimum.intel import OVModelForCausalLM
+
+    from sdgen.hf_compat import dtype_kwargs
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(hf_source)
-    reference = AutoModelForCausalLM.from_pretrained(hf_source, dtype=torch.float32).eval()
+    reference = AutoModelForCausalLM.from_pretrained(hf_source, **dtype_kwargs(torch.float32)).eval()
     prompts = _prompt_ids(tokenizer)
     ref_tokens = _torch_greedy(reference, prompts)
     ov_tokens = _ov_greedy(ir_dir, prompts)

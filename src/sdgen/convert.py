@@ -22,6 +22,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sdgen.errors import ModelError, SdgenError
+from sdgen.hf_compat import dtype_kwargs
 from sdgen.models import BUILTINS, inspect_path, resolve_model
 
 TOKENIZER_SAMPLES = [
@@ -140,7 +141,7 @@ def hf_dir_from_gguf(gguf: Path, workdir: Path) -> Path:
     _check_disk(8 * gguf.stat().st_size, workdir)  # fp32 weights are ~8x a 4-bit GGUF
     try:
         config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, **dtype_kwargs("float32"))
     except (ValueError, KeyError, OSError) as exc:
         raise ConvertError(f"{gguf}: transformers cannot read this GGUF ({exc})") from None
     config.architectures = [type(model).__name__]  # absent in GGUF-derived configs; IPEX needs it

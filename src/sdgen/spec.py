@@ -44,7 +44,9 @@ class EngineOptions(_Strict):
     dynamic_split_fuse: bool = Field(True, description="Mix prefill chunks into decode steps.")
     max_attempts: int = Field(3, ge=1, le=20, description="Tries per row (new seed each) when its output cannot be parsed.")
     static_batch_size: int = Field(16, ge=1, description="Rows per batch for the static-batching backends (torch, ipex).")
-    dtype: Literal["auto", "bf16", "fp32"] = Field("auto", description="torch/ipex precision; auto = bf16 where the CPU has it.")
+    dtype: Literal["auto", "bf16", "fp32", "int8"] = Field(
+        "auto", description="torch/ipex precision; auto = bf16 where the CPU has it; int8 = IPEX weight-only int8."
+    )
 
 
 class Example(_Strict):

@@ -62,6 +62,7 @@ _REGISTRY: dict[str, str | EngineFactory] = {
     # Backends are imported lazily so that an optional backend's packages are needed only when used.
     "openvino": "sdgen.engines.openvino:OpenVINOEngine",
     "torch": "sdgen.engines.torch:TorchEngine",
+    "ipex": "sdgen.engines.ipex:IpexEngine",
 }
 
 

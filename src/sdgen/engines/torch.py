@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 
 from sdgen.engines.base import Engine, Request, Result
 from sdgen.errors import EngineError, ModelError
+from sdgen.hf_compat import dtype_kwargs
 from sdgen.models import ResolvedModel
 from sdgen.spec import EngineOptions, GenerationParams
 
@@ -62,7 +63,10 @@ class TorchEngine(Engine):
         if options.threads:
             torch.set_num_threads(options.threads)
         self.options = options
-        self.dtype = torch.bfloat16 if options.dtype == "bf16" or (options.dtype == "auto" and cpu_has_bf16()) else torch.float32
+        if options.dtype == "int8" and self.backend != "ipex":
+            raise EngineError("dtype int8 (weight-only) is an ipex backend option; use bf16 or fp32 with torch")
+        bf16 = options.dtype in ("bf16", "int8") or (options.dtype == "auto" and cpu_has_bf16())
+        self.dtype = torch.bfloat16 if bf16 else torch.float32
         path = hf_model_dir(model)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
@@ -74,7 +78,7 @@ class TorchEngine(Engine):
         self.eos_ids = {int(e) for e in eos + [self.tokenizer.eos_token_id] if e is not None}
 
     def _load(self, auto_class, path: Path):
-        model = auto_class.from_pretrained(path, dtype=self.dtype).eval()
+        model = auto_class.from_pretrained(path, **dtype_kwargs(self.dtype)).eval()
         return model
 
     @property
