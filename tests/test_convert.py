@@ -136,3 +136,18 @@ def test_group_size_that_does_not_divide_the_width(tiny_hf, tmp_path):
     with pytest.raises(ConvertError, match="--group-size 48 does not divide every layer's width"):
         convert(str(tiny_hf), tmp_path / "strict", ConvertOptions(weights="int4", group_size=48, group_size_fallback="error"),
                 accuracy=False)  # fmt: skip
+
+
+def test_data_aware_int4_calibrated_on_spec_prompts(tiny_hf, tmp_path):
+    """AWQ + scale estimation, with the calibration set rendered from a spec's own prompts."""
+    from sdgen.convert import calibration_prompts
+
+    from conftest import EXAMPLE_SPEC
+
+    prompts = calibration_prompts(EXAMPLE_SPEC, str(tiny_hf), rows=4)
+    assert len(prompts) == 4 and all(p.startswith("<|im_start|>system") for p in prompts)
+    options = ConvertOptions(weights="int4", group_size=32, awq=True, scale_estimation=True,
+                             calibration_spec=EXAMPLE_SPEC, calibration_rows=4)  # fmt: skip
+    report = convert(str(tiny_hf), tmp_path / "awq", options, accuracy=False)
+    assert "u4" in element_types(tmp_path / "awq") and report.tokenizer.ok
+    assert report.options["awq"] and report.options["scale_estimation"]

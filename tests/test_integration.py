@@ -1,5 +1,6 @@
 """End to end on the built-in SmolLM2-135M (provisioned from PyPI), as `make demo` runs it."""
 
+import json
 import re
 from collections import Counter
 
@@ -61,3 +62,29 @@ def test_same_seed_reproduces_the_same_rows(run):
     a = pd.read_csv(first.output, keep_default_na=False).sort_values("row").reset_index(drop=True)
     b = pd.read_csv(second.output, keep_default_na=False).sort_values("row").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.slow
+def test_gemma3_builtin_end_to_end(tmp_path):
+    """The second built-in: five PyPI packages reassembled, SHA-256 checked, converted once to an int8 IR,
+    driven with completion prompts (a base model has no chat template)."""
+    from sdgen.engines import load_engine
+    from sdgen.models import provision, resolve_model
+    from sdgen.prompts import PromptMode, detect_mode
+    from sdgen.spec import EngineOptions
+
+    ir = provision("gemma3-270m", quiet=True)
+    assert (ir / "openvino_model.xml").is_file()
+    assert json.loads((ir / "sdgen_convert.json").read_text())["tokenizer"]["id_mismatches"] == []
+    assert (ir.parent / "gemma-3-270m-q4_k_m.gguf").is_file()
+    with load_engine("openvino", resolve_model("gemma3-270m"), EngineOptions(threads=2)) as engine:
+        assert detect_mode(engine.chat_template, engine.render_chat) is PromptMode.COMPLETION
+    summary = sdgen.generate(EXAMPLE_SPEC, rows=32, model="gemma3-270m", output=tmp_path / "g.csv",
+                             engine={"threads": 2, "max_attempts": 5})  # fmt: skip
+    df = pd.read_csv(summary.output, keep_default_na=False)
+    plan = make_plan(sdgen.load_spec(EXAMPLE_SPEC, rows=32, model="gemma3-270m"))
+    assert len(df) == 32 and Counter(df["label"]) == Counter(r.label for r in plan)
+    assert set(df["model"]) == {"gemma3-270m"}
+    assert df["text"].nunique() >= 0.95 * 32
+    for text in df["text"]:
+        assert not TEMPLATE_TOKENS.search(text) and not BYTE_LEVEL.search(text), text

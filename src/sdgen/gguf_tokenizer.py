@@ -80,10 +80,15 @@ def _sentencepiece_bpe(path: Path, field):
     from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
     from transformers import PreTrainedTokenizerFast
 
-    tokens: list[str] = field("tokenizer.ggml.tokens")
+    tokens: list[str] = list(field("tokenizer.ggml.tokens"))
     scores: list[float] = field("tokenizer.ggml.scores")
     types: list[int] = field("tokenizer.ggml.token_type")
     unk = tokens[field("tokenizer.ggml.unknown_token_id", 0)]
+    # GGUF writers store user-defined whitespace pieces with spaces; SentencePiece matches them on normalized
+    # text (spaces as ▁). As ordinary pieces with top merge priority they segment the same way.
+    for i, (t, k) in enumerate(zip(tokens, types)):
+        if k == 4 and t.strip(" ") == "" and "▁" * len(t) not in tokens:
+            tokens[i] = "▁" * len(t)
     bpe = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=_sentencepiece_merges(tokens, scores),
                                unk_token=unk, fuse_unk=True, byte_fallback=True))  # fmt: skip
     prefix = [normalizers.Prepend("▁")] if field("tokenizer.ggml.add_space_prefix", False) else []
@@ -91,7 +96,7 @@ def _sentencepiece_bpe(path: Path, field):
     bpe.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
     # Control (3) and user-defined (4) tokens are matched whole before BPE, as SentencePiece does.
     bpe.add_special_tokens([AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, types) if k == 3])
-    bpe.add_tokens([AddedToken(t, normalized=False) for t, k in zip(tokens, types) if k == 4])
+    bpe.add_tokens([AddedToken(t, normalized=False) for t, k in zip(tokens, types) if k == 4 and "▁" not in t])
 
     def token(key: str) -> str | None:
         idx = field(key)

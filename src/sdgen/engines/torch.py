@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from sdgen.engines.base import Engine, Request, Result
 from sdgen.errors import EngineError, ModelError
 from sdgen.hf_compat import dtype_kwargs
-from sdgen.models import ResolvedModel
+from sdgen.models import CACHE_DIR, ResolvedModel
 from sdgen.spec import EngineOptions, GenerationParams
 
-CACHE = Path(os.environ.get("SDGEN_CACHE", Path.home() / ".cache" / "sdgen"))
+CACHE = CACHE_DIR
 STOP_WINDOW = 16  # tokens decoded at each step to look for stop strings
 
 
