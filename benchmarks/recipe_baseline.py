@@ -1,8 +1,9 @@
 """The tutorial recipe's way of generating, measured on the same rows and prompts as sdgen.
 
 One transformers `pipeline()` call per row, batch 1, as the recipe does (by default a new
-pipeline per row, exactly as written; `--reuse-pipeline` builds it once). Needs the `[torch]`
-extra. The built-in GGUF is dequantized into an HF model dir once and cached.
+pipeline per row, exactly as written; `--reuse-pipeline` builds it once). Needs the `[convert]`
+extra. The built-in GGUF is dequantized into an HF model dir once and cached, as for the torch
+backend (with a tokenizer rebuilt from the GGUF: transformers' own conversion garbles SmolLM2's).
 
     python benchmarks/recipe_baseline.py --rows 16
 """
@@ -11,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
+from sdgen.engines.torch import hf_model_dir
 from sdgen.extract import extract
 from sdgen.models import resolve_model
 from sdgen.plan import make_plan
@@ -22,23 +23,6 @@ from sdgen.prompts import PromptBuilder, detect_mode
 from sdgen.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = Path(os.environ.get("SDGEN_CACHE", Path.home() / ".cache" / "sdgen"))
-
-
-def hf_dir_from_gguf(model_name: str) -> Path:
-    """Dequantize a GGUF model into an HF model dir (cached), as the recipe would load it from the hub cache."""
-    from transformers import AutoModelForCausalLM
-
-    from sdgen.gguf_tokenizer import hf_tokenizer_from_gguf
-
-    out = CACHE / "hf" / f"{model_name}-v2"
-    if not (out / "config.json").is_file():
-        gguf = resolve_model(model_name).path
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model.save_pretrained(out)
-        # transformers' GGUF tokenizer conversion is broken for SmolLM2 (Ġ/Ċ in decoded text): rebuild it.
-        hf_tokenizer_from_gguf(gguf).save_pretrained(out)
-    return out
 
 
 def main() -> None:
@@ -56,7 +40,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     overrides = {"rows": args.rows, "prompt_style": args.style}
     spec = load_spec(args.spec, **overrides)
-    model_dir = hf_dir_from_gguf(spec.models[0].name)
+    model_dir = hf_model_dir(resolve_model(spec.models[0].name, base_dir=spec.base_dir))
     tok = AutoTokenizer.from_pretrained(model_dir)
 
     def render(messages):

@@ -54,7 +54,7 @@ def test_limits_and_stop_strings(engine):
 def test_gguf_model_is_dequantized_once_into_the_cache(tiny_models, tmp_path, monkeypatch):
     import sdgen.engines.torch as torch_engine
 
-    monkeypatch.setattr(torch_engine, "CACHE", tmp_path)
+    monkeypatch.setattr(torch_engine, "CACHE_DIR", tmp_path)
     model = resolve_model(str(tiny_models["chat"]))
     first = torch_engine.hf_model_dir(model)
     assert first.parent == tmp_path / "hf" and (first / "config.json").is_file()

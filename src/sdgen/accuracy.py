@@ -119,13 +119,13 @@ def _perplexity(logits, ids) -> float:
     return math.exp(torch.nn.functional.cross_entropy(logits, targets).item())
 
 
-def measure(ir_dir: Path, hf_source: str) -> AccuracyReport:
-    """Compare an IR with the fp32 torch model it was converted from."""
+def measure(ir_dir: Path, hf_source: str, *, label: str | None = None) -> AccuracyReport:
+    """Compare an IR with the fp32 torch model it was converted from (`label` names that source)."""
     import torch
     from optimum.intel import OVModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from sdgen.hf_compat import dtype_kwargs
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(hf_source)
     reference = AutoModelForCausalLM.from_pretrained(hf_source, **dtype_kwargs(torch.float32)).eval()
@@ -140,7 +140,7 @@ def measure(ir_dir: Path, hf_source: str) -> AccuracyReport:
     ov_model = OVModelForCausalLM.from_pretrained(ir_dir, compile=True)
     ov_ppl = _perplexity(ov_model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits, ids)
     return AccuracyReport(
-        reference=f"{hf_source} (torch fp32)", new_tokens=NEW_TOKENS, prompts=len(PROMPTS),
+        reference=f"{label or hf_source} (torch fp32)", new_tokens=NEW_TOKENS, prompts=len(PROMPTS),
         greedy_prefix_agreement=round(sum(matches) / (NEW_TOKENS * len(matches)), 4),
         greedy_exact_match=round(sum(m == NEW_TOKENS for m in matches) / len(matches), 4),
         perplexity=round(ov_ppl, 3), reference_perplexity=round(ref_ppl, 3),

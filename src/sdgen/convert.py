@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sdgen.errors import ModelError, SdgenError
 from sdgen.hf_compat import dtype_kwargs
-from sdgen.models import BUILTINS, inspect_path, resolve_model
+from sdgen.models import BUILTINS, CONVERT_REPORT, inspect_path, resolve_model
 
 TOKENIZER_SAMPLES = [
     "Hello world! It's 2026-11-24; 12345 items cost $6.78.",
@@ -33,7 +33,6 @@ TOKENIZER_SAMPLES = [
     "Café naïve résumé façade jalapeño Ångström Øre straße",
     "  leading spaces,\n\n\ntrailing newlines\n",
 ]
-REPORT_FILE = "sdgen_convert.json"
 
 
 class ConvertError(SdgenError):
@@ -108,7 +107,7 @@ class ConvertReport:
     accuracy: dict[str, Any] | None = None
 
     def save(self) -> Path:
-        path = Path(self.output) / REPORT_FILE
+        path = Path(self.output) / CONVERT_REPORT
         path.write_text(json.dumps(asdict(self), indent=2, default=str))
         return path
 
@@ -135,17 +134,15 @@ def _check_disk(needed: int, where: Path) -> None:
 
 def hf_dir_from_gguf(gguf: Path, workdir: Path) -> Path:
     """Dequantize a GGUF into an HF model dir, with its tokenizer rebuilt from the GGUF vocab."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     workdir.mkdir(parents=True, exist_ok=True)
     _check_disk(8 * gguf.stat().st_size, workdir)  # fp32 weights are ~8x a 4-bit GGUF
     try:
-        config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, **dtype_kwargs("float32"))
     except (ValueError, KeyError, OSError) as exc:
         raise ConvertError(f"{gguf}: transformers cannot read this GGUF ({exc})") from None
-    config.architectures = [type(model).__name__]  # absent in GGUF-derived configs; IPEX needs it
-    model.config.architectures = config.architectures
+    model.config.architectures = [type(model).__name__]  # absent in GGUF-derived configs; IPEX needs it
     hf_dir = workdir / "hf"
     model.save_pretrained(hf_dir)
     hf_dir.joinpath("source.txt").write_text(f"{gguf}\n")
@@ -297,11 +294,10 @@ def verify_tokenizer(ir_dir: Path, hf_source: str) -> TokenizerCheck:
         messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
         try:
             want = hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            check.chat_template_ok = ov.apply_chat_template(messages, add_generation_prompt=True) == want
-        except Exception:  # a template that refuses a system turn must refuse it in both renderers
+        except Exception:  # a template that refuses a system turn: compare without one
             messages = messages[1:]
             want = hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            check.chat_template_ok = ov.apply_chat_template(messages, add_generation_prompt=True) == want
+        check.chat_template_ok = ov.apply_chat_template(messages, add_generation_prompt=True) == want
     return check
 
 
@@ -339,8 +335,7 @@ def convert(
             from sdgen.accuracy import measure
 
             log("measuring accuracy against the fp32 torch reference")
-            measured = measure(out, source)
-            measured.reference = f"{src} (torch fp32)"  # the user's name for it, not a temp dir
+            measured = measure(out, source, label=src)  # the user's name for the source, not a temp dir
             measured.save(out)
     report = ConvertReport(
         source=src, output=str(out), weights=options.weights.value, seconds=round(time.perf_counter() - t0, 1),

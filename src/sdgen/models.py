@@ -22,6 +22,7 @@ from sdgen.errors import ModelError
 
 GGUF_MAGIC = b"GGUF"
 IR_FILE = "openvino_model.xml"
+CONVERT_REPORT = "sdgen_convert.json"  # written by `sdgen convert` once an IR passed its checks
 
 
 CACHE_DIR = Path(os.environ.get("SDGEN_CACHE", Path.home() / ".cache" / "sdgen"))
@@ -46,6 +47,11 @@ class BuiltinModel:
     @property
     def cache_dir(self) -> Path:
         return CACHE_DIR / "models" / self.name
+
+    @property
+    def ir_dir(self) -> Path:
+        """Where a model that needs conversion keeps its IR."""
+        return self.cache_dir / f"ir-{self.convert_to}"
 
 
 BUILTINS: dict[str, BuiltinModel] = {
@@ -105,16 +111,11 @@ def _distribution_file(model: BuiltinModel) -> tuple[Path, str | None] | None:
     return _package_file(model.package, model.file)
 
 
-def _ready_marker(model: BuiltinModel) -> Path:
-    return model.cache_dir / f"ir-{model.convert_to}" / "sdgen_convert.json"
-
-
 def builtin_path(name: str) -> Path | None:
     """Where a built-in model's loadable weights live, or None if it is not provisioned."""
     model = BUILTINS[name]
     if model.convert_to:
-        marker = _ready_marker(model)
-        return marker.parent if marker.is_file() else None
+        return model.ir_dir if (model.ir_dir / CONVERT_REPORT).is_file() else None
     found = _distribution_file(model)
     return found[0] if found else None
 
@@ -133,12 +134,12 @@ def _pip_install(model: BuiltinModel, *, quiet: bool) -> None:
     importlib.invalidate_caches()  # the new dist-info dirs must be visible to importlib.metadata
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: Path) -> bytes:
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()
+    return h.digest()
 
 
 def _reassemble(model: BuiltinModel, *, quiet: bool) -> Path:
@@ -152,14 +153,14 @@ def _reassemble(model: BuiltinModel, *, quiet: bool) -> Path:
     sums = _package_file(model.package, model.sha256sums)[0].read_text().split()
     expected = sums[sums.index(model.file) - 1]
     target = model.cache_dir / model.file
-    if not target.is_file() or _sha256(target) != expected:
+    if not target.is_file() or _sha256(target).hex() != expected:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".partial")
         with partial.open("wb") as out:
             for path, _ in parts:
                 with path.open("rb") as f:
                     shutil.copyfileobj(f, out, 1 << 22)
-        if _sha256(partial) != expected:
+        if _sha256(partial).hex() != expected:
             partial.unlink()
             raise ModelError(f"reassembled {model.file} does not match its SHA256SUMS; reinstall {model.package}")
         partial.rename(target)
@@ -172,9 +173,8 @@ def _provision_converted(model: BuiltinModel, *, quiet: bool) -> Path:
         from sdgen.convert import ConvertOptions, convert
     except ImportError:
         raise ModelError(f"{model.name!r} must be converted once: run `make install-convert` first") from None
-    out = model.cache_dir / f"ir-{model.convert_to}"
-    convert(str(gguf), out, ConvertOptions(weights=model.convert_to), overwrite=True)
-    return out
+    convert(str(gguf), model.ir_dir, ConvertOptions(weights=model.convert_to), overwrite=True)
+    return model.ir_dir
 
 
 def provision(name: str, *, quiet: bool = False) -> Path:
@@ -200,8 +200,7 @@ def provision(name: str, *, quiet: bool = False) -> Path:
 
 def _sha256_matches(path: Path, record_digest: str) -> bool:
     """Compare with a wheel RECORD digest (urlsafe base64, no padding)."""
-    digest = bytes.fromhex(_sha256(path))
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == record_digest
+    return base64.urlsafe_b64encode(_sha256(path)).rstrip(b"=").decode() == record_digest
 
 
 def inspect_path(path: Path) -> str:
@@ -268,7 +267,8 @@ def list_models(paths: list[Path] | None = None) -> list[ModelInfo]:
         path = builtin_path(model.name)
         location = str(path) if path else f"PyPI {model.package}=={model.version} (not provisioned)"
         fmt = "openvino-ir" if model.convert_to else "gguf"
-        note = model.description + (f"; {_accuracy_note(path)}" if path and path.is_dir() and _accuracy_note(path) else "")
+        accuracy = _accuracy_note(path) if path else ""
+        note = f"{model.description}; {accuracy}" if accuracy else model.description
         infos.append(ModelInfo(model.name, "built-in", fmt, location, path is not None, note))
     for path in paths or []:
         try:

@@ -114,10 +114,12 @@ class OpenVINOEngine(Engine):
         refill()
         while inflight:
             self._pipe.step()
-            finished = [item for item in inflight if item[0].get_status() != running]
+            finished, still = [], []
+            for item in inflight:
+                (still if item[0].get_status() == running else finished).append(item)
             if not finished:
                 continue
-            inflight[:] = [item for item in inflight if item[0].get_status() == running]
+            inflight[:] = still
             refill()  # top up before handing results out, so the engine never starves
             for handle, req in finished:
                 yield self._result(handle, req)

@@ -19,7 +19,6 @@ from sdgen.hf_compat import dtype_kwargs
 from sdgen.models import CACHE_DIR, ResolvedModel
 from sdgen.spec import EngineOptions, GenerationParams
 
-CACHE = CACHE_DIR
 STOP_WINDOW = 16  # tokens decoded at each step to look for stop strings
 
 
@@ -38,7 +37,7 @@ def hf_model_dir(model: ResolvedModel) -> Path:
     if model.format == "gguf":
         stat = model.path.stat()
         key = hashlib.sha256(f"{model.path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-        cached = CACHE / "hf" / f"{model.path.stem}-{key}"
+        cached = CACHE_DIR / "hf" / f"{model.path.stem}-{key}"
         if not (cached / "config.json").is_file():
             from sdgen.convert import hf_dir_from_gguf
 
@@ -77,8 +76,7 @@ class TorchEngine(Engine):
         self.eos_ids = {int(e) for e in eos + [self.tokenizer.eos_token_id] if e is not None}
 
     def _load(self, auto_class, path: Path):
-        model = auto_class.from_pretrained(path, **dtype_kwargs(self.dtype)).eval()
-        return model
+        return auto_class.from_pretrained(path, **dtype_kwargs(self.dtype)).eval()
 
     @property
     def chat_template(self) -> str | None:
@@ -97,13 +95,13 @@ class TorchEngine(Engine):
         params = batch[0].params
         enc = self.tokenizer([r.prompt for r in batch], return_tensors="pt", padding=True, add_special_tokens=False)
         ids, mask = enc["input_ids"], enc["attention_mask"]
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         history = ids.clone()
         generators = [torch.Generator().manual_seed(r.seed) for r in batch]
         done = [False] * len(batch)
         outputs: list[list[int]] = [[] for _ in batch]
         reasons = ["length"] * len(batch)
-        past, step_ids, step_pos = None, ids, positions
+        past, step_ids = None, ids
+        step_pos = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: each row counts from its first real token
         with torch.inference_mode():
             for _ in range(params.max_new_tokens):
                 out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
@@ -125,8 +123,7 @@ class TorchEngine(Engine):
                 step_ids = next_ids[:, None]
                 history = torch.cat([history, step_ids], dim=1)
                 mask = torch.cat([mask, torch.ones_like(step_ids)], dim=1)
-                step_pos = positions[:, -1:] + 1
-                positions = torch.cat([positions, step_pos], dim=1)
+                step_pos = step_pos[:, -1:] + 1
         return [self._result(req, toks, reason) for req, toks, reason in zip(batch, outputs, reasons)]
 
     def _sample(self, logits, history, params: GenerationParams, generators):
