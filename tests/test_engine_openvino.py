@@ -79,3 +79,17 @@ def test_missing_and_corrupt_models_are_clear_errors(tmp_path):
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(ModelError, match=r"could not load model .*bad\.gguf"):
         load_engine("openvino", resolve_model(str(bad)), EngineOptions(threads=1))
+
+
+def test_cpu_properties_map_precision_options():
+    from sdgen.engines.openvino import cpu_properties
+    from sdgen.errors import EngineError
+
+    assert cpu_properties(EngineOptions(), 3) == {"INFERENCE_NUM_THREADS": 3}  # plugin defaults otherwise
+    props = cpu_properties(EngineOptions(dtype="bf16", kv_cache_precision="bf16"), 2)
+    assert props["INFERENCE_PRECISION_HINT"] == "bf16" and props["KV_CACHE_PRECISION"] == "bf16"
+    assert cpu_properties(EngineOptions(dtype="fp32", kv_cache_precision="u4"), 2)["KV_CACHE_PRECISION"] == "u4"
+    with pytest.raises(EngineError, match="needs bf16 inference"):
+        cpu_properties(EngineOptions(dtype="fp32", kv_cache_precision="bf16"), 2)
+    with pytest.raises(EngineError, match="ipex option"):
+        cpu_properties(EngineOptions(dtype="int8"), 2)

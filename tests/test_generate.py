@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import sdgen
+from sdgen.engines.base import Engine, Result, register_engine
 from sdgen.errors import ModelError, OutputError
 from sdgen.plan import make_plan
 from sdgen.spec import build_spec
@@ -138,3 +139,45 @@ def test_generate_path_needs_no_torch(tmp_path, tiny_models):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+class ScriptedEngine(Engine):
+    """Fails a row's first attempts by a rule, one request at a time, and records what it was fed."""
+
+    backend = "scripted"
+    runs: list[list[tuple[int, int]]] = []
+
+    def __init__(self, model, options) -> None:
+        self.fail_attempts = {row: row % 3 for row in range(1000)}  # row 3k+2 fails twice, 3k+1 once, 3k never
+
+    chat_template = None
+
+    def render_chat(self, messages):
+        raise AssertionError("base model")
+
+    def generate(self, requests):
+        fed: list[tuple[int, int]] = []
+        ScriptedEngine.runs.append(fed)
+        for req in requests:
+            attempt = sum(1 for row, _ in fed if row == req.id)
+            fed.append((req.id, req.seed))
+            ok = attempt >= self.fail_attempts[req.id]
+            yield Result(req.id, f" Row {req.id} attempt {attempt} was fine, thanks." if ok else "", 5, "stop")
+
+
+def test_unparseable_rows_retry_in_the_same_engine_run_with_new_seeds(tmp_path, tiny_models):
+    register_engine("scripted", ScriptedEngine)
+    ScriptedEngine.runs.clear()
+    spec = tiny_spec(tmp_path, tiny_models["base"], sample_size=30)
+    summary = sdgen.generate(spec, backend="scripted", engine={**ENGINE, "max_attempts": 2})
+    assert len(ScriptedEngine.runs) == 1  # retries joined the running batch, no second pass
+    fed = ScriptedEngine.runs[0]
+    assert len(fed) == 30 + 20  # rows 3k+1 and 3k+2 retried once; 3k+2 then spent its 2 attempts
+    seeds: dict[int, list[int]] = {}
+    for row, seed in fed:
+        seeds.setdefault(row, []).append(seed)
+    assert all(len(set(s)) == len(s) for s in seeds.values())
+    df = read(summary.output)
+    assert sorted(df["row"]) == [r for r in range(30) if r % 3 != 2]
+    assert summary.unparseable == 10 and summary.per_model[str(tiny_models["base"])].attempts == 50
+    assert all(df.set_index("row").loc[r, "seed"] == seeds[r][-1] for r in df["row"])

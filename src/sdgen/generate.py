@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable
 
 from sdgen.engines.base import Engine, Request, check_backend, load_engine
 from sdgen.errors import Interrupted
@@ -28,7 +28,8 @@ class ModelStats:
     exact_duplicates: int = 0
     generated_tokens: int = 0
     attempts: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # load + generation
+    load_seconds: float = 0.0
 
 
 @dataclass
@@ -86,44 +87,79 @@ class _RowSink:
         self._buffer = []
 
 
-def _requests(spec: Spec, builder: PromptBuilder, rows: list[PlannedRow], attempt: int) -> Iterator[Request]:
-    stops = builder.stop_strings
-    for row in rows:
-        seed = row.seed if attempt == 0 else retry_seed(spec, row.row, attempt)
-        yield Request(row.row, builder.build(row), spec.generation, seed, stops)
+class RequestFeed:
+    """The requests of one engine run: planned rows first-come, and retries queued while results come back.
+
+    Retries join the running batch instead of a second pass, so the engine never idles on a tail
+    of a few retried rows. Engines pull with ``next()`` and try again after each result they hand
+    out, so StopIteration here means "nothing now", not "never".
+    """
+
+    def __init__(self, spec: Spec, builder: PromptBuilder, rows: Iterable[PlannedRow]) -> None:
+        self.spec, self.builder = spec, builder
+        self._planned = iter(rows)
+        self._retries: deque[Request] = deque()
+        self.attempt: dict[int, int] = {}
+        self.rows: dict[int, PlannedRow] = {}
+
+    def __iter__(self) -> RequestFeed:
+        return self
+
+    def __next__(self) -> Request:
+        if self._retries:
+            return self._retries.popleft()
+        row = next(self._planned)
+        self.rows[row.row] = row
+        self.attempt[row.row] = 0
+        return self._request(row, row.seed)
+
+    def seed(self, row_id: int) -> int:
+        attempt = self.attempt[row_id]
+        return self.rows[row_id].seed if attempt == 0 else retry_seed(self.spec, row_id, attempt)
+
+    def retry(self, row_id: int) -> bool:
+        """Queue the row's next attempt; False when its attempts are spent."""
+        if self.attempt[row_id] + 1 >= self.spec.engine.max_attempts:
+            return False
+        self.attempt[row_id] += 1
+        self._retries.append(self._request(self.rows[row_id], self.seed(row_id)))
+        return True
+
+    def done(self, row_id: int) -> PlannedRow:
+        del self.attempt[row_id]
+        return self.rows.pop(row_id)
+
+    def _request(self, row: PlannedRow, seed: int) -> Request:
+        return Request(row.row, self.builder.build(row), self.spec.generation, seed, self.builder.stop_strings)
 
 
 def _run_model(
     spec: Spec, engine: Engine, rows: list[PlannedRow], sink: _RowSink, stats: ModelStats, progress: ProgressListener
 ) -> None:
-    """Generate every row of one model, retrying unparseable rows with fresh seeds."""
+    """Generate every row of one model; an unparseable row is retried with a fresh seed in the same run."""
     mode = detect_mode(engine.chat_template, engine.render_chat)
     builder = PromptBuilder(spec, mode, engine.render_chat)
-    by_id = {row.row: row for row in rows}
-    todo = rows
-    for attempt in range(spec.engine.max_attempts):
-        failed: list[PlannedRow] = []
-        last = attempt == spec.engine.max_attempts - 1
-        for result in engine.generate(_requests(spec, builder, todo, attempt)):
-            row = by_id[result.id]
-            stats.generated_tokens += result.generated_tokens
-            stats.attempts += 1
-            parsed = extract(builder.response_prefix + result.text, row, reasoning=spec.wants_reasoning)
-            if parsed is None:
-                failed.append(row)
-                progress.update(1 if last else 0, result.generated_tokens)
-                continue
-            record = {
-                "text": parsed.text, "label": row.label, "category": row.category, "type": row.type,
-                "model": row.model, "reasoning": parsed.reasoning, "row": row.row,
-                "seed": row.seed if attempt == 0 else retry_seed(spec, row.row, attempt),
-            }  # fmt: skip
-            sink.add(record, stats)
-            progress.update(1, result.generated_tokens)
-        todo = failed
-        if not todo:
-            break
-    stats.unparseable = len(todo)
+    feed = RequestFeed(spec, builder, rows)
+    for result in engine.generate(feed):
+        row = feed.rows[result.id]
+        stats.generated_tokens += result.generated_tokens
+        stats.attempts += 1
+        parsed = extract(builder.response_prefix + result.text, row, reasoning=spec.wants_reasoning)
+        if parsed is None:
+            if not feed.retry(row.row):
+                feed.done(row.row)
+                stats.unparseable += 1
+                progress.update(1, result.generated_tokens)
+            else:
+                progress.update(0, result.generated_tokens)
+            continue
+        record = {
+            "text": parsed.text, "label": row.label, "category": row.category, "type": row.type,
+            "model": row.model, "reasoning": parsed.reasoning, "row": row.row, "seed": feed.seed(row.row),
+        }  # fmt: skip
+        feed.done(row.row)
+        sink.add(record, stats)
+        progress.update(1, result.generated_tokens)
 
 
 def generate(
@@ -156,9 +192,10 @@ def generate(
     try:
         for name, rows in by_model.items():
             stats = summary.per_model.setdefault(name, ModelStats())
-            progress.start(len(plan), f"{spec.name} · {name}")
             t_model = time.perf_counter()
             with load_engine(backend, models[name], spec.engine) as engine:  # one engine at a time
+                stats.load_seconds = time.perf_counter() - t_model
+                progress.start(len(plan), f"{spec.name} · {name}")  # rates count from here, not from loading
                 _run_model(spec, engine, rows, sink, stats, progress)
             stats.seconds = time.perf_counter() - t_model
             summary.unparseable += stats.unparseable

@@ -45,7 +45,15 @@ class EngineOptions(_Strict):
     max_attempts: int = Field(3, ge=1, le=20, description="Tries per row (new seed each) when its output cannot be parsed.")
     static_batch_size: int = Field(16, ge=1, description="Rows per batch for the static-batching backends (torch, ipex).")
     dtype: Literal["auto", "bf16", "fp32", "int8"] = Field(
-        "auto", description="torch/ipex precision; auto = bf16 where the CPU has it; int8 = IPEX weight-only int8."
+        "auto",
+        description="Inference precision; auto = bf16 where the CPU has it (OpenVINO: the plugin's hint); "
+        "int8 = IPEX weight-only int8.",
+    )
+    kv_cache_precision: Literal["auto", "bf16", "f16", "f32", "u8", "u4"] = Field(
+        "auto",
+        description="OpenVINO KV-cache precision; auto = the CPU plugin's u8, whose samples do not depend on "
+        "which rows share a batch (exact resume). bf16 measured +10-16% tok/s but 63/64 rows equal across batch "
+        "compositions.",
     )
 
 

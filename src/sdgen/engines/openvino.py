@@ -12,7 +12,7 @@ import os
 from typing import Iterable, Iterator
 
 from sdgen.engines.base import Engine, Request, Result
-from sdgen.errors import ModelError
+from sdgen.errors import EngineError, ModelError
 from sdgen.models import ResolvedModel
 from sdgen.spec import EngineOptions, GenerationParams
 
@@ -34,6 +34,27 @@ def scheduler_config(options: EngineOptions):
     config.enable_prefix_caching = options.enable_prefix_caching
     config.dynamic_split_fuse = options.dynamic_split_fuse
     return config
+
+
+def cpu_properties(options: EngineOptions, threads: int) -> dict[str, object]:
+    """CPU plugin properties: threads, inference precision and KV-cache precision."""
+    import openvino as ov
+
+    props: dict[str, object] = {"INFERENCE_NUM_THREADS": threads}
+    if options.dtype == "int8":
+        raise EngineError("dtype int8 is an ipex option; an OpenVINO model's weight format is set by `sdgen convert`")
+    if options.dtype != "auto":
+        props["INFERENCE_PRECISION_HINT"] = {"bf16": "bf16", "fp32": "f32"}[options.dtype]
+        precision = props["INFERENCE_PRECISION_HINT"]
+    else:
+        precision = str(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT"))
+    bf16 = "bf16" in precision or "bfloat16" in precision
+    kv = options.kv_cache_precision
+    if kv == "bf16" and not bf16:
+        raise EngineError(f"kv_cache_precision bf16 needs bf16 inference; this run infers in {precision}")
+    if kv != "auto":
+        props["KV_CACHE_PRECISION"] = kv
+    return props
 
 
 def generation_config(params: GenerationParams, seed: int, stop_strings: set[str]):
@@ -67,7 +88,7 @@ class OpenVINOEngine(Engine):
         self.model = model
         self.options = options
         self.threads = options.threads or len(os.sched_getaffinity(0))
-        properties = {"INFERENCE_NUM_THREADS": self.threads}
+        properties = cpu_properties(options, self.threads)
         try:
             self._pipe = ov_genai.ContinuousBatchingPipeline(
                 str(model.path), scheduler_config(options), "CPU", properties
@@ -123,6 +144,7 @@ class OpenVINOEngine(Engine):
             refill()  # top up before handing results out, so the engine never starves
             for handle, req in finished:
                 yield self._result(handle, req)
+            refill()  # requests the consumer queued while taking these results (retries) join this run
 
     def _prime(self, handle, running) -> None:
         """Run the first request's prefill alone, so every later request finds the shared prompt prefix cached.
