@@ -11,7 +11,7 @@ OPTIMUM_INTEL := optimum-intel==2.2.0
 
 IPEX_VENV := .venv-ipex
 
-.PHONY: install install-convert ipex-env test-ipex demo test test-fast models clean
+.PHONY: install install-convert ipex-env test-ipex demo test test-fast bench models clean
 
 install: $(VENV)/.installed
 
@@ -53,6 +53,12 @@ test: install-convert
 
 test-fast: install-convert
 	$(PY) -m pytest -q -m "not slow and not integration"
+
+# The throughput matrix (built-in models x fewshot/reasoning x every backend; ~40 min on 2 cores). IPEX cells
+# run in .venv-ipex when it exists (`make ipex-env`). Results: benchmarks/results.json + benchmarks/history.jsonl.
+bench: install-convert
+	$(PY) -m pytest benchmarks -p no:cacheprovider --benchmark-json=benchmarks/results.json -q
+	$(SDGEN) bench --plot --history benchmarks/history.jsonl
 
 models: install
 	$(SDGEN) models

@@ -135,6 +135,85 @@ def convert_cmd(
         err.print(f"accuracy vs {report.accuracy['reference']}: {AccuracyReport(**report.accuracy).summary()}")
 
 
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _engine_overrides(pairs: list[str]) -> dict:
+    import yaml
+
+    from sdgen.bench import BenchError
+
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BenchError(f"--engine takes KEY=VALUE (an engine option), got {pair!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+@app.command("bench")
+def bench_cmd(
+    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated models (default: the built-ins)."),
+    styles: Optional[str] = typer.Option(None, "--styles", help="Comma-separated prompt styles (fewshot,reasoning)."),
+    backends: Optional[str] = typer.Option(
+        None, "--backends", help="Comma-separated: recipe, genai-default, optimum, torch, ipex, engine, sdgen."
+    ),
+    rows: int = typer.Option(256, "--rows", "-n", help="Rows per cell."),
+    baseline_rows: Optional[int] = typer.Option(
+        None, "--baseline-rows", help="Rows for the slow baselines (default: recipe 16, torch/ipex 64)."
+    ),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads for every backend (default: all cores)."),
+    spec: Optional[Path] = typer.Option(None, "--spec", help="Workload spec (default: the example spec)."),
+    engine: list[str] = typer.Option([], "--engine", help="Engine option for every cell, KEY=VALUE (repeatable)."),
+    history: Path = typer.Option(Path("sdgen-bench.jsonl"), "--history", help="JSONL history to append to / plot."),
+    plot: bool = typer.Option(False, "--plot", help="Draw the history as a PNG instead of running."),
+    plot_out: Optional[Path] = typer.Option(None, "--plot-out", help="PNG path (default: the history's, .png)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per cell instead of the table."),
+) -> None:
+    """Benchmark backends side by side on the same rows: distinct rows/s, tok/s, TTFR, RSS, share of peak."""
+    from sdgen import bench
+    from sdgen.bench.history import plot_history
+    from sdgen.bench.report import bench_table, cell_line
+
+    if plot:
+        path = plot_history(history, plot_out or history.with_suffix(".png"))
+        out.print(str(path), highlight=False)
+        return
+    config = bench.BenchConfig(
+        spec=spec or bench.EXAMPLE_SPEC, models=_csv(models) or list(BUILTINS),
+        styles=_csv(styles) or list(bench.STYLES), backends=_csv(backends) or list(bench.DEFAULT_BACKENDS), rows=rows, baseline_rows=baseline_rows, history=history,
+        engine=_engine_overrides(engine), **({"threads": threads} if threads else {}),
+    )  # fmt: skip
+    total = len(config.cells())
+    done = 0
+    with err.status("measuring the matmul peak") as status:
+
+        def on_event(kind: str, data: dict) -> None:
+            nonlocal done
+            if kind == "start":
+                status.update(f"cell {done + 1}/{total}: {data['model']} · {data['style']} · {data['backend']} "
+                              f"({data['rows']} rows)")  # fmt: skip
+            elif kind == "done":
+                done += 1
+                err.print(cell_line(data), highlight=False)
+
+        cells = bench.run_bench(config, on_event)
+    if as_json:
+        for cell in cells:
+            out.print(json.dumps(cell), highlight=False, soft_wrap=True)
+    else:  # the table is wide: let it be when piped into a file
+        (out if out.is_terminal else Console(width=220)).print(bench_table(cells))
+    for text, met in bench.check_targets(cells):
+        err.print(f"[{'green' if met else 'yellow'}]{'met' if met else 'missed'}[/]: {text}", highlight=False)
+    if config.history:
+        err.print(f"history: {config.history} (`sdgen bench --plot --history {config.history}` draws it)")
+    failed = [c for c in cells if "error" in c]
+    if failed:
+        raise bench.BenchError(f"{len(failed)} of {len(cells)} cells failed (see the table)")
+
+
 def main() -> None:
     try:
         app()

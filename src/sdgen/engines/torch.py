@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import shutil
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -35,15 +36,20 @@ def hf_model_dir(model: ResolvedModel) -> Path:
     if model.format == "hf":
         return model.path
     if model.format == "gguf":
+        import transformers
+
         stat = model.path.stat()
         key = hashlib.sha256(f"{model.path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-        cached = CACHE_DIR / "hf" / f"{model.path.stem}-{key}"
+        # per transformers major version: a tokenizer saved by 5.x names a class that 4.x (IPEX's env) lacks
+        major = transformers.__version__.split(".")[0]
+        cached = CACHE_DIR / "hf" / f"{model.path.stem}-{key}-tf{major}"
         if not (cached / "config.json").is_file():
             from sdgen.convert import hf_dir_from_gguf
 
             tmp = cached.with_name(cached.name + ".partial")
-            hf = hf_dir_from_gguf(model.path, tmp)
-            hf.rename(cached)
+            shutil.rmtree(tmp, ignore_errors=True)
+            hf_dir_from_gguf(model.path, tmp).rename(cached)
+            shutil.rmtree(tmp, ignore_errors=True)
         return cached
     raise ModelError(f"{model.path} is an OpenVINO IR; the {model.format} format has no torch weights")
 

@@ -1,0 +1,188 @@
+"""`sdgen bench`: throughput per model x prompt style x backend, measured side by side in one run.
+
+Each cell runs in its own process, one at a time; anchors (recipe, genai-default) run first in
+each model x style group so every later cell carries its ratio against them. Every finished cell
+is appended to a JSONL history with the machine, versions and git commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from sdgen.bench.cell import RESULT_TAG
+from sdgen.bench.history import append_history
+from sdgen.bench.machine import git_commit, machine_info, versions
+from sdgen.errors import SdgenError
+from sdgen.models import BUILTINS
+
+BACKENDS = ["recipe", "genai-default", "optimum", "torch", "ipex", "engine", "sdgen"]  # run order: anchors first
+DEFAULT_BACKENDS = [b for b in BACKENDS if b != "engine"]  # `engine` (no retries, no writing) is opt-in
+ANCHORS = ("recipe", "genai-default")
+STYLES = ["fewshot", "reasoning"]
+# One row at a time or static batches of 16 at 0.3-1 rows/s: these run on the first rows of the same plan.
+SLOW_BACKENDS = {"recipe": 16, "torch": 64, "ipex": 64}
+EXAMPLE_SPEC = Path(__file__).resolve().parents[3] / "examples" / "customer_service.yaml"
+CELL_TIMEOUT_S = 3 * 3600
+
+
+class BenchError(SdgenError):
+    pass
+
+
+@dataclass
+class BenchConfig:
+    spec: Path
+    models: list[str] = field(default_factory=lambda: list(BUILTINS))
+    styles: list[str] = field(default_factory=lambda: list(STYLES))
+    backends: list[str] = field(default_factory=lambda: list(DEFAULT_BACKENDS))
+    rows: int = 256
+    baseline_rows: int | None = None  # rows for the slow backends; default SLOW_BACKENDS
+    threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
+    history: Path | None = Path("sdgen-bench.jsonl")
+    engine: dict = field(default_factory=dict)  # EngineOptions overrides for every cell
+    ipex_python: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [b for b in self.backends if b not in BACKENDS]
+        if unknown:
+            raise BenchError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+        if self.rows <= 0 or (self.baseline_rows is not None and self.baseline_rows <= 0):
+            raise BenchError("--rows and --baseline-rows must be positive")
+        if not self.spec.is_file():
+            raise BenchError(f"spec {self.spec} does not exist (pass the workload with --spec)")
+
+    def rows_for(self, backend: str) -> int:
+        if backend in SLOW_BACKENDS:
+            return min(self.rows, self.baseline_rows or SLOW_BACKENDS[backend])
+        return self.rows
+
+    def cells(self) -> list[tuple[str, str, str]]:
+        order = sorted(self.backends, key=BACKENDS.index)
+        return [(m, s, b) for m in self.models for s in self.styles for b in order]
+
+
+def ipex_python(explicit: str | None = None) -> str | None:
+    """The interpreter of an environment with IPEX: given, $SDGEN_IPEX_PYTHON, this one, or ./.venv-ipex."""
+    if explicit or os.environ.get("SDGEN_IPEX_PYTHON"):
+        return explicit or os.environ["SDGEN_IPEX_PYTHON"]
+    import importlib.util
+
+    if importlib.util.find_spec("intel_extension_for_pytorch"):
+        return sys.executable
+    for root in (Path.cwd(), EXAMPLE_SPEC.parents[1]):
+        candidate = root / ".venv-ipex" / "bin" / "python"
+        if candidate.is_file():
+            return str(candidate)
+    return None
+
+
+def _child(python: str, args: dict, threads: int) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([python, "-m", "sdgen.bench.cell", json.dumps(args)], capture_output=True, text=True,
+                          env=env, timeout=CELL_TIMEOUT_S)  # fmt: skip
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG) :])
+    tail = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1:] or [f"exit code {proc.returncode}"]
+    return {"error": f"cell process died: {tail[0][:300]}"}
+
+
+def measure_peak(threads: int) -> dict[str, float]:
+    result = _child(sys.executable, {"kind": "peak", "threads": threads}, threads)
+    return result.get("peak", {})
+
+
+def add_ratios(cell: dict, anchors: dict[str, dict]) -> None:
+    for name, anchor in anchors.items():
+        key = name.replace("-", "_")
+        for metric in ("distinct_rows_s", "tok_s"):
+            if anchor.get(metric) and cell.get(metric) is not None:
+                cell[f"x_{key}_{metric}"] = round(cell[metric] / anchor[metric], 2)
+
+
+# The issue's targets for the `reasoning` style: (metric, baseline, minimum ratio of sdgen over the baseline).
+TARGETS = [("tok_s", "genai-default", 1.5), ("tok_s", "optimum", 2.0), ("tok_s", "recipe", 40.0),
+           ("distinct_rows_s", "genai-default", 10.0)]  # fmt: skip
+
+
+def check_targets(cells: list[dict], style: str = "reasoning") -> list[tuple[str, bool]]:
+    """(description, met) for every target whose cells were measured in this run."""
+    found = []
+    ok_cells = {(c["model"], c["style"], c["backend"]): c for c in cells if "error" not in c and "skipped" not in c}
+    for (model, cell_style, backend), cell in ok_cells.items():
+        if backend != "sdgen" or cell_style != style:
+            continue
+        for metric, baseline, minimum in TARGETS:
+            base = ok_cells.get((model, style, baseline))
+            if base and base.get(metric):
+                ratio = cell[metric] / base[metric]
+                text = f"{Path(model).name} {style}: sdgen {metric} {ratio:.1f}x {baseline} (target >= {minimum:g}x)"
+                found.append((text, ratio >= minimum))
+    return found
+
+
+class Bench:
+    """One benchmark session: the machine's peak measured once, anchors kept per model x style."""
+
+    def __init__(self, config: BenchConfig) -> None:
+        self.config = config
+        self.common: dict = {"machine": machine_info(config.threads), "versions": versions(),
+                             "git_commit": git_commit(EXAMPLE_SPEC.parents[1])}  # fmt: skip
+        self.anchors: dict[tuple[str, str], dict[str, dict]] = {}
+        self._ipex = ipex_python(config.ipex_python)
+        self._peak: float | None = None
+
+    def measure_peak(self) -> float | None:
+        peaks = measure_peak(self.config.threads)
+        self.common["matmul_peaks"] = peaks
+        self._peak = self.common["matmul_peak_gflops"] = max(peaks.values()) if peaks else None
+        return self._peak
+
+    def cell(self, model: str, style: str, backend: str) -> dict:
+        """Run one cell in its own process; add its share of peak and ratios; append it to the history."""
+        if "matmul_peaks" not in self.common:
+            self.measure_peak()
+        args = {"spec": str(self.config.spec), "model": model, "style": style, "backend": backend,
+                "rows": self.config.rows_for(backend), "threads": self.config.threads, "engine": self.config.engine}
+        t0 = time.perf_counter()
+        if backend == "ipex" and self._ipex is None:
+            result = {"skipped": "no IPEX environment: run `make ipex-env` (or set SDGEN_IPEX_PYTHON)"}
+        else:
+            result = _child(self._ipex if backend == "ipex" else sys.executable, args, self.config.threads)
+        cell = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": model, "style": style, "backend": backend,
+                "rows_asked": args["rows"], "wall_s": round(time.perf_counter() - t0, 1), **result}  # fmt: skip
+        if "error" in cell or "skipped" in cell:
+            return cell
+        if self._peak and cell.get("gflops") is not None:
+            cell["peak_share"] = round(cell["gflops"] / self._peak, 3)
+        anchors = self.anchors.setdefault((model, style), {})
+        add_ratios(cell, anchors)
+        if backend in ANCHORS:
+            anchors[backend] = cell
+        if self.config.history:
+            append_history(self.config.history, {**self.common, **cell, "engine_overrides": self.config.engine})
+        return cell
+
+    def run(self, on_event: Callable[[str, dict], None] = lambda kind, data: None) -> list[dict]:
+        """Every cell of the matrix, anchors first in each model x style group."""
+        on_event("peak", {})
+        self.measure_peak()
+        cells = []
+        for model, style, backend in self.config.cells():
+            on_event("start", {"model": model, "style": style, "backend": backend,
+                               "rows": self.config.rows_for(backend)})  # fmt: skip
+            cells.append(self.cell(model, style, backend))
+            on_event("done", cells[-1])
+        return cells
+
+
+def run_bench(config: BenchConfig, on_event: Callable[[str, dict], None] = lambda kind, data: None) -> list[dict]:
+    """Run the matrix and return one dict per cell (each also appended to the history file)."""
+    return Bench(config).run(on_event)

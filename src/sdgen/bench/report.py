@@ -1,0 +1,51 @@
+"""How `sdgen bench` shows its cells: one line per finished cell, and the final table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+
+def _fmt(value, spec: str = ".1f", suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _ratio(cell: dict, anchor: str) -> str:
+    rows, tok = cell.get(f"x_{anchor}_distinct_rows_s"), cell.get(f"x_{anchor}_tok_s")
+    if rows is None and tok is None:
+        return "-"
+    return f"{_fmt(rows, '.1f', 'x')} / {_fmt(tok, '.1f', 'x')}"
+
+
+def cell_line(cell: dict) -> str:
+    head = f"{Path(cell['model']).name} · {cell['style']} · {cell['backend']}"
+    if "error" in cell:
+        return f"✗ {head}: {cell['error']}"
+    if "skipped" in cell:
+        return f"- {head}: skipped, {cell['skipped']}"
+    return (f"✓ {head}: {cell['distinct_rows_s']:.2f} distinct rows/s, {cell['tok_s']:.0f} tok/s, "
+            f"{cell['parsed']}/{cell['rows']} rows parsed ({cell['wall_s']:.0f} s)")  # fmt: skip
+
+
+def bench_table(cells: list[dict]) -> Table:
+    table = Table(title="sdgen bench (rates from the end of model loading; TTFR includes loading)")
+    columns = ["model", "style", "backend", "weights", "rows", "distinct rows/s", "rows/s", "gen tok/s",
+               "prompt tok/s", "TTFR s", "peak RSS MB", "GFLOP/s (peak %)", "x recipe (rows/tok)",
+               "x genai-default (rows/tok)"]  # fmt: skip
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("model", "style", "backend", "weights") else "right")
+    for c in cells:
+        head = [Path(c["model"]).name, c["style"], c["backend"]]
+        if "error" in c or "skipped" in c:
+            note = f"[red]{c['error']}[/red]" if "error" in c else f"skipped: {c['skipped']}"
+            table.add_row(*head, note, *[""] * (len(columns) - 4))
+            continue
+        share = f" ({100 * c['peak_share']:.0f}%)" if c.get("peak_share") is not None else ""
+        table.add_row(
+            *head, c.get("weights", "?"), f"{c['distinct']}/{c['parsed']}/{c['rows']}", _fmt(c["distinct_rows_s"], ".2f"),
+            _fmt(c["rows_s"], ".2f"), _fmt(c["tok_s"], ".0f"), _fmt(c["prompt_tok_s"], ".0f"), _fmt(c["ttfr_s"]),
+            _fmt(c["peak_rss_mb"], ".0f"), _fmt(c.get("gflops")) + share, _ratio(c, "recipe"), _ratio(c, "genai_default"),
+        )  # fmt: skip
+    table.caption = "rows: distinct / parsed / asked. Ratios: distinct parsed rows/s and generated tok/s."
+    return table

@@ -1,0 +1,134 @@
+"""`sdgen bench` on a tiny model: every backend runs the same rows in its own process, the table,
+the ratios, the history and its plot; and the reason the benchmark counts distinct rows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from sdgen.bench import BenchConfig, BenchError, add_ratios, check_targets
+from sdgen.bench.history import load_history, plot_history
+from sdgen.bench.machine import _config_matmul_params, matmul_params
+from sdgen.cli import app
+from sdgen.errors import SdgenError
+from sdgen.models import resolve_model
+
+from conftest import EXAMPLE_SPEC, base_spec
+
+FAST = {"max_new_tokens": 16, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0}
+
+
+@pytest.fixture
+def bench_spec(write_spec):
+    return write_spec(base_spec(generation=FAST, engine={"static_batch_size": 4}), "bench.yaml")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Cell processes keep their converted/dequantized copies of the tiny model in this test's cache."""
+    monkeypatch.setenv("SDGEN_CACHE", str(tmp_path / "cache"))
+
+
+def run_cli(args: list[str]):
+    return CliRunner().invoke(app, args, catch_exceptions=False)
+
+
+def test_matrix_on_every_main_env_backend(tmp_path, tiny_models, bench_spec):
+    history = tmp_path / "history.jsonl"
+    backends = "sdgen,engine,genai-default,torch,recipe,optimum"
+    result = run_cli(["bench", "--models", str(tiny_models["chat"]), "--styles", "fewshot", "--backends", backends, "--rows", "6", "--baseline-rows", "3", "--threads", "2", "--spec", str(bench_spec),
+                      "--history", str(history), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cells = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    order = ["recipe", "genai-default", "optimum", "torch", "engine", "sdgen"]  # anchors first
+    assert [c["backend"] for c in cells] == order
+    for c in cells:
+        assert "error" not in c, c
+        assert c["rows"] == (3 if c["backend"] in ("recipe", "torch") else 6)
+        assert 0 < c["distinct"] <= c["parsed"] <= c["rows"] and c["generated_tokens"] > 0 and c["prompt_tokens"] > 0
+        assert c["ttfr_s"] >= c["load_s"] > 0 and c["peak_rss_mb"] > 100 and 0 < c["peak_share"] < 1
+        assert c["tok_s"] == pytest.approx(c["generated_tokens"] / c["gen_s"], rel=0.02)
+    for c in cells:
+        if c["backend"] not in ("recipe", "genai-default"):
+            recipe = next(r for r in cells if (r["style"], r["backend"]) == (c["style"], "recipe"))
+            assert c["x_recipe_tok_s"] == pytest.approx(c["tok_s"] / recipe["tok_s"], rel=0.01)
+            assert "x_genai_default_distinct_rows_s" in c
+    records = load_history(history)
+    assert len(records) == len(cells)
+    assert all(r["machine"]["threads"] == 2 and r["versions"]["openvino-genai"] and "git_commit" in r for r in records)
+    assert records[0]["matmul_peak_gflops"] > 0
+    png = tmp_path / "h.png"
+    result = run_cli(["bench", "--plot", "--history", str(history), "--plot-out", str(png)])
+    assert result.exit_code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_sampler_seed_for_every_row_gives_one_text_per_distinct_prompt(tmp_path, tiny_models, write_spec):
+    """Why the benchmark counts distinct rows: LLMPipeline's defaults sample every row with the same seed."""
+    spec = write_spec(base_spec(labels={"polite": "Courteous."}, categories={"travel": ["air"]}, examples=[],
+                                generation=FAST, prompt_style="fewshot"), "one-prompt.yaml")  # fmt: skip
+    result = run_cli(["bench", "--models", str(tiny_models["chat"]), "--styles", "fewshot", "--backends",
+                      "genai-default,sdgen", "--rows", "8", "--threads", "2", "--spec", str(spec), "--history",
+                      str(tmp_path / "h.jsonl"), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cells = {c["backend"]: c for c in map(json.loads, result.stdout.splitlines())}
+    assert cells["genai-default"]["parsed"] >= 1 and cells["genai-default"]["distinct"] == 1
+    assert cells["sdgen"]["distinct"] == cells["sdgen"]["parsed"] >= 6
+
+
+def test_failed_cell_is_reported_and_fails_the_run(tmp_path, tiny_models, bench_spec):
+    ir_like = tmp_path / "not-a-model"
+    ir_like.mkdir()
+    result = CliRunner().invoke(app, ["bench", "--models", str(ir_like), "--styles", "fewshot", "--backends", "sdgen",
+                                      "--rows", "2", "--spec", str(bench_spec), "--history", str(tmp_path / "h.jsonl")])
+    assert isinstance(result.exception, SdgenError) and "1 of 1 cells failed" in str(result.exception)
+    assert "not-a-model" in result.stdout and not (tmp_path / "h.jsonl").exists()  # failures stay out of history
+
+
+def test_config_errors_name_the_problem(tmp_path):
+    with pytest.raises(BenchError, match="unknown backend.*vllm"):
+        BenchConfig(spec=EXAMPLE_SPEC, backends=["sdgen", "vllm"])
+    with pytest.raises(BenchError, match="must be positive"):
+        BenchConfig(spec=EXAMPLE_SPEC, rows=0)
+    with pytest.raises(BenchError, match="does not exist"):
+        BenchConfig(spec=tmp_path / "missing.yaml")
+    with pytest.raises(SdgenError, match="no benchmark history"):
+        plot_history(tmp_path / "none.jsonl", tmp_path / "x.png")
+    torn = tmp_path / "torn.jsonl"
+    torn.write_text('{"model": "m"}\n{"model": ')
+    with pytest.raises(SdgenError, match="torn.jsonl:2"):
+        load_history(torn)
+
+
+def test_slow_baselines_run_fewer_rows_and_anchors_come_first():
+    config = BenchConfig(spec=EXAMPLE_SPEC, models=["m"], styles=["reasoning"], backends=["sdgen", "torch", "recipe"])
+    assert config.cells() == [("m", "reasoning", b) for b in ("recipe", "torch", "sdgen")]
+    assert (config.rows_for("recipe"), config.rows_for("torch"), config.rows_for("sdgen")) == (16, 64, 256)
+    assert BenchConfig(spec=EXAMPLE_SPEC, rows=8).rows_for("recipe") == 8
+
+
+def test_targets_compare_sdgen_with_its_baselines():
+    cells = [{"model": "m", "style": "reasoning", "backend": b, "tok_s": t, "distinct_rows_s": d}
+             for b, t, d in [("recipe", 10, 0.2), ("genai-default", 300, 1.0), ("optimum", 400, 4), ("sdgen", 600, 12)]]
+    results = check_targets(cells)
+    missed = [text for text, met in results if not met]
+    assert len(results) == 4 and missed == ["m reasoning: sdgen tok_s 1.5x optimum (target >= 2x)"]
+    assert check_targets(cells, style="fewshot") == []
+    cell = dict(cells[-1])
+    add_ratios(cell, {"recipe": cells[0]})
+    assert cell["x_recipe_tok_s"] == 60 and cell["x_recipe_distinct_rows_s"] == 60
+
+
+def test_matmul_params_from_gguf_tensors_match_the_architecture(tiny_models):
+    import gguf
+
+    fields = gguf.GGUFReader(str(resolve_model("smollm2-135m-instruct").path)).fields
+    meta = {key.split(".")[-1]: fields[key].contents() for key in fields if key.startswith("llama.")}
+    config = {"hidden_size": meta["embedding_length"], "intermediate_size": meta["feed_forward_length"],
+              "num_hidden_layers": meta["block_count"], "num_attention_heads": meta["head_count"],
+              "num_key_value_heads": meta["head_count_kv"], "vocab_size": len(fields["tokenizer.ggml.tokens"].contents())}
+    builtin = resolve_model("smollm2-135m-instruct")
+    assert matmul_params(builtin) == _config_matmul_params(config)
+    assert 0.25e9 < 2 * matmul_params(builtin) < 0.29e9  # ~0.27 GFLOP per generated token (DESIGN.md)
+    assert matmul_params(resolve_model(str(tiny_models["chat"]))) < matmul_params(builtin) / 20
