@@ -58,7 +58,7 @@ def test_matrix_on_every_main_env_backend(tmp_path, tiny_models, bench_spec):
     records = load_history(history)
     assert len(records) == len(cells)
     assert all(r["machine"]["threads"] == 2 and r["versions"]["openvino-genai"] and "git_commit" in r for r in records)
-    assert records[0]["matmul_peak_gflops"] > 0
+    assert records[0]["matmul_peak_gflops"] > 0 and len({r["run"] for r in records}) == 1
     png = tmp_path / "h.png"
     result = run_cli(["bench", "--plot", "--history", str(history), "--plot-out", str(png)])
     assert result.exit_code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -132,3 +132,46 @@ def test_matmul_params_from_gguf_tensors_match_the_architecture(tiny_models):
     assert matmul_params(builtin) == _config_matmul_params(config)
     assert 0.25e9 < 2 * matmul_params(builtin) < 0.29e9  # ~0.27 GFLOP per generated token (DESIGN.md)
     assert matmul_params(resolve_model(str(tiny_models["chat"]))) < matmul_params(builtin) / 20
+
+
+def test_memory_sampler_follows_a_real_run(tmp_path, tiny_models, write_spec):
+    from sdgen.bench.memory import rss_growth_mb_per_1k_rows, sample_generate
+
+    spec = write_spec(base_spec(generation=FAST, prompt_style="fewshot", models=[str(tiny_models["chat"])],
+                                engine={"threads": 2, "max_num_seqs": 32}), "mem.yaml")  # fmt: skip
+    samples = sample_generate(spec, tmp_path / "rows.csv", rows=400, every_s=0.2)
+    assert len(samples) >= 5 and samples[-1].rows >= 200 and samples[-1].rss_mb > 100
+    assert [s.rows for s in samples] == sorted(s.rows for s in samples)
+    assert isinstance(rss_growth_mb_per_1k_rows(samples), float)
+
+
+def test_sdgen_own_memory_per_row_is_bounded(tmp_path, tiny_models):
+    """sdgen's Python-side state per written row (dedup index, bookkeeping) stays small: traced heap slope."""
+    import tracemalloc
+
+    import sdgen
+    from sdgen.progress import NullProgress
+    from sdgen.spec import build_spec
+
+    points = []
+
+    class Sampler(NullProgress):
+        rows = 0
+
+        def update(self, rows, tokens):
+            Sampler.rows += rows
+            if rows and Sampler.rows % 200 == 0:
+                points.append((Sampler.rows, tracemalloc.get_traced_memory()[0]))
+
+    spec = build_spec(base_spec(generation=FAST, prompt_style="fewshot", models=[str(tiny_models["chat"])],
+                                engine={"threads": 2, "max_num_seqs": 32}, sample_size=1400,
+                                output=str(tmp_path / "rows.jsonl")), base_dir=tmp_path)  # fmt: skip
+    tracemalloc.start()
+    try:
+        sdgen.generate(spec, progress=Sampler())
+    finally:
+        tracemalloc.stop()
+    (r0, m0), (r1, m1) = points[1], points[-1]  # after warm-up
+    per_row = (m1 - m0) / (r1 - r0)
+    print(f"{per_row:.0f} traced bytes per row")
+    assert per_row < 400, f"{per_row:.0f} traced bytes per row"

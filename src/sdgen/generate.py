@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 import unicodedata
@@ -68,10 +69,11 @@ class _RowSink:
         self.batch_size = batch_size
         self.summary = summary
         self._buffer: list[dict[str, Any]] = []
-        self._seen: set[str] = set()
+        self._seen: set[bytes] = set()
 
     def add(self, record: dict[str, Any], stats: ModelStats) -> None:
-        key = normalize_text(record["text"])
+        # a 16-byte digest, not the text: the index of a 1M-row run stays ~100 MB, not GBs
+        key = hashlib.blake2b(normalize_text(record["text"]).encode(), digest_size=16).digest()
         if key in self._seen:
             stats.exact_duplicates += 1
             self.summary.exact_duplicates += 1

@@ -133,7 +133,8 @@ class Bench:
 
     def __init__(self, config: BenchConfig) -> None:
         self.config = config
-        self.common: dict = {"machine": machine_info(config.threads), "versions": versions(),
+        self.common: dict = {"run": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine_info(config.threads),
+                             "versions": versions(),
                              "git_commit": git_commit(EXAMPLE_SPEC.parents[1])}  # fmt: skip
         self.anchors: dict[tuple[str, str], dict[str, dict]] = {}
         self._ipex = ipex_python(config.ipex_python)
@@ -161,7 +162,7 @@ class Bench:
         if "error" in cell or "skipped" in cell:
             return cell
         if self._peak and cell.get("gflops") is not None:
-            cell["peak_share"] = round(cell["gflops"] / self._peak, 3)
+            cell["peak_share"] = round(cell["gflops"] / self._peak, 5)
         anchors = self.anchors.setdefault((model, style), {})
         add_ratios(cell, anchors)
         if backend in ANCHORS:

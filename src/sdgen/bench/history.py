@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 import os
 from pathlib import Path
 
@@ -46,12 +47,14 @@ def plot_history(history: Path, out: Path, metric: str = "distinct_rows_s") -> P
     for ax, (model, style) in zip(axes[:, 0], groups):
         cells = [r for r in records if (r["model"], r["style"]) == (model, style)]
         for backend in sorted({r["backend"] for r in cells}):
-            points = sorted((r["time"], r[metric]) for r in cells if r["backend"] == backend)
+            # x: the session's start (all cells of one `sdgen bench` run line up), else the cell's own time
+            points = sorted((datetime.fromisoformat(r.get("run") or r["time"]), r[metric]) for r in cells
+                            if r["backend"] == backend)  # fmt: skip
             ax.plot([t for t, _ in points], [v for _, v in points], marker="o", label=backend)
         ax.set_yscale("log")
         ax.set_title(f"{Path(model).name} · {style}")
-        ax.set_ylabel(metric.replace("_", " "))
-        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        ax.set_ylabel(metric.removesuffix("_s").replace("_", " ") + "/s")
+        ax.tick_params(axis="x", labelrotation=20, labelsize=7)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()

@@ -38,7 +38,7 @@ def bench_table(cells: list[dict]) -> Table:
     for c in cells:
         head = [Path(c["model"]).name, c["style"], c["backend"]]
         if "error" in c or "skipped" in c:
-            note = f"[red]{c['error']}[/red]" if "error" in c else f"skipped: {c['skipped']}"
+            note = f"[red]{c['error'][:80]}[/red]" if "error" in c else f"skipped: {c['skipped'][:80]}"
             table.add_row(*head, note, *[""] * (len(columns) - 4))
             continue
         share = f" ({100 * c['peak_share']:.0f}%)" if c.get("peak_share") is not None else ""

@@ -180,7 +180,8 @@ def run_genai_default(spec: Spec, model: ResolvedModel) -> Measured:
     import openvino_genai as ov_genai
 
     clock = Clock()
-    pipe = ov_genai.LLMPipeline(str(model.path), "CPU", INFERENCE_NUM_THREADS=spec.engine.threads or 0)
+    threads = {"INFERENCE_NUM_THREADS": spec.engine.threads} if spec.engine.threads else {}
+    pipe = ov_genai.LLMPipeline(str(model.path), "CPU", **threads)
     clock.loaded()
     tok = pipe.get_tokenizer()
 
@@ -257,8 +258,8 @@ def run_optimum(spec: Spec, model: ResolvedModel) -> Measured:
 
     ir, weights = optimum_ir(model)
     clock = Clock()
-    threads = spec.engine.threads or 0
-    ov_model = OVModelForCausalLM.from_pretrained(ir, ov_config={"INFERENCE_NUM_THREADS": str(threads)}, compile=True)
+    ov_config = {"INFERENCE_NUM_THREADS": str(spec.engine.threads)} if spec.engine.threads else {}
+    ov_model = OVModelForCausalLM.from_pretrained(ir, ov_config=ov_config, compile=True)
     tok = _left_padded(AutoTokenizer.from_pretrained(ir))
     clock.loaded()
 

@@ -45,7 +45,12 @@ class Engine(ABC):
 
     @abstractmethod
     def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
-        """Generate every request; yield each result as soon as it is finished (any order)."""
+        """Generate every request; yield each result as soon as it is finished (any order).
+
+        `requests` may grow while results are consumed (sdgen queues retries of unparseable rows):
+        pull it with ``next()`` again after handing out results, and stop only when it is empty
+        and nothing is in flight.
+        """
 
     def close(self) -> None:
         """Release the model (engines hold GBs; callers close one before loading the next)."""
