@@ -53,7 +53,7 @@ def test_matrix_on_every_main_env_backend(tmp_path, tiny_models, bench_spec):
     for c in cells:
         if c["backend"] not in ("recipe", "genai-default"):
             recipe = next(r for r in cells if (r["style"], r["backend"]) == (c["style"], "recipe"))
-            assert c["x_recipe_tok_s"] == pytest.approx(c["tok_s"] / recipe["tok_s"], rel=0.01)
+            assert c["x_recipe_tok_s"] == pytest.approx(c["tok_s"] / recipe["tok_s"], rel=0.01, abs=0.001)
             assert "x_genai_default_distinct_rows_s" in c
     records = load_history(history)
     assert len(records) == len(cells)

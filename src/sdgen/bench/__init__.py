@@ -104,7 +104,7 @@ def add_ratios(cell: dict, anchors: dict[str, dict]) -> None:
         key = name.replace("-", "_")
         for metric in ("distinct_rows_s", "tok_s"):
             if anchor.get(metric) and cell.get(metric) is not None:
-                cell[f"x_{key}_{metric}"] = round(cell[metric] / anchor[metric], 2)
+                cell[f"x_{key}_{metric}"] = round(cell[metric] / anchor[metric], 3)
 
 
 # The targets for the `reasoning` style: (metric, baseline, minimum ratio of sdgen over the baseline).
