@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 import time
-import unicodedata
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +15,7 @@ from sdgen.models import resolve_model
 from sdgen.plan import PlannedRow, make_plan, retry_seed
 from sdgen.progress import NullProgress, ProgressListener
 from sdgen.prompts import PromptBuilder, detect_mode
+from sdgen.quality import text_digest
 from sdgen.sinks import Writer, dataset_columns, open_writer
 from sdgen.spec import Spec, apply_overrides, load_spec
 
@@ -55,12 +53,6 @@ class Summary:
         return self.written / self.wall_time if self.wall_time else 0.0
 
 
-def normalize_text(text: str) -> str:
-    """The key for exact-duplicate detection: case, accents' composition, spacing and punctuation folded."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(re.sub(r"[^\w\s]", " ", text).split())
-
-
 class _RowSink:
     """Buffers parsed rows, flushes every batch_size rows, and keeps the counts."""
 
@@ -72,8 +64,7 @@ class _RowSink:
         self._seen: set[bytes] = set()
 
     def add(self, record: dict[str, Any], stats: ModelStats) -> None:
-        # a 16-byte digest, not the text: the index of a 1M-row run stays ~100 MB, not GBs
-        key = hashlib.blake2b(normalize_text(record["text"]).encode(), digest_size=16).digest()
+        key = text_digest(record["text"])  # 16 bytes, not the text: a 1M-row index stays ~100 MB
         if key in self._seen:
             stats.exact_duplicates += 1
             self.summary.exact_duplicates += 1

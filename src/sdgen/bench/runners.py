@@ -357,6 +357,6 @@ def runner(backend: str) -> Callable[[Spec, ResolvedModel], Measured]:
 
 
 def count_distinct(texts: Iterable[str]) -> int:
-    from sdgen.generate import normalize_text
+    from sdgen.quality import normalize_text
 
     return len({normalize_text(t) for t in texts})
