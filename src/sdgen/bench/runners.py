@@ -64,15 +64,22 @@ def _builder(spec: Spec, chat_template: str | None, render: Callable) -> PromptB
     return PromptBuilder(spec, detect_mode(chat_template, render), render)
 
 
-def _ov_tokenizer_builder(spec: Spec, model: ResolvedModel):
-    import openvino_genai as ov_genai
-
-    tok = ov_genai.Tokenizer(str(model.path))
+def _ov_builder(spec: Spec, tok) -> PromptBuilder:
+    """Prompts rendered by an OpenVINO GenAI tokenizer's chat template."""
 
     def render(messages):
         return tok.apply_chat_template(messages, add_generation_prompt=True)
 
-    return tok, _builder(spec, tok.chat_template or None, render)
+    return _builder(spec, tok.chat_template or None, render)
+
+
+def _hf_builder(spec: Spec, tok) -> PromptBuilder:
+    """Prompts rendered by a transformers tokenizer's chat template."""
+
+    def render(messages):
+        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    return _builder(spec, tok.chat_template, render)
 
 
 def _ov_weights(model: ResolvedModel) -> str:
@@ -145,34 +152,43 @@ def run_sdgen(spec: Spec, model: ResolvedModel) -> Measured:
         summary = generate(spec, output=out, overwrite=True, progress=Marks())
         clock.stop()
         texts = pd.read_json(out, lines=True)["text"].astype(str).tolist() if summary.written else []
-    tok, builder = _ov_tokenizer_builder(spec, model)
+    import openvino_genai as ov_genai
+
+    tok = ov_genai.Tokenizer(str(model.path))
+    builder = _ov_builder(spec, tok)
     prompts = [builder.build(row) for row in make_plan(spec)]
     return Measured(len(prompts), texts, summary.generated_tokens, _ov_prompt_tokens(tok, prompts), _ov_weights(model),
                     clock)  # fmt: skip
 
 
+def _first_attempts(spec: Spec, engine, clock: Clock) -> tuple[list[str], int, dict[int, str]]:
+    """Every planned row's first attempt through one of sdgen's engines: (parsed texts, tokens, prompts by row)."""
+    from sdgen.engines.base import Request
+
+    clock.loaded()
+    builder = _builder(spec, engine.chat_template, engine.render_chat)
+    rows = {row.row: row for row in make_plan(spec)}
+    prompts = {i: builder.build(row) for i, row in rows.items()}
+    requests = [Request(i, prompts[i], spec.generation, rows[i].seed, builder.stop_strings) for i in rows]
+    texts, tokens = [], 0
+    for result in engine.generate(requests):
+        tokens += result.generated_tokens
+        if (text := _parse(spec, builder, rows[result.id], result.text)) is not None:
+            clock.row()
+            texts.append(text)
+    clock.stop()
+    return texts, tokens, prompts
+
+
 def run_engine(spec: Spec, model: ResolvedModel) -> Measured:
     """sdgen's OpenVINO engine alone on the same first-attempt requests: no retries, no writing."""
-    from sdgen.engines.base import Request
     from sdgen.engines.openvino import OpenVINOEngine
 
     clock = Clock()
     with OpenVINOEngine(model, spec.engine) as engine:
-        clock.loaded()
-        builder = _builder(spec, engine.chat_template, engine.render_chat)
-        rows = {row.row: row for row in make_plan(spec)}
-        prompts = {i: builder.build(row) for i, row in rows.items()}
-        requests = [Request(i, prompts[i], spec.generation, rows[i].seed, builder.stop_strings) for i in rows]
-        texts, tokens = [], 0
-        for result in engine.generate(requests):
-            tokens += result.generated_tokens
-            text = _parse(spec, builder, rows[result.id], result.text)
-            if text is not None:
-                clock.row()
-                texts.append(text)
-        clock.stop()
+        texts, tokens, prompts = _first_attempts(spec, engine, clock)
         prompt_tokens = sum(engine.count_tokens(p) for p in prompts.values())
-    return Measured(len(rows), texts, tokens, prompt_tokens, _ov_weights(model), clock)
+    return Measured(len(prompts), texts, tokens, prompt_tokens, _ov_weights(model), clock)
 
 
 def run_genai_default(spec: Spec, model: ResolvedModel) -> Measured:
@@ -184,11 +200,7 @@ def run_genai_default(spec: Spec, model: ResolvedModel) -> Measured:
     pipe = ov_genai.LLMPipeline(str(model.path), "CPU", **threads)
     clock.loaded()
     tok = pipe.get_tokenizer()
-
-    def render(messages):
-        return tok.apply_chat_template(messages, add_generation_prompt=True)
-
-    builder = _builder(spec, tok.chat_template or None, render)
+    builder = _ov_builder(spec, tok)
     rows = make_plan(spec)
     prompts = [builder.build(row) for row in rows]
     gen = spec.generation
@@ -211,7 +223,7 @@ def run_genai_default(spec: Spec, model: ResolvedModel) -> Measured:
 
 
 def _hf_batches(spec: Spec, tok, builder: PromptBuilder, generate_batch: Callable, clock: Clock, batch: int):
-    """Static batches through HF generate; returns (texts, generated tokens, prompts)."""
+    """Static batches through HF generate; returns (parsed texts, generated tokens, prompts, rows)."""
     import itertools
 
     eos = {tok.eos_token_id, tok.pad_token_id} - {None}
@@ -262,11 +274,7 @@ def run_optimum(spec: Spec, model: ResolvedModel) -> Measured:
     ov_model = OVModelForCausalLM.from_pretrained(ir, ov_config=ov_config, compile=True)
     tok = _left_padded(AutoTokenizer.from_pretrained(ir))
     clock.loaded()
-
-    def render(messages):
-        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-    builder = _builder(spec, tok.chat_template, render)
+    builder = _hf_builder(spec, tok)
     sampling = _hf_sampling(spec, tok, builder)
 
     def generate_batch(enc, seed):
@@ -280,27 +288,16 @@ def run_optimum(spec: Spec, model: ResolvedModel) -> Measured:
 
 def run_torch_engine(spec: Spec, model: ResolvedModel, backend: str) -> Measured:
     """sdgen's torch or IPEX engine: static batches, per-row seeds, first attempt only."""
-    from sdgen.engines.base import Request, load_engine
+    from sdgen.engines.base import load_engine
 
     clock = Clock()
     with load_engine(backend, torch_source(model), spec.engine) as engine:
-        clock.loaded()
-        builder = _builder(spec, engine.chat_template, engine.render_chat)
-        rows = {row.row: row for row in make_plan(spec)}
-        prompts = {i: builder.build(row) for i, row in rows.items()}
-        requests = [Request(i, prompts[i], spec.generation, rows[i].seed, builder.stop_strings) for i in rows]
-        texts, tokens = [], 0
-        for result in engine.generate(requests):
-            tokens += result.generated_tokens
-            if (text := _parse(spec, builder, rows[result.id], result.text)) is not None:
-                clock.row()
-                texts.append(text)
-        clock.stop()
+        texts, tokens, prompts = _first_attempts(spec, engine, clock)
         weights = str(engine.dtype).removeprefix("torch.")
         if backend == "ipex" and spec.engine.dtype == "int8":
             weights = "woq int8"
         prompt_tokens = _hf_prompt_tokens(engine.tokenizer, list(prompts.values()))
-    return Measured(len(rows), texts, tokens, prompt_tokens, weights, clock)
+    return Measured(len(prompts), texts, tokens, prompt_tokens, weights, clock)
 
 
 def run_recipe(spec: Spec, model: ResolvedModel, *, reuse_pipeline: bool = False) -> Measured:
@@ -314,11 +311,7 @@ def run_recipe(spec: Spec, model: ResolvedModel, *, reuse_pipeline: bool = False
     clock = Clock()
     tok = AutoTokenizer.from_pretrained(model_dir)
     clock.loaded()
-
-    def render(messages):
-        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-    builder = _builder(spec, tok.chat_template, render)
+    builder = _hf_builder(spec, tok)
     gen = spec.generation
     kwargs = dict(max_new_tokens=gen.max_new_tokens, do_sample=True, temperature=gen.temperature, top_p=gen.top_p,
                   top_k=gen.top_k, repetition_penalty=gen.repetition_penalty, return_full_text=False)  # fmt: skip
