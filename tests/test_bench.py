@@ -91,6 +91,10 @@ def test_config_errors_name_the_problem(tmp_path):
         BenchConfig(spec=EXAMPLE_SPEC, backends=["sdgen", "vllm"])
     with pytest.raises(BenchError, match="must be positive"):
         BenchConfig(spec=EXAMPLE_SPEC, rows=0)
+    with pytest.raises(BenchError, match="kv_cache_precision"):
+        BenchConfig(spec=EXAMPLE_SPEC, engine={"kv_cache_precision": "fp8"})
+    with pytest.raises(BenchError, match="max_num_seq"):
+        BenchConfig(spec=EXAMPLE_SPEC, engine={"max_num_seq": 64})
     with pytest.raises(BenchError, match="does not exist"):
         BenchConfig(spec=tmp_path / "missing.yaml")
     with pytest.raises(SdgenError, match="no benchmark history"):

@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from pydantic import ValidationError
+
 from sdgen.bench.cell import RESULT_TAG
 from sdgen.bench.history import append_history
 from sdgen.bench.machine import git_commit, machine_info, versions
 from sdgen.errors import SdgenError
 from sdgen.models import BUILTINS
+from sdgen.spec import EngineOptions, format_validation_error
 
 BACKENDS = ["recipe", "genai-default", "optimum", "torch", "ipex", "engine", "sdgen"]  # run order: anchors first
 DEFAULT_BACKENDS = [b for b in BACKENDS if b != "engine"]  # `engine` (no retries, no writing) is opt-in
@@ -57,6 +60,10 @@ class BenchConfig:
             raise BenchError("--rows and --baseline-rows must be positive")
         if not self.spec.is_file():
             raise BenchError(f"spec {self.spec} does not exist (pass the workload with --spec)")
+        try:
+            EngineOptions.model_validate(self.engine)  # fail before any cell runs, not once per cell
+        except ValidationError as exc:
+            raise BenchError(format_validation_error(exc, "--engine")) from None
 
     def rows_for(self, backend: str) -> int:
         if backend in SLOW_BACKENDS:

@@ -24,7 +24,8 @@ def run_cell(args: dict) -> dict:
                  "prompt_style": args["style"]}  # fmt: skip
     spec = load_spec(args["spec"], **overrides)
     if args.get("engine"):
-        spec = spec.model_copy(update={"engine": spec.engine.model_copy(update=args["engine"])})
+        engine = type(spec.engine).model_validate({**spec.engine.model_dump(), **args["engine"]})  # validated
+        spec = spec.model_copy(update={"engine": engine})
     model = resolve_model(args["model"], base_dir=spec.base_dir)
     measured = runner(args["backend"])(spec, model)
     clock = measured.clock
