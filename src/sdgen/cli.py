@@ -36,10 +36,14 @@ def generate_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", help="Inference threads."),
     backend: str = typer.Option("openvino", "--backend", help="Generation backend."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    keep_duplicates: bool = typer.Option(
+        False, "--keep-duplicates", help="Write duplicates too, flagged in `duplicate`/`duplicate_of` columns."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; print only the output path."),
 ) -> None:
-    """Generate a dataset from a task spec."""
-    overrides = {"output": output, "rows": rows, "model": model, "seed": seed, "threads": threads}
+    """Generate a dataset from a task spec (plus its conflicts file, run stats and report.md beside it)."""
+    overrides = {"output": output, "rows": rows, "model": model, "seed": seed, "threads": threads,
+                 "keep_duplicates": keep_duplicates or None}  # fmt: skip
     progress = NullProgress() if quiet else RichProgress(err)
     summary = generate(spec, overwrite=overwrite, backend=backend, progress=progress, **overrides)
     if quiet:
@@ -55,14 +59,37 @@ def _print_summary(s: Summary) -> None:
     table.add_row("output", str(s.output))
     table.add_row("rows written", f"{s.written} of {s.planned} planned")
     table.add_row("unparseable", f"{s.unparseable} (after retries)")
-    table.add_row("exact duplicates", f"{s.exact_duplicates} ({100 * s.exact_duplicates / max(s.written, 1):.1f}%)")
+    parsed = sum(m.rows for m in s.per_model.values())
+    for what, count in (("exact duplicates", s.exact_duplicates), ("near duplicates", s.near_duplicates),
+                        ("label conflicts", s.conflicts)):  # fmt: skip
+        table.add_row(what, f"{count} ({100 * count / max(parsed, 1):.1f}% of parsed rows)")
+    if s.quotas:
+        short = s.shortfall
+        table.add_row("quotas", f"{len(s.quotas) - len(short)} of {len(s.quotas)} cells full"
+                      + (": short " + ", ".join(f"{' x '.join(c)} by {n}" for c, n in short.items()) if short else ""))  # fmt: skip
+    if s.verification is not None:
+        v = s.verification.overall
+        table.add_row("verification", f"{v.agree} of {v.total} agree ({100 * v.rate:.1f}%) with {s.verification.model}")
     table.add_row("generated tokens", f"{s.generated_tokens:,}")
     table.add_row("throughput", f"{s.tokens_per_s:,.0f} tok/s, {s.rows_per_s:.2f} rows/s")
     table.add_row("wall time", f"{s.wall_time:.1f} s")
     if len(s.per_model) > 1:
         for name, m in s.per_model.items():
-            table.add_row(f"  {name}", f"{m.rows} rows, {m.unparseable} unparseable, {m.exact_duplicates} dupes")
+            q = s.quality.get(name)
+            dupes = f", {q.exact_duplicates + q.near_duplicates} dupes, {q.conflicts} conflicts" if q else ""
+            table.add_row(f"  {name}", f"{m.rows} parsed, {m.unparseable} unparseable{dupes}")
+    for what, path in (("conflicts", s.conflicts_file), ("rejected", s.rejected_file), ("report", s.report_file)):
+        if path is not None:
+            table.add_row(what, str(path))
     err.print(table)
+
+
+@app.command("report")
+def report_cmd(output: Path = typer.Argument(..., help="A dataset file written by sdgen generate.")) -> None:
+    """Rebuild <stem>.report.md and its charts for an existing dataset."""
+    from sdgen.report import build_report
+
+    out.print(str(build_report(output)), highlight=False)
 
 
 @app.command("models")

@@ -29,5 +29,8 @@ class Interrupted(SdgenError):
     """The run was interrupted (Ctrl-C); every completed row was written. ``summary`` says how far it got."""
 
     def __init__(self, summary: object) -> None:
+        super().__init__()
         self.summary = summary
-        super().__init__(f"interrupted: {summary.written} rows written to {summary.output}")
+
+    def __str__(self) -> str:  # read when printed, after the run has flushed and counted its rows
+        return f"interrupted: {self.summary.written} rows written to {self.summary.output}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -9,24 +11,25 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sdgen.engines.base import Engine, Request, check_backend, load_engine
-from sdgen.errors import Interrupted
+from sdgen.curate import Curator, QualityCounts, RowBuffer, sidecar
+from sdgen.errors import Interrupted, OutputError
 from sdgen.extract import extract
 from sdgen.models import resolve_model
-from sdgen.plan import PlannedRow, make_plan, retry_seed
+from sdgen.plan import Cell, PlannedRow, cell_of, make_plan, plan_row, quotas, retry_seed
 from sdgen.progress import NullProgress, ProgressListener
 from sdgen.prompts import PromptBuilder, detect_mode
-from sdgen.quality import text_digest
-from sdgen.sinks import Writer, dataset_columns, open_writer
+from sdgen.sinks import check_output, dataset_columns, open_writer, read_dataset, replace_dataset
 from sdgen.spec import Spec, apply_overrides, load_spec
+from sdgen.verify import Verification, classify
 
 
 @dataclass
 class ModelStats:
-    rows: int = 0
+    rows: int = 0  # parsed rows (before curation)
     unparseable: int = 0
-    exact_duplicates: int = 0
     generated_tokens: int = 0
     attempts: int = 0
+    extra_rows: int = 0  # replacement rows scheduled for quota cells (balance: exact)
     seconds: float = 0.0  # load + generation
     load_seconds: float = 0.0
 
@@ -37,12 +40,19 @@ class Summary:
 
     output: Path
     planned: int
-    written: int = 0
+    written: int = 0  # rows in the final dataset
     unparseable: int = 0
-    exact_duplicates: int = 0
     generated_tokens: int = 0
     wall_time: float = 0.0
     per_model: dict[str, ModelStats] = field(default_factory=dict)
+    quality: dict[str, QualityCounts] = field(default_factory=dict)
+    quotas: dict[Cell, int] = field(default_factory=dict)  # balance: exact only
+    filled: dict[Cell, int] = field(default_factory=dict)  # rows per quota cell in the final dataset
+    verification: Verification | None = None
+    conflicts_file: Path | None = None
+    rejected_file: Path | None = None
+    report_file: Path | None = None
+    finalize_seconds: float = 0.0  # moving conflicts out, rewriting the dataset (verification excluded)
 
     @property
     def tokens_per_s(self) -> float:
@@ -52,32 +62,21 @@ class Summary:
     def rows_per_s(self) -> float:
         return self.written / self.wall_time if self.wall_time else 0.0
 
+    @property
+    def exact_duplicates(self) -> int:
+        return sum(q.exact_duplicates for q in self.quality.values())
 
-class _RowSink:
-    """Buffers parsed rows, flushes every batch_size rows, and keeps the counts."""
+    @property
+    def near_duplicates(self) -> int:
+        return sum(q.near_duplicates for q in self.quality.values())
 
-    def __init__(self, writer: Writer, batch_size: int, summary: Summary) -> None:
-        self.writer = writer
-        self.batch_size = batch_size
-        self.summary = summary
-        self._buffer: list[dict[str, Any]] = []
-        self._seen: set[bytes] = set()
+    @property
+    def conflicts(self) -> int:
+        return sum(q.conflicts for q in self.quality.values())
 
-    def add(self, record: dict[str, Any], stats: ModelStats) -> None:
-        key = text_digest(record["text"])  # 16 bytes, not the text: a 1M-row index stays ~100 MB
-        if key in self._seen:
-            stats.exact_duplicates += 1
-            self.summary.exact_duplicates += 1
-        self._seen.add(key)
-        self._buffer.append(record)
-        stats.rows += 1
-        self.summary.written += 1
-        if len(self._buffer) >= self.batch_size:
-            self.flush()
-
-    def flush(self) -> None:
-        self.writer.write(self._buffer)
-        self._buffer = []
+    @property
+    def shortfall(self) -> dict[Cell, int]:
+        return {cell: quota - self.filled.get(cell, 0) for cell, quota in self.quotas.items() if self.filled.get(cell, 0) < quota}
 
 
 class RequestFeed:
@@ -91,6 +90,7 @@ class RequestFeed:
     def __init__(self, spec: Spec, builder: PromptBuilder, rows: Iterable[PlannedRow]) -> None:
         self.spec, self.builder = spec, builder
         self._planned = iter(rows)
+        self._extra: deque[PlannedRow] = deque()
         self._retries: deque[Request] = deque()
         self.attempt: dict[int, int] = {}
         self.rows: dict[int, PlannedRow] = {}
@@ -101,10 +101,14 @@ class RequestFeed:
     def __next__(self) -> Request:
         if self._retries:
             return self._retries.popleft()
-        row = next(self._planned)
+        row = self._extra.popleft() if self._extra else next(self._planned)
         self.rows[row.row] = row
         self.attempt[row.row] = 0
         return self._request(row, row.seed)
+
+    def add(self, row: PlannedRow) -> None:
+        """Queue a row that was not in the plan given at the start (a quota replacement)."""
+        self._extra.append(row)
 
     def seed(self, row_id: int) -> int:
         attempt = self.attempt[row_id]
@@ -126,33 +130,74 @@ class RequestFeed:
         return Request(row.row, self.builder.build(row), self.spec.generation, seed, self.builder.stop_strings)
 
 
+class Refill:
+    """Schedules replacement rows for quota cells that lost rows (``balance: exact``), within a budget per model."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.enabled = spec.balance.mode == "exact"
+        self._ids = itertools.count(spec.sample_size)  # replacement ids follow the plan's
+
+    def budget(self, planned_rows: int) -> int:
+        return math.ceil(self.spec.balance.extra_budget * planned_rows) if self.enabled else 0
+
+    def row(self, cell: Cell, model: str) -> PlannedRow:
+        return plan_row(self.spec, next(self._ids), cell, model)
+
+
 def _run_model(
-    spec: Spec, engine: Engine, rows: list[PlannedRow], sink: _RowSink, stats: ModelStats, progress: ProgressListener
+    spec: Spec,
+    engine: Engine,
+    rows: list[PlannedRow],
+    curator: Curator,
+    refill: Refill,
+    stats: ModelStats,
+    progress: ProgressListener,
 ) -> None:
-    """Generate every row of one model; an unparseable row is retried with a fresh seed in the same run."""
+    """Generate every row of one model; an unparseable row is retried with a fresh seed in the same run.
+
+    Progress counts settled plan slots: a lost row that gets a replacement does not advance it.
+    """
     mode = detect_mode(engine.chat_template, engine.render_chat)
     builder = PromptBuilder(spec, mode, engine.render_chat)
     feed = RequestFeed(spec, builder, rows)
+    budget = refill.budget(len(rows))
+
+    def replace(cells: list[Cell], model: str) -> int:
+        """Queue a replacement per lost cell while the budget lasts; return how many were queued."""
+        nonlocal budget
+        queued = 0
+        for cell in cells:
+            if budget > 0:
+                budget -= 1
+                feed.add(refill.row(cell, model))
+                queued += 1
+        stats.extra_rows += queued
+        return queued
+
     for result in engine.generate(feed):
         row = feed.rows[result.id]
         stats.generated_tokens += result.generated_tokens
         stats.attempts += 1
         parsed = extract(builder.response_prefix + result.text, row, reasoning=spec.wants_reasoning)
         if parsed is None:
-            if not feed.retry(row.row):
+            if feed.retry(row.row):
+                progress.update(0, result.generated_tokens)
+            else:
                 feed.done(row.row)
                 stats.unparseable += 1
-                progress.update(1, result.generated_tokens)
-            else:
-                progress.update(0, result.generated_tokens)
+                replaced = replace([cell_of(spec, row.label, row.category)], row.model)
+                progress.update(1 - replaced, result.generated_tokens)
             continue
         record = {
             "text": parsed.text, "label": row.label, "category": row.category, "type": row.type,
             "model": row.model, "reasoning": parsed.reasoning, "row": row.row, "seed": feed.seed(row.row),
         }  # fmt: skip
         feed.done(row.row)
-        sink.add(record, stats)
-        progress.update(1, result.generated_tokens)
+        stats.rows += 1
+        replaced = replace(curator.offer(record), row.model)
+        # +1 for this row's slot, -1 per replacement queued (its own slot, or an earlier row's that was pulled out)
+        progress.update(1 - replaced, result.generated_tokens)
 
 
 def generate(
@@ -161,11 +206,14 @@ def generate(
     overwrite: bool = False,
     backend: str = "openvino",
     progress: ProgressListener | None = None,
+    report: bool = True,
     **overrides: Any,
 ) -> Summary:
     """Run a spec end to end and return its summary.
 
-    ``overrides`` replace spec fields (``rows``, ``model``, ``seed``, ``output`` or any field name).
+    ``overrides`` replace spec fields (``rows``, ``model``, ``seed``, ``output``, ``keep_duplicates`` or any
+    field name). Besides the dataset: ``<stem>.conflicts<ext>`` when texts conflicted across labels,
+    ``<stem>.rejected<ext>`` when verification dropped rows, ``<stem>.stats.json`` and ``<stem>.report.md``.
     """
     if isinstance(spec_or_path, Spec):
         spec = apply_overrides(spec_or_path, **overrides)
@@ -174,30 +222,114 @@ def generate(
     check_backend(backend)
     progress = progress or NullProgress()
     plan = make_plan(spec)
-    summary = Summary(output=spec.output_path, planned=len(plan))
+    output = spec.output_path
+    summary = Summary(output=output, planned=len(plan), quotas=quotas(spec) if spec.balance.mode == "exact" else {})
     by_model: dict[str, list[PlannedRow]] = defaultdict(list)
     for row in plan:
         by_model[row.model].append(row)
     models = {name: resolve_model(name, base_dir=spec.base_dir) for name in by_model}  # fail before writing
+    verifier = resolve_model(spec.verify.model, base_dir=spec.base_dir) if spec.verify else None
+    check_output(output, overwrite=overwrite)
+    sidecars = {kind: sidecar(output, kind) for kind in ("conflicts", "rejected")}
+    sidecars |= {"stats": sidecar(output, "stats", ".json"), "report": sidecar(output, "report", ".md")}
+    for path in sidecars.values():
+        _check_sidecar(path, output, overwrite)
+        path.unlink(missing_ok=True)  # a stale sidecar of an earlier run must not pass for this run's
     t0 = time.perf_counter()
-    writer = open_writer(spec.output_path, dataset_columns(spec.wants_reasoning), overwrite=overwrite)
-    sink = _RowSink(writer, spec.batch_size, summary)
+    columns = dataset_columns(spec.wants_reasoning, spec.dedup.keep_duplicates)
+    writer = open_writer(output, columns, overwrite=overwrite)
+    curator = Curator(
+        spec,
+        RowBuffer(lambda: writer, spec.batch_size),
+        RowBuffer(lambda: open_writer(sidecars["conflicts"], columns + ["conflict_with"], overwrite=True), spec.batch_size),
+    )
+    summary.quality = curator.per_model
+    refill = Refill(spec)
+    finished = False
     try:
+        progress.start(len(plan), spec.name)
         for name, rows in by_model.items():
             stats = summary.per_model.setdefault(name, ModelStats())
             t_model = time.perf_counter()
             with load_engine(backend, models[name], spec.engine) as engine:  # one engine at a time
                 stats.load_seconds = time.perf_counter() - t_model
                 progress.start(len(plan), f"{spec.name} · {name}")  # rates count from here, not from loading
-                _run_model(spec, engine, rows, sink, stats, progress)
+                _run_model(spec, engine, rows, curator, refill, stats, progress)
             stats.seconds = time.perf_counter() - t_model
             summary.unparseable += stats.unparseable
             summary.generated_tokens += stats.generated_tokens
+        finished = True
     except KeyboardInterrupt:
         raise Interrupted(summary) from None
     finally:
-        sink.flush()  # completed rows are never lost, whatever stopped the run
+        curator.close()  # completed rows are never lost, whatever stopped the run
         writer.close()
         progress.stop()
+        summary.written = writer.rows_written
         summary.wall_time = time.perf_counter() - t0
+    if curator.conflicts.writer is not None:
+        summary.conflicts_file = sidecars["conflicts"]
+    df = _finish_dataset(spec, summary, curator, verifier, backend, sidecars) if finished else None
+    summary.wall_time = time.perf_counter() - t0
+    if report:
+        from sdgen.report import write_report
+
+        summary.report_file = write_report(output, df, summary, spec)
     return summary
+
+
+def _finish_dataset(spec: Spec, summary: Summary, curator: Curator, verifier, backend: str, sidecars: dict[str, Path]):
+    """Move the earlier sides of conflicts out, verify labels, and rewrite the dataset once (atomically).
+
+    Returns the final dataset as a DataFrame (the report reads it), or None when nothing needed a rewrite.
+    """
+    t0 = time.perf_counter()
+    if not curator.pulled and verifier is None:
+        return None
+    df = read_dataset(summary.output, dataset_columns(spec.wants_reasoning, spec.dedup.keep_duplicates))
+    if curator.pulled:
+        pulled = df["row"].isin(list(curator.pulled))
+        earlier = df[pulled].assign(conflict_with=df.loc[pulled, "row"].map(curator.pulled).astype("Int64"))
+        _append(sidecars["conflicts"], earlier)
+        if spec.dedup.conflicts == "separate":
+            df = df[~pulled].reset_index(drop=True)
+    if verifier is not None:
+        df = _verify(spec, summary, df, verifier, backend, sidecars["rejected"])
+    replace_dataset(df, summary.output)
+    summary.written = len(df)
+    summary.finalize_seconds = time.perf_counter() - t0 - (summary.verification.seconds + summary.verification.load_seconds if summary.verification else 0.0)
+    return df
+
+
+def _verify(spec: Spec, summary: Summary, df, verifier, backend: str, rejected_path: Path):
+    verification = Verification(model=spec.verify.model, action=spec.verify.action)
+    summary.verification = verification
+    t0 = time.perf_counter()
+    with load_engine(backend, verifier, spec.engine) as engine:
+        verification.load_seconds = time.perf_counter() - t0
+        verified = classify(spec, engine, df["text"].tolist(), verification)
+    df = df.assign(verified_label=verified, agrees=[v == label for v, label in zip(verified, df["label"])])
+    counted = df["duplicate"].eq("") if "duplicate" in df.columns else df["label"].notna()  # flagged duplicates aside
+    for label, model, answer in df.loc[counted, ["label", "model", "verified_label"]].itertuples(index=False):
+        verification.record(label, model, answer)
+    if spec.verify.action == "drop":
+        rejected = df[~df["agrees"]]
+        if len(rejected):
+            _append(rejected_path, rejected)
+            summary.rejected_file = rejected_path
+        df = df[df["agrees"]].reset_index(drop=True)
+    return df
+
+
+def _append(path: Path, df) -> None:
+    """Append DataFrame rows to a sidecar file (created on first use)."""
+    import pandas as pd
+
+    if path.exists():
+        df = pd.concat([read_dataset(path), df], ignore_index=True)
+    replace_dataset(df, path)
+
+
+def _check_sidecar(path: Path, output: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} (from an earlier run to {output.name}) exists; pass --overwrite or choose another --output")

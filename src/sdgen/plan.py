@@ -1,7 +1,10 @@
 """Deterministic sample plan: every row's label, category, type, model and rng seed from one run seed.
 
-Each row is derived from ``(run seed, row id)`` alone, so row ``i`` is the same whatever the
-sample size, and any subset of rows (a resumed run, a shard) can be rebuilt without the others.
+With ``balance: random`` each row is derived from ``(run seed, row id)`` alone, so row ``i`` is
+the same whatever the sample size. With ``balance: exact`` the quota cells (label, or label x
+category) are dealt out exactly and shuffled by the run seed; rows added later to refill a cell
+(ids from ``sample_size`` up) get their cell and model from the scheduler, the rest from their id.
+Either way any subset of rows can be rebuilt without the others.
 """
 
 from __future__ import annotations
@@ -31,23 +34,51 @@ def derive_seed(run_seed: int, *parts: object) -> int:
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") & _SEED_MASK
 
 
-def plan_row(spec: Spec, row: int) -> PlannedRow:
-    """The plan entry for one row id (uniform label, uniform category then type, weighted model)."""
+Cell = tuple[str, ...]
+"""A quota cell: ``(label,)`` or ``(label, category)``."""
+
+
+def plan_row(spec: Spec, row: int, cell: Cell | None = None, model: str | None = None) -> PlannedRow:
+    """The plan entry for one row id (uniform label, uniform category then type, weighted model).
+
+    ``cell`` fixes the label (and category), ``model`` the model; the other draws are unchanged.
+    """
     rng = random.Random(derive_seed(spec.seed, "plan", row))
     labels = list(spec.labels)
     categories = list(spec.categories)
     label = labels[rng.randrange(len(labels))]
     category = categories[rng.randrange(len(categories))]
+    if cell is not None:
+        label = cell[0]
+        category = cell[1] if len(cell) > 1 else category
     types = spec.categories[category]
     type_ = types[rng.randrange(len(types))]
     names = [m.name for m in spec.models]
-    model = names[0] if len(names) == 1 else rng.choices(names, weights=[m.weight for m in spec.models])[0]
-    return PlannedRow(row, label, category, type_, model, derive_seed(spec.seed, "sample", row, 0))
+    drawn = names[0] if len(names) == 1 else rng.choices(names, weights=[m.weight for m in spec.models])[0]
+    return PlannedRow(row, label, category, type_, model or drawn, derive_seed(spec.seed, "sample", row, 0))
+
+
+def cell_of(spec: Spec, label: str, category: str) -> Cell:
+    return (label, category) if spec.balance.by == "label_category" else (label,)
+
+
+def quotas(spec: Spec) -> dict[Cell, int]:
+    """Rows per cell under ``balance: exact``: an even split, the remainder to the first cells in spec order."""
+    if spec.balance.by == "label_category":
+        cells = [(label, category) for label in spec.labels for category in spec.categories]
+    else:
+        cells = [(label,) for label in spec.labels]
+    base, extra = divmod(spec.sample_size, len(cells))
+    return {cell: base + (i < extra) for i, cell in enumerate(cells)}
 
 
 def make_plan(spec: Spec) -> list[PlannedRow]:
     """The plan for rows ``0 .. sample_size-1``."""
-    return [plan_row(spec, row) for row in range(spec.sample_size)]
+    if spec.balance.mode != "exact":
+        return [plan_row(spec, row) for row in range(spec.sample_size)]
+    deal = [cell for cell, count in quotas(spec).items() for _ in range(count)]
+    random.Random(derive_seed(spec.seed, "balance")).shuffle(deal)
+    return [plan_row(spec, row, cell) for row, cell in enumerate(deal)]
 
 
 def retry_seed(spec: Spec, row: int, attempt: int) -> int:

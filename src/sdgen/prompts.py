@@ -7,7 +7,6 @@ each row's prompt is then a string concatenation: no template work per row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
 from typing import Callable
 

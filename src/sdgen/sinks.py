@@ -11,12 +11,14 @@ from typing import Any
 
 from sdgen.errors import OutputError
 
-INT_COLUMNS = frozenset({"row", "seed"})
+INT_COLUMNS = frozenset({"row", "seed", "duplicate_of", "conflict_with"})
+BOOL_COLUMNS = frozenset({"agrees"})
 
 
-def dataset_columns(reasoning: bool) -> list[str]:
+def dataset_columns(reasoning: bool, keep_duplicates: bool = False) -> list[str]:
     base = ["text", "label", "category", "type", "model"]
-    return base + (["reasoning"] if reasoning else []) + ["row", "seed"]
+    flags = ["duplicate", "duplicate_of"] if keep_duplicates else []
+    return base + (["reasoning"] if reasoning else []) + ["row", "seed"] + flags
 
 
 class Writer(ABC):
@@ -89,7 +91,7 @@ class ParquetWriter(Writer):
 
         super().__init__(path, columns)
         self._pa = pa
-        fields = [pa.field(c, pa.int64() if c in INT_COLUMNS else pa.string()) for c in columns]
+        fields = [pa.field(c, _arrow_type(pa, c)) for c in columns]
         self._schema = pa.schema(fields)
         self._writer = pq.ParquetWriter(str(path), self._schema)
 
@@ -101,6 +103,10 @@ class ParquetWriter(Writer):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _arrow_type(pa, column: str):
+    return pa.int64() if column in INT_COLUMNS else pa.bool_() if column in BOOL_COLUMNS else pa.string()
 
 
 WRITERS: dict[str, type[Writer]] = {".csv": CsvWriter, ".jsonl": JsonlWriter, ".parquet": ParquetWriter}
@@ -129,3 +135,47 @@ def open_writer(path: Path, columns: list[str], *, overwrite: bool = False) -> W
         return WRITERS[path.suffix.lower()](path, columns)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def read_dataset(path: Path, columns: list[str] | None = None):
+    """A dataset file written by sdgen as a DataFrame: text columns as str (no NaN), integer ids as Int64.
+
+    ``columns`` names the columns of a file that may hold no rows yet (an empty JSONL has no header).
+    """
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if columns is not None and path.stat().st_size == 0:
+        return pd.DataFrame({c: pd.Series(dtype="Int64" if c in INT_COLUMNS else object) for c in columns})
+    try:
+        if suffix == ".csv":
+            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        elif suffix == ".jsonl":
+            df = pd.read_json(path, lines=True, dtype=False)
+        elif suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            raise OutputError(f"{path}: unsupported format; use one of {', '.join(WRITERS)}")
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"cannot read {path}: {exc}") from None
+    for column in df.columns:
+        if column in INT_COLUMNS:
+            df[column] = pd.to_numeric(df[column].replace("", None), errors="raise").astype("Int64")
+        elif column in BOOL_COLUMNS:
+            df[column] = df[column].map(lambda v: v if isinstance(v, bool) else str(v).lower() == "true")
+        else:
+            df[column] = df[column].fillna("").astype(str)
+    return df
+
+
+def replace_dataset(df, path: Path) -> None:
+    """Write ``df`` to ``path`` atomically: a synced temp file renamed over the old one (a crash keeps one or the other)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with WRITERS[path.suffix.lower()](tmp, list(df.columns)) as writer:
+        writer.write(df.astype(object).where(df.notna(), None).to_dict("records"))
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -70,6 +70,60 @@ class ModelChoice(_Strict):
     weight: float = Field(1.0, gt=0.0, description="Relative share of rows for this model.")
 
 
+class DedupOptions(_Strict):
+    """Online deduplication and cross-label conflict detection (``dedup: false`` turns both off)."""
+
+    enabled: bool = Field(True, description="Check each parsed text against the texts kept so far.")
+    near: bool = Field(True, description="Also catch near duplicates (MinHash LSH), not only exact ones.")
+    threshold: float = Field(0.8, gt=0.0, le=1.0, description="Word-shingle Jaccard similarity that counts as near.")
+    shingle_size: int = Field(3, ge=1, le=16, description="Words per shingle.")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations (accuracy vs memory).")
+    keep_duplicates: bool = Field(False, description="Write duplicates anyway, flagged in a `duplicate` column.")
+    conflicts: Literal["separate", "keep"] = Field(
+        "separate",
+        description="Texts (near-)equal under different labels: separate = both sides go to <output>.conflicts "
+        "instead of the dataset; keep = they stay in the dataset and are listed there too.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bool(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+
+class BalanceOptions(_Strict):
+    """How rows are spread over labels (and categories)."""
+
+    mode: Literal["random", "exact"] = Field(
+        "random",
+        description="random = each row draws its label (the recipe's way); exact = the plan holds exact quotas and "
+        "rows lost to duplicates, conflicts or parsing are replaced until every quota is full.",
+    )
+    by: Literal["label", "label_category"] = Field("label", description="Quota cells: per label or label x category.")
+    extra_budget: float = Field(
+        1.0, ge=0.0, le=20.0, description="Replacement rows allowed per model, as a share of its planned rows."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_str(cls, value: Any) -> Any:
+        return {"mode": value} if isinstance(value, str) else value
+
+
+class VerifyOptions(_Strict):
+    """A second pass: a model classifies each kept text among the labels (its output constrained to them)."""
+
+    model: str = Field(min_length=1, description="Built-in model name, OpenVINO IR dir or GGUF path.")
+    action: Literal["flag", "drop"] = Field(
+        "flag", description="flag = keep every row with `verified_label`/`agrees`; drop = move disagreeing rows out."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_str(cls, value: Any) -> Any:
+        return {"model": value} if isinstance(value, str) else value
+
+
 class Spec(_Strict):
     """A generation task: what to generate, how much, with which models, and where it goes."""
 
@@ -86,6 +140,9 @@ class Spec(_Strict):
     models: list[ModelChoice] = Field(default_factory=lambda: [ModelChoice(name=DEFAULT_MODEL)], min_length=1)
     generation: GenerationParams = Field(default_factory=GenerationParams)
     engine: EngineOptions = Field(default_factory=EngineOptions)
+    dedup: DedupOptions = Field(default_factory=DedupOptions)
+    balance: BalanceOptions = Field(default_factory=BalanceOptions)
+    verify: VerifyOptions | None = None
     output: Path | None = Field(None, description="Output path (.csv, .jsonl or .parquet); default <name>.csv.")
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True, description="Where relative paths resolve.")
 
@@ -154,6 +211,11 @@ class Spec(_Strict):
                     f"prompt_style: {self.prompt_style!r} is neither 'fewshot', 'reasoning' "
                     f"nor an existing Jinja template file"
                 )
+        if self.balance.mode == "exact" and self.sample_size < self.cell_count:
+            raise ValueError(
+                f"balance: exact needs sample_size >= {self.cell_count} (one row per {self.balance.by.replace('_', ' x ')} "
+                f"cell), got {self.sample_size}"
+            )
         if self.output_path.suffix.lower() not in OUTPUT_FORMATS:
             raise ValueError(
                 f"output: {str(self.output_path)!r} has an unsupported extension; use one of {', '.join(OUTPUT_FORMATS)}"
@@ -172,6 +234,10 @@ class Spec(_Strict):
         path = self.output if self.output is not None else Path(f"{self.name}.csv")
         path = path.expanduser()
         return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def cell_count(self) -> int:
+        return len(self.labels) * (len(self.categories) if self.balance.by == "label_category" else 1)
 
     @property
     def wants_reasoning(self) -> bool:
@@ -258,6 +324,10 @@ def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
         changes["sample_size"] = changes.pop("rows")
     if "model" in changes:
         changes["models"] = [changes.pop("model")]
+    if "keep_duplicates" in changes:
+        dedup = data.get("dedup")
+        dedup = dedup if isinstance(dedup, dict) else ({"enabled": dedup} if isinstance(dedup, bool) else {})
+        data["dedup"] = {**dedup, "keep_duplicates": changes.pop("keep_duplicates")}
     if "threads" in changes:
         engine = data.get("engine")
         data["engine"] = {**(engine if isinstance(engine, dict) else {}), "threads": changes.pop("threads")}

@@ -19,6 +19,7 @@ class Request:
     params: GenerationParams
     seed: int
     stop_strings: set[str] = field(default_factory=set)
+    choices: tuple[str, ...] | None = None  # constrain the output to exactly one of these (greedy)
 
 
 @dataclass(slots=True)

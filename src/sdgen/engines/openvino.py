@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from typing import Iterable, Iterator
 
 from sdgen.engines.base import Engine, Request, Result
@@ -57,12 +58,23 @@ def cpu_properties(options: EngineOptions, threads: int) -> dict[str, object]:
     return props
 
 
-def generation_config(params: GenerationParams, seed: int, stop_strings: set[str]):
+def _regex_literal(text: str) -> str:
+    """Escape regex operators only; everything else (spaces, quotes, commas) stays a literal character."""
+    return re.sub(r"([\\.^$*+?()\[\]{}|])", r"\\\1", text)
+
+
+def generation_config(
+    params: GenerationParams, seed: int, stop_strings: set[str], choices: tuple[str, ...] | None = None
+):
     import openvino_genai as ov_genai
 
     config = ov_genai.GenerationConfig()
     config.max_new_tokens = params.max_new_tokens
     config.repetition_penalty = params.repetition_penalty
+    if choices:  # greedy, and the grammar admits nothing but one of the choices (after an optional space)
+        pattern = " ?(" + "|".join(_regex_literal(c) for c in choices) + ")"
+        config.structured_output_config = ov_genai.StructuredOutputConfig(regex=pattern)
+        return config
     if params.temperature > 0:
         config.do_sample = True
         config.temperature = params.temperature
@@ -120,7 +132,7 @@ class OpenVINOEngine(Engine):
         ids = itertools.count()
 
         def add(req: Request) -> None:
-            config = generation_config(req.params, req.seed, req.stop_strings)
+            config = generation_config(req.params, req.seed, req.stop_strings, req.choices)
             inflight.append((self._pipe.add_request(next(ids), req.prompt, config), req))
 
         def refill() -> None:

@@ -94,6 +94,8 @@ class TorchEngine(Engine):
     def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
         pending = iter(requests)
         while batch := list(itertools.islice(pending, self.options.static_batch_size)):
+            if any(req.choices for req in batch):
+                raise EngineError(f"the {self.backend} backend cannot constrain outputs to a label set; verify with openvino")
             yield from self._generate_batch(batch)
 
     def _generate_batch(self, batch: list[Request]) -> list[Result]:

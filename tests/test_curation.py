@@ -1,0 +1,261 @@
+"""Curation end to end with crafted engine outputs: duplicates, conflicts, quotas, verification and the report.
+
+A scripted engine answers each request with a text the test chose for that row, so every count
+below is known in advance.
+"""
+
+import json
+import random
+import re
+import subprocess
+import sys
+from collections import Counter
+
+import pandas as pd
+import pytest
+
+import sdgen
+from sdgen.engines.base import Engine, Result, register_engine
+from sdgen.errors import OutputError
+from sdgen.plan import make_plan, quotas
+from sdgen.spec import build_spec
+
+from conftest import ROOT
+
+_LABEL = re.compile(r"Label: (.+)\n")
+_VOCAB = [f"w{i}" for i in range(5000)]
+
+
+def words(seed: int, n: int = 40) -> str:
+    """A text of n random words: two of these share (almost) no 3-word shingles."""
+    return " ".join(random.Random(seed).sample(_VOCAB, n))
+
+
+class CraftedEngine(Engine):
+    """Answers each row with `script(row, label, attempt)`; classification requests by the marker in the text."""
+
+    backend = "crafted"
+    script = staticmethod(lambda row, label, attempt: words(row))
+    fed: list[int] = []
+
+    def __init__(self, model, options) -> None:
+        self._attempts: Counter = Counter()
+
+    chat_template = None
+
+    def render_chat(self, messages):
+        raise AssertionError("base model")
+
+    def generate(self, requests):
+        for req in requests:
+            if req.choices:  # verification: the text carries the label the verifier will say
+                text = req.prompt.rsplit("Text: ", 1)[1]
+                marked = re.search(r"says (\w+)", text)
+                yield Result(req.id, " " + (marked.group(1) if marked else req.choices[0]), 2, "stop")
+                continue
+            label = _LABEL.findall(req.prompt)[-1]
+            attempt = self._attempts[req.id]
+            self._attempts[req.id] += 1
+            CraftedEngine.fed.append(req.id)
+            yield Result(req.id, " " + CraftedEngine.script(req.id, label, attempt), 10, "stop")
+
+
+register_engine("crafted", CraftedEngine)
+
+
+@pytest.fixture(autouse=True)
+def unique_texts():
+    """Every test starts from an engine that writes a new text per row."""
+    CraftedEngine.script = staticmethod(lambda row, label, attempt: words(row))
+
+
+def spec_for(tmp_path, model_path, **changes):
+    data = {
+        "task": "Crafted texts.", "labels": ["a", "b"], "categories": {"topic": ["x", "y"], "place": ["z"]},
+        "sample_size": 40, "batch_size": 8, "seed": 3, "models": [str(model_path)], "prompt_style": "fewshot",
+        "output": str(tmp_path / "out.csv"),
+    }  # fmt: skip
+    data.update(changes)
+    return build_spec(data, base_dir=tmp_path)
+
+
+@pytest.fixture
+def model_path(tmp_path):
+    path = tmp_path / "fake.gguf"  # resolved by path; the crafted engine never reads it
+    path.write_bytes(b"GGUF")
+    return path
+
+
+def read(path):
+    return pd.read_csv(path, keep_default_na=False)
+
+
+def crafted_scenario(spec):
+    """One exact copy, two near copies, one cross-label copy; returns the rows involved."""
+    plan = make_plan(spec)
+    a = [r.row for r in plan if r.label == "a"]
+    b = [r.row for r in plan if r.label == "b"]
+    exact, near1, near2 = a[5], a[6], a[7]
+    original = a[3]
+    conflict = next(r for r in b if r > original)
+    texts = {
+        exact: words(a[0]).upper().replace(" ", " , "),  # case and punctuation do not make it new
+        near1: words(a[1]).rsplit(" ", 1)[0] + " changed",  # one word of 40 differs
+        near2: "opening " + words(a[2]),
+        conflict: words(original) + "!",
+    }
+    CraftedEngine.script = staticmethod(lambda row, label, attempt: texts.get(row, words(row)))
+    return {"exact": exact, "near": [near1, near2], "conflict": conflict, "original": original, "a": a}
+
+
+def test_duplicates_are_dropped_and_conflicts_set_aside(tmp_path, model_path):
+    spec = spec_for(tmp_path, model_path)
+    rows = crafted_scenario(spec)
+    summary = sdgen.generate(spec, backend="crafted")
+    df = read(summary.output)
+    conflicts = read(tmp_path / "out.conflicts.csv")
+    assert summary.exact_duplicates == 1 and summary.near_duplicates == 2 and summary.conflicts == 2
+    gone = {rows["exact"], *rows["near"], rows["conflict"], rows["original"]}
+    assert sorted(df["row"]) == sorted(set(range(40)) - gone) and summary.written == 35
+    assert sorted(conflicts["row"]) == sorted([rows["conflict"], rows["original"]])
+    pairs = dict(zip(conflicts["row"], conflicts["conflict_with"]))
+    assert pairs == {rows["conflict"]: rows["original"], rows["original"]: rows["conflict"]}
+    assert set(conflicts["label"]) == {"a", "b"}
+    q = summary.quality[str(model_path)]
+    assert (q.parsed, q.kept, q.exact_duplicates, q.near_duplicates, q.conflicts) == (40, 35, 1, 2, 2)
+
+
+def test_keep_duplicates_flags_them(tmp_path, model_path):
+    spec = spec_for(tmp_path, model_path)
+    rows = crafted_scenario(spec)
+    summary = sdgen.generate(spec, backend="crafted", keep_duplicates=True)
+    df = read(summary.output).set_index("row")
+    flagged = df[df["duplicate"] != ""]
+    assert dict(flagged["duplicate"]) == {rows["exact"]: "exact", rows["near"][0]: "near", rows["near"][1]: "near"}
+    a = rows["a"]
+    assert dict(flagged["duplicate_of"].astype(int)) == {rows["exact"]: a[0], rows["near"][0]: a[1], rows["near"][1]: a[2]}
+    assert len(df) == 40 - 2  # the conflict's two sides still leave the dataset
+
+
+def test_conflicts_keep_leaves_both_sides_in_the_dataset(tmp_path, model_path):
+    spec = spec_for(tmp_path, model_path, dedup={"conflicts": "keep"})
+    rows = crafted_scenario(spec)
+    summary = sdgen.generate(spec, backend="crafted")
+    df = read(summary.output)
+    assert {rows["conflict"], rows["original"]} <= set(df["row"]) and len(df) == 40 - 3
+    assert sorted(read(tmp_path / "out.conflicts.csv")["row"]) == sorted([rows["conflict"], rows["original"]])
+
+
+def test_dedup_off_keeps_everything(tmp_path, model_path):
+    spec = spec_for(tmp_path, model_path, dedup=False)
+    crafted_scenario(spec)
+    summary = sdgen.generate(spec, backend="crafted")
+    assert summary.written == 40 and summary.exact_duplicates == 0 and not (tmp_path / "out.conflicts.csv").exists()
+
+
+def test_exact_plan_deals_exact_quotas(tmp_path, model_path):
+    for by, cells in (("label", 2), ("label_category", 4)):
+        spec = spec_for(tmp_path, model_path, sample_size=43, balance={"mode": "exact", "by": by})
+        plan = make_plan(spec)
+        key = (lambda r: (r.label,)) if by == "label" else (lambda r: (r.label, r.category))
+        assert Counter(key(r) for r in plan) == quotas(spec) and len(quotas(spec)) == cells
+        assert sorted(quotas(spec).values())[-1] - sorted(quotas(spec).values())[0] <= 1
+        assert plan == make_plan(spec)  # deterministic
+    assert [r.label for r in make_plan(spec)] != [r.label for r in make_plan(spec_for(tmp_path, model_path, seed=4, balance="exact"))]
+
+
+def test_exact_balance_replaces_lost_rows_until_every_cell_is_full(tmp_path, model_path):
+    spec = spec_for(tmp_path, model_path, sample_size=24, balance={"mode": "exact", "by": "label_category", "extra_budget": 3},
+                    engine={"max_attempts": 1})  # fmt: skip
+    # every 3rd row is unparseable, every 4th repeats row 0's text: each loss is replaced by a new row id
+    CraftedEngine.script = staticmethod(
+        lambda row, label, attempt: "" if row % 3 == 1 else words(0) if row % 4 == 2 and row else words(row)
+    )
+    summary = sdgen.generate(spec, backend="crafted")
+    df = read(summary.output)
+    assert Counter(zip(df["label"], df["category"])) == Counter({c: q for c, q in quotas(spec).items()})
+    assert summary.shortfall == {} and summary.written == 24
+    assert df["row"].is_unique and df["row"].max() >= 24  # replacements got ids after the plan's
+    stats = summary.per_model[str(model_path)]
+    assert stats.extra_rows == stats.unparseable + summary.exact_duplicates + summary.conflicts
+
+
+def test_exact_balance_reports_the_cells_it_could_not_fill(tmp_path, model_path):
+    spec = spec_for(tmp_path, model_path, sample_size=20, balance={"mode": "exact", "extra_budget": 0.5})
+    CraftedEngine.script = staticmethod(lambda row, label, attempt: words(row) if label == "a" else words(999))
+    summary = sdgen.generate(spec, backend="crafted")
+    assert summary.filled == {("a",): 10, ("b",): 1}
+    assert summary.shortfall == {("b",): 9}
+    assert summary.per_model[str(model_path)].extra_rows == 10  # ceil(0.5 x 20) replacements, all spent on b
+    assert summary.exact_duplicates == 9 + 10
+    stats = json.loads((tmp_path / "out.stats.json").read_text())
+    assert {tuple(q["cell"]): (q["quota"], q["filled"]) for q in stats["quotas"]} == {("a",): (10, 10), ("b",): (10, 1)}
+    assert "1 of 2 cells full" in (tmp_path / "out.report.md").read_text()
+
+
+@pytest.mark.parametrize("action", ["flag", "drop"])
+def test_verification_agreement_and_action(tmp_path, model_path, action):
+    spec = spec_for(tmp_path, model_path, sample_size=30, verify={"model": str(model_path), "action": action})
+    # a text "says" the label the verifier will give: rows 0, 5, 10, ... are mislabelled
+    CraftedEngine.script = staticmethod(
+        lambda row, label, attempt: f"{words(row)} says {({'a': 'b', 'b': 'a'}[label] if row % 5 == 0 else label)}"
+    )
+    summary = sdgen.generate(spec, backend="crafted")
+    df = read(summary.output)
+    wrong = {r for r in range(30) if r % 5 == 0}
+    labels = {r.row: r.label for r in make_plan(spec)}
+    v = summary.verification
+    assert (v.overall.agree, v.overall.total) == (24, 30)
+    for label in ("a", "b"):
+        rows = [r for r in range(30) if labels[r] == label]
+        assert (v.by_label[label].agree, v.by_label[label].total) == (len(set(rows) - wrong), len(rows))
+    if action == "flag":
+        assert len(df) == 30 and set(df.loc[~df["agrees"], "row"]) == wrong
+        assert all(df["verified_label"] == [labels[r] if r not in wrong else {"a": "b", "b": "a"}[labels[r]] for r in df["row"]])
+    else:
+        assert sorted(df["row"]) == sorted(set(range(30)) - wrong)
+        assert set(read(tmp_path / "out.rejected.csv")["row"]) == wrong
+
+
+def test_report_has_tables_and_charts_and_rebuilds(tmp_path, model_path):
+    spec = spec_for(tmp_path, model_path)
+    crafted_scenario(spec)
+    summary = sdgen.generate(spec, backend="crafted")
+    report = tmp_path / "out.report.md"
+    assert summary.report_file == report
+    text = report.read_text()
+    assert "2.5%" in text and "5.0%" in text  # 1 exact and 2 near duplicates of 40 parsed rows
+    for png in ("labels.png", "lengths.png"):
+        assert (tmp_path / "out.report" / png).read_bytes()[:4] == b"\x89PNG"
+    report.unlink()
+    proc = subprocess.run([sys.executable, "-m", "sdgen.cli", "report", str(summary.output)], capture_output=True,
+                          text=True, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert report.read_text() == text
+
+
+def test_report_of_a_foreign_file_measures_the_file(tmp_path):
+    texts = [words(i) for i in range(8)] + [words(0).upper(), words(1) + "!"]
+    labels = ["a"] * 8 + ["a", "b"]
+    path = tmp_path / "theirs.csv"
+    pd.DataFrame({"text": texts, "label": labels, "model": "m", "category": "c"}).to_csv(path, index=False)
+    from sdgen.report import build_report
+
+    report = build_report(path)
+    table = [line for line in report.read_text().splitlines() if line.startswith("| m |")][0]
+    cells = [c.strip() for c in table.strip("|").split("|")]
+    assert cells[1:6] == ["10", "10", "10.0%", "0.0%", "20.0%"]  # 1 exact copy; a cross-label copy: both sides
+
+
+def test_stale_sidecars_and_bad_report_targets(tmp_path, model_path):
+    spec = spec_for(tmp_path, model_path)
+    (tmp_path / "out.conflicts.csv").write_text("old")
+    with pytest.raises(OutputError, match="out.conflicts.csv .*exists; pass --overwrite"):
+        sdgen.generate(spec, backend="crafted")
+    assert not (tmp_path / "out.csv").exists()
+    sdgen.generate(spec, backend="crafted", overwrite=True)
+    assert not (tmp_path / "out.conflicts.csv").exists()  # this run had no conflicts: the stale file is gone
+    from sdgen.report import build_report
+
+    with pytest.raises(OutputError, match="no such dataset file"):
+        build_report(tmp_path / "missing.csv")
