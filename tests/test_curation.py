@@ -259,3 +259,50 @@ def test_stale_sidecars_and_bad_report_targets(tmp_path, model_path):
 
     with pytest.raises(OutputError, match="no such dataset file"):
         build_report(tmp_path / "missing.csv")
+
+
+def test_quality_fields_validate_with_clear_errors(tmp_path, model_path):
+    from sdgen.errors import SpecError
+    from sdgen.spec import apply_overrides
+
+    spec = spec_for(tmp_path, model_path, dedup=False, balance="exact", verify=str(model_path))
+    assert not spec.dedup.enabled and spec.balance.mode == "exact" and spec.verify.action == "flag"
+    assert apply_overrides(spec, keep_duplicates=True).dedup.keep_duplicates
+    assert not apply_overrides(spec, keep_duplicates=True).dedup.enabled  # the flag does not re-enable dedup
+    cases = {
+        "balance: exact needs sample_size >= 4": dict(sample_size=3, balance={"mode": "exact", "by": "label_category"}),
+        "balance.mode: Input should be 'random' or 'exact'": dict(balance="even"),
+        "dedup.threshold: Input should be less than or equal to 1": dict(dedup={"threshold": 1.5}),
+        "dedup.conflicts: Input should be 'separate' or 'keep'": dict(dedup={"conflicts": "drop"}),
+        "verify.action: Input should be 'flag' or 'drop'": dict(verify={"model": "m", "action": "fix"}),
+        "verify.model: required field is missing": dict(verify={"action": "drop"}),
+        "dedup.near_threshold: unknown field": dict(dedup={"near_threshold": 0.9}),
+    }
+    for message, changes in cases.items():
+        with pytest.raises(SpecError, match=re.escape(message)):
+            spec_for(tmp_path, model_path, **changes)
+
+
+def test_missing_verifier_fails_before_anything_is_written(tmp_path, model_path):
+    from sdgen.errors import ModelError
+
+    spec = spec_for(tmp_path, model_path, verify={"model": str(tmp_path / "nope.gguf")})
+    with pytest.raises(ModelError, match="nope.gguf"):
+        sdgen.generate(spec, backend="crafted")
+    assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_conflicts_and_verification_rewrite_every_format(tmp_path, model_path, suffix):
+    from sdgen.sinks import read_dataset
+
+    spec = spec_for(tmp_path, model_path, output=str(tmp_path / f"out{suffix}"), verify={"model": str(model_path)})
+    rows = crafted_scenario(spec)
+    summary = sdgen.generate(spec, backend="crafted", keep_duplicates=True)
+    df = read_dataset(summary.output)
+    assert len(df) == 38 and rows["original"] not in set(df["row"])
+    assert set(df.loc[df["duplicate"] == "exact", "duplicate_of"]) == {rows["a"][0]}
+    assert df["duplicate_of"].isna().sum() == 35 and df["agrees"].dtype == bool
+    conflicts = read_dataset(tmp_path / f"out.conflicts{suffix}")
+    assert dict(zip(conflicts["row"], conflicts["conflict_with"])) == {
+        rows["conflict"]: rows["original"], rows["original"]: rows["conflict"]}  # fmt: skip

@@ -31,10 +31,11 @@ def run(request, tmp_path_factory):
 def test_rows_and_labels_follow_the_plan(run):
     style, summary, _ = run
     df = pd.read_csv(summary.output, keep_default_na=False)
-    plan = make_plan(sdgen.load_spec(EXAMPLE_SPEC, rows=ROWS))
-    assert summary.unparseable == 0 and len(df) == ROWS == summary.written
-    assert Counter(df["label"]) == Counter(r.label for r in plan)
-    assert sorted(df["row"]) == list(range(ROWS))
+    plan = {r.row: r for r in make_plan(sdgen.load_spec(EXAMPLE_SPEC, rows=ROWS))}
+    dropped = summary.exact_duplicates + summary.near_duplicates + summary.conflicts
+    assert summary.unparseable == 0 and len(df) == ROWS - dropped == summary.written
+    assert dropped <= 0.05 * ROWS
+    assert df["row"].is_unique and all(plan[r].label == label for r, label in zip(df["row"], df["label"]))
     assert ("reasoning" in df.columns) == (style == "reasoning")
 
 
@@ -82,9 +83,34 @@ def test_gemma3_builtin_end_to_end(tmp_path):
     summary = sdgen.generate(EXAMPLE_SPEC, rows=32, model="gemma3-270m", output=tmp_path / "g.csv",
                              engine={"threads": 2, "max_attempts": 5})  # fmt: skip
     df = pd.read_csv(summary.output, keep_default_na=False)
-    plan = make_plan(sdgen.load_spec(EXAMPLE_SPEC, rows=32, model="gemma3-270m"))
-    assert len(df) == 32 and Counter(df["label"]) == Counter(r.label for r in plan)
+    plan = {r.row: r for r in make_plan(sdgen.load_spec(EXAMPLE_SPEC, rows=32, model="gemma3-270m"))}
+    assert len(df) == 32 - summary.exact_duplicates - summary.near_duplicates - summary.conflicts >= 30
+    assert df["row"].is_unique and all(plan[r].label == label for r, label in zip(df["row"], df["label"]))
     assert set(df["model"]) == {"gemma3-270m"}
     assert df["text"].nunique() >= 0.95 * 32
     for text in df["text"]:
         assert not TEMPLATE_TOKENS.search(text) and not BYTE_LEVEL.search(text), text
+
+
+@pytest.mark.slow
+def test_both_builtin_models_mixed_with_exact_quotas_and_verification(tmp_path):
+    """Both built-ins in one run: every row records its model, each label gets exactly its quota after
+    curation, a verifier labels every kept text, and the report covers both models."""
+    models = [{"name": "smollm2-135m-instruct", "weight": 1}, {"name": "gemma3-270m", "weight": 1}]
+    summary = sdgen.generate(
+        EXAMPLE_SPEC, rows=40, output=tmp_path / "mix.csv", prompt_style="fewshot", models=models, balance="exact",
+        verify={"model": "smollm2-135m-instruct", "action": "flag"}, engine={"threads": 2, "max_attempts": 5},
+    )  # fmt: skip
+    df = pd.read_csv(summary.output, keep_default_na=False)
+    spec = sdgen.load_spec(EXAMPLE_SPEC)
+    assert Counter(df["label"]) == {label: 10 for label in spec.labels} and summary.shortfall == {}
+    assert set(df["model"]) == {"smollm2-135m-instruct", "gemma3-270m"} and df["row"].is_unique
+    assert set(df["verified_label"]) <= set(spec.labels)
+    assert list(df["agrees"]) == [a == b for a, b in zip(df["label"], df["verified_label"])]
+    assert summary.verification.overall.total == 40
+    stats = json.loads((tmp_path / "mix.stats.json").read_text())
+    assert set(stats["per_model"]) == {m["name"] for m in models}
+    for name, model in stats["per_model"].items():
+        assert model["quality"]["kept"] == Counter(df["model"])[name]
+    report = (tmp_path / "mix.report.md").read_text()
+    assert "| smollm2-135m-instruct |" in report and "| gemma3-270m |" in report and "4 of 4 cells full" in report

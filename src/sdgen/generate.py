@@ -245,31 +245,30 @@ def generate(
     )
     summary.quality = curator.per_model
     refill = Refill(spec)
-    finished = False
     try:
-        progress.start(len(plan), spec.name)
-        for name, rows in by_model.items():
-            stats = summary.per_model.setdefault(name, ModelStats())
-            t_model = time.perf_counter()
-            with load_engine(backend, models[name], spec.engine) as engine:  # one engine at a time
-                stats.load_seconds = time.perf_counter() - t_model
-                progress.start(len(plan), f"{spec.name} · {name}")  # rates count from here, not from loading
-                _run_model(spec, engine, rows, curator, refill, stats, progress)
-            stats.seconds = time.perf_counter() - t_model
-            summary.unparseable += stats.unparseable
-            summary.generated_tokens += stats.generated_tokens
-        finished = True
-    except KeyboardInterrupt:
+        try:
+            for name, rows in by_model.items():
+                stats = summary.per_model.setdefault(name, ModelStats())
+                t_model = time.perf_counter()
+                with load_engine(backend, models[name], spec.engine) as engine:  # one engine at a time
+                    stats.load_seconds = time.perf_counter() - t_model
+                    progress.start(len(plan), f"{spec.name} · {name}")  # rates count from here, not from loading
+                    _run_model(spec, engine, rows, curator, refill, stats, progress)
+                stats.seconds = time.perf_counter() - t_model
+                summary.unparseable += stats.unparseable
+                summary.generated_tokens += stats.generated_tokens
+        finally:
+            curator.close()  # completed rows are never lost, whatever stopped the run
+            writer.close()
+            summary.written = writer.rows_written
+            summary.wall_time = time.perf_counter() - t0
+            if curator.conflicts.writer is not None:
+                summary.conflicts_file = sidecars["conflicts"]
+        df = _finish_dataset(spec, summary, curator, verifier, backend, sidecars, progress)
+    except KeyboardInterrupt:  # the dataset is intact: its one rewrite is an atomic rename
         raise Interrupted(summary) from None
     finally:
-        curator.close()  # completed rows are never lost, whatever stopped the run
-        writer.close()
         progress.stop()
-        summary.written = writer.rows_written
-        summary.wall_time = time.perf_counter() - t0
-    if curator.conflicts.writer is not None:
-        summary.conflicts_file = sidecars["conflicts"]
-    df = _finish_dataset(spec, summary, curator, verifier, backend, sidecars) if finished else None
     summary.wall_time = time.perf_counter() - t0
     if report:
         from sdgen.report import write_report
@@ -278,7 +277,10 @@ def generate(
     return summary
 
 
-def _finish_dataset(spec: Spec, summary: Summary, curator: Curator, verifier, backend: str, sidecars: dict[str, Path]):
+def _finish_dataset(
+    spec: Spec, summary: Summary, curator: Curator, verifier, backend: str, sidecars: dict[str, Path],
+    progress: ProgressListener,
+):
     """Move the earlier sides of conflicts out, verify labels, and rewrite the dataset once (atomically).
 
     Returns the final dataset as a DataFrame (the report reads it), or None when nothing needed a rewrite.
@@ -294,20 +296,21 @@ def _finish_dataset(spec: Spec, summary: Summary, curator: Curator, verifier, ba
         if spec.dedup.conflicts == "separate":
             df = df[~pulled].reset_index(drop=True)
     if verifier is not None:
-        df = _verify(spec, summary, df, verifier, backend, sidecars["rejected"])
+        df = _verify(spec, summary, df, verifier, backend, sidecars["rejected"], progress)
     replace_dataset(df, summary.output)
     summary.written = len(df)
     summary.finalize_seconds = time.perf_counter() - t0 - (summary.verification.seconds + summary.verification.load_seconds if summary.verification else 0.0)
     return df
 
 
-def _verify(spec: Spec, summary: Summary, df, verifier, backend: str, rejected_path: Path):
+def _verify(spec: Spec, summary: Summary, df, verifier, backend: str, rejected_path: Path, progress: ProgressListener):
     verification = Verification(model=spec.verify.model, action=spec.verify.action)
     summary.verification = verification
     t0 = time.perf_counter()
     with load_engine(backend, verifier, spec.engine) as engine:
         verification.load_seconds = time.perf_counter() - t0
-        verified = classify(spec, engine, df["text"].tolist(), verification)
+        progress.start(len(df), f"verify · {spec.verify.model}", new=True)
+        verified = classify(spec, engine, df["text"].tolist(), verification, progress)
     df = df.assign(verified_label=verified, agrees=[v == label for v, label in zip(verified, df["label"])])
     counted = df["duplicate"].eq("") if "duplicate" in df.columns else df["label"].notna()  # flagged duplicates aside
     for label, model, answer in df.loc[counted, ["label", "model", "verified_label"]].itertuples(index=False):

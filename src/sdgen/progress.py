@@ -10,7 +10,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class ProgressListener(Protocol):
-    def start(self, total_rows: int, description: str) -> None: ...
+    def start(self, total_rows: int, description: str, *, new: bool = False) -> None:
+        """Begin (or, with the same bar, relabel) a phase; ``new`` starts a fresh bar (verification)."""
+
     def update(self, rows: int, tokens: int) -> None:
         """Add finished rows and generated tokens."""
 
@@ -18,7 +20,7 @@ class ProgressListener(Protocol):
 
 
 class NullProgress:
-    def start(self, total_rows: int, description: str) -> None:
+    def start(self, total_rows: int, description: str, *, new: bool = False) -> None:
         pass
 
     def update(self, rows: int, tokens: int) -> None:
@@ -50,10 +52,11 @@ class RichProgress:
         self._tokens = 0
         self._total = 0
 
-    def start(self, total_rows: int, description: str) -> None:
-        if self._task is None:
+    def start(self, total_rows: int, description: str, *, new: bool = False) -> None:
+        if self._task is None or new:
             self._progress.start()
             self._t0 = time.perf_counter()
+            self._rows = self._tokens = 0
             self._task = self._progress.add_task(description, total=total_rows, rows_s=0.0, tok_s=0.0, eta="?")
             self._total = total_rows
         else:

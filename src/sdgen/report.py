@@ -41,7 +41,7 @@ def stats_dict(summary: Summary, spec: Spec) -> dict[str, Any]:
         verification = {
             "model": v.model, "action": v.action, "generated_tokens": v.generated_tokens,
             "seconds": round(v.seconds, 3), "load_seconds": round(v.load_seconds, 3),
-            "by_label": {k: dataclasses.asdict(a) for k, a in v.by_label.items()},
+            "by_label": {k: dataclasses.asdict(v.by_label[k]) for k in spec.labels if k in v.by_label},
             "by_model": {k: dataclasses.asdict(a) for k, a in v.by_model.items()},
         }  # fmt: skip
     return {

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from sdgen.engines.base import Engine, Request
+from sdgen.progress import ProgressListener
 from sdgen.prompts import PromptMode, detect_mode
 from sdgen.spec import GenerationParams, Spec
 
@@ -89,7 +90,9 @@ class ClassifierPrompt:
         return head, tail
 
 
-def classify(spec: Spec, engine: Engine, texts: Iterable[str], verification: Verification) -> list[str]:
+def classify(
+    spec: Spec, engine: Engine, texts: Iterable[str], verification: Verification, progress: ProgressListener | None = None
+) -> list[str]:
     """The verifier's label for each text, in order (INVALID when its output is not a label)."""
     prompt = ClassifierPrompt(spec, engine)
     choices = tuple(spec.labels)
@@ -101,5 +104,7 @@ def classify(spec: Spec, engine: Engine, texts: Iterable[str], verification: Ver
         answer = result.text.strip()
         answers[result.id] = answer if answer in spec.labels else INVALID
         verification.generated_tokens += result.generated_tokens
+        if progress is not None:
+            progress.update(1, result.generated_tokens)
     verification.seconds += time.perf_counter() - t0
     return [answers[i] for i in range(len(answers))]

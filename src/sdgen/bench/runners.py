@@ -137,11 +137,11 @@ def run_sdgen(spec: Spec, model: ResolvedModel) -> Measured:
     clock = Clock()
 
     class Marks:
-        def start(self, total_rows: int, description: str) -> None:
+        def start(self, total_rows: int, description: str, *, new: bool = False) -> None:
             clock.loaded()
 
         def update(self, rows: int, tokens: int) -> None:
-            if rows:
+            if rows > 0:
                 clock.row()
 
         def stop(self) -> None:
@@ -149,7 +149,7 @@ def run_sdgen(spec: Spec, model: ResolvedModel) -> Measured:
 
     with tempfile.TemporaryDirectory(prefix="sdgen-bench-") as tmp:
         out = Path(tmp) / "rows.jsonl"
-        summary = generate(spec, output=out, overwrite=True, progress=Marks())
+        summary = generate(spec, output=out, overwrite=True, progress=Marks(), report=False)  # charts are not the run
         clock.stop()
         texts = pd.read_json(out, lines=True)["text"].astype(str).tolist() if summary.written else []
     import openvino_genai as ov_genai
