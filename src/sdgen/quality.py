@@ -48,10 +48,63 @@ class Check:
     match_label: str | None = None
 
 
+class _BandIndex:
+    """MinHash signatures in one uint32 matrix, LSH band keys in plain dicts.
+
+    datasketch's MinHashLSH keeps ~6 KB of Python objects per key (band byte strings, sets, key
+    lists); this keeps a 4-byte value per permutation plus one dict entry per band (~1.3 KB per
+    row at 128 permutations), so a 100k-row run indexes in ~130 MB. Band sizes are datasketch's.
+    """
+
+    def __init__(self, threshold: float, num_perm: int) -> None:
+        import numpy as np
+        from datasketch.lsh import _optimal_param
+
+        # favour recall: candidates are verified against the estimated Jaccard, so false positives are cheap
+        self.bands, self.rows = _optimal_param(threshold, num_perm, 0.1, 0.9)
+        self._np = np
+        self._sigs = np.zeros((1024, num_perm), dtype=np.uint32)
+        self._n = 0
+        self._tables: list[dict[int, int | list[int]]] = [{} for _ in range(self.bands)]
+
+    def _keys(self, sig) -> list[int]:
+        r = self.rows
+        return [hash(sig[i * r : (i + 1) * r].tobytes()) for i in range(self.bands)]
+
+    def candidates(self, sig) -> set[int]:
+        found: set[int] = set()
+        for table, key in zip(self._tables, self._keys(sig)):
+            hit = table.get(key)
+            if hit is not None:
+                found.update(hit) if isinstance(hit, list) else found.add(hit)
+        return found
+
+    def insert(self, sig) -> int:
+        if self._n == len(self._sigs):
+            self._sigs = self._np.concatenate([self._sigs, self._np.zeros_like(self._sigs)])
+        slot = self._n
+        self._sigs[slot] = sig
+        self._n += 1
+        for table, key in zip(self._tables, self._keys(sig)):
+            hit = table.get(key)
+            if hit is None:
+                table[key] = slot
+            elif isinstance(hit, list):
+                hit.append(slot)
+            else:
+                table[key] = [hit, slot]
+        return slot
+
+    def jaccard(self, slot: int, sig) -> float:
+        """The Jaccard similarity the two signatures estimate."""
+        return float(self._np.count_nonzero(self._sigs[slot] == sig)) / len(sig)
+
+
 class TextIndex:
     """The texts kept so far: `check` a new one, `add` it if it is kept.
 
-    Memory per kept row: a 16-byte digest, its MinHash and the LSH's band keys (num_perm 128: ~2.5 KB).
+    Memory per kept row: a 16-byte digest and its row/label (~200 B), plus with ``near`` its
+    MinHash signature and band keys (~1.3 KB at 128 permutations).
     """
 
     def __init__(self, *, near: bool = True, threshold: float = 0.8, shingle_size: int = 3, num_perm: int = 128) -> None:
@@ -62,14 +115,12 @@ class TextIndex:
         self.near, self.threshold, self.shingle_size, self.num_perm = near, threshold, shingle_size, num_perm
         self._exact: dict[bytes, tuple[int, str]] = {}
         self._labels: dict[int, str] = {}
-        self._lsh = None
-        if near:
-            from datasketch import MinHashLSH
-
-            # favour recall: candidates are verified against the estimated Jaccard below, so false positives are cheap
-            self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.1, 0.9))
-        self._pending: dict[int, object] = {}  # row -> MinHash computed by check(), reused by add()
-        self._minhashes: dict[int, object] = {}
+        self._bands = _BandIndex(threshold, num_perm) if near else None
+        self._slot_rows: list[int] = []  # band-index slot -> row
+        self._slots: dict[int, int] = {}  # row -> slot
+        self._pending: dict[int, object] = {}  # row -> signature computed by check(), reused by add()
+        self._permutations = None
+        self._scheme = None
 
     def __len__(self) -> int:
         return len(self._exact)
@@ -81,12 +132,12 @@ class TextIndex:
             kept_row, kept_label = exact
             verdict = Verdict.EXACT if kept_label == label else Verdict.CONFLICT
             return Check(verdict, kept_row, kept_label)
-        if self._lsh is None:
+        if self._bands is None:
             return Check(Verdict.UNIQUE)
-        minhash = self._minhash(text)
-        self._pending[row] = minhash
-        # LSH candidates include false positives: keep those whose estimated Jaccard reaches the threshold
-        matches = sorted(m for m in self._lsh.query(minhash) if self._minhashes[m].jaccard(minhash) >= self.threshold)
+        sig = self._signature(text)
+        self._pending[row] = sig
+        slots = [s for s in self._bands.candidates(sig) if self._bands.jaccard(s, sig) >= self.threshold]
+        matches = sorted(self._slot_rows[s] for s in slots)
         same = [m for m in matches if self._labels[m] == label]
         if same:
             return Check(Verdict.NEAR, same[0], label)
@@ -98,19 +149,22 @@ class TextIndex:
         """Keep `text`: later texts are checked against it."""
         self._exact.setdefault(text_digest(text), (row, label))
         self._labels[row] = label
-        if self._lsh is not None:
-            minhash = self._pending.pop(row, None) or self._minhash(text)
-            if row not in self._minhashes:
-                self._lsh.insert(row, minhash)
-                self._minhashes[row] = minhash
+        if self._bands is not None and row not in self._slots:
+            sig = self._pending.pop(row, None)
+            self._slots[row] = self._bands.insert(sig if sig is not None else self._signature(text))
+            self._slot_rows.append(row)
 
     def discard(self, row: int) -> None:
-        """Forget a checked text that was not kept (frees its pending MinHash)."""
+        """Forget a checked text that was not kept (frees its pending signature)."""
         self._pending.pop(row, None)
 
-    def _minhash(self, text: str):
+    def _signature(self, text: str):
         from datasketch import MinHash
 
-        minhash = MinHash(num_perm=self.num_perm)
+        if self._permutations is None:
+            minhash = MinHash(num_perm=self.num_perm)
+            self._permutations, self._scheme = minhash.permutations, minhash.scheme  # generated once, then shared
+        else:
+            minhash = MinHash(num_perm=self.num_perm, permutations=self._permutations, scheme=self._scheme)
         minhash.update_batch(shingles(text, self.shingle_size))
-        return minhash
+        return minhash.hashvalues
