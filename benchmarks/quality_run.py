@@ -41,7 +41,9 @@ def main() -> None:
     )  # fmt: skip
     after = scan_file(read_dataset(summary.output))
     print(f"rows: {summary.written} of {summary.planned}; report: {summary.report_file}")
-    print("| model | parsed | exact dup before/after | near dup before/after | conflicts before/after | kept | replacements | gen s | curation s |")
+    print(
+        "| model | parsed | exact dup before/after | near dup before/after | conflicts before/after | kept | replacements | gen s | curation s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, q in summary.quality.items():
         stats, found = summary.per_model[name], after.get(name, Counter())

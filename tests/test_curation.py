@@ -133,7 +133,11 @@ def test_keep_duplicates_flags_them(tmp_path, model_path):
     flagged = df[df["duplicate"] != ""]
     assert dict(flagged["duplicate"]) == {rows["exact"]: "exact", rows["near"][0]: "near", rows["near"][1]: "near"}
     a = rows["a"]
-    assert dict(flagged["duplicate_of"].astype(int)) == {rows["exact"]: a[0], rows["near"][0]: a[1], rows["near"][1]: a[2]}
+    assert dict(flagged["duplicate_of"].astype(int)) == {
+        rows["exact"]: a[0],
+        rows["near"][0]: a[1],
+        rows["near"][1]: a[2],
+    }
     assert len(df) == 40 - 2  # the conflict's two sides still leave the dataset
 
 
@@ -161,7 +165,9 @@ def test_exact_plan_deals_exact_quotas(tmp_path, model_path):
         assert Counter(key(r) for r in plan) == quotas(spec) and len(quotas(spec)) == cells
         assert sorted(quotas(spec).values())[-1] - sorted(quotas(spec).values())[0] <= 1
         assert plan == make_plan(spec)  # deterministic
-    assert [r.label for r in make_plan(spec)] != [r.label for r in make_plan(spec_for(tmp_path, model_path, seed=4, balance="exact"))]
+    assert [r.label for r in make_plan(spec)] != [
+        r.label for r in make_plan(spec_for(tmp_path, model_path, seed=4, balance="exact"))
+    ]
 
 
 def test_exact_balance_replaces_lost_rows_until_every_cell_is_full(tmp_path, model_path):
@@ -198,7 +204,7 @@ def test_verification_agreement_and_action(tmp_path, model_path, action):
     spec = spec_for(tmp_path, model_path, sample_size=30, verify={"model": str(model_path), "action": action})
     # a text "says" the label the verifier will give: rows 0, 5, 10, ... are mislabelled
     CraftedEngine.script = staticmethod(
-        lambda row, label, attempt: f"{words(row)} says {({'a': 'b', 'b': 'a'}[label] if row % 5 == 0 else label)}"
+        lambda row, label, attempt: f"{words(row)} says { ({'a': 'b', 'b': 'a'}[label] if row % 5 == 0 else label) }"
     )
     summary = sdgen.generate(spec, backend="crafted")
     df = read(summary.output)
@@ -211,7 +217,10 @@ def test_verification_agreement_and_action(tmp_path, model_path, action):
         assert (v.by_label[label].agree, v.by_label[label].total) == (len(set(rows) - wrong), len(rows))
     if action == "flag":
         assert len(df) == 30 and set(df.loc[~df["agrees"], "row"]) == wrong
-        assert all(df["verified_label"] == [labels[r] if r not in wrong else {"a": "b", "b": "a"}[labels[r]] for r in df["row"]])
+        assert all(
+            df["verified_label"]
+            == [labels[r] if r not in wrong else {"a": "b", "b": "a"}[labels[r]] for r in df["row"]]
+        )
     else:
         assert sorted(df["row"]) == sorted(set(range(30)) - wrong)
         assert set(read(tmp_path / "out.rejected.csv")["row"]) == wrong

@@ -86,7 +86,10 @@ class Curator:
         self.index = None
         if options.enabled:
             self.index = TextIndex(
-                near=options.near, threshold=options.threshold, shingle_size=options.shingle_size, num_perm=options.num_perm
+                near=options.near,
+                threshold=options.threshold,
+                shingle_size=options.shingle_size,
+                num_perm=options.num_perm,
             )
         self._kept: dict[int, _Kept] = {}
 

@@ -299,7 +299,8 @@ def _finish_dataset(
         df = _verify(spec, summary, df, verifier, backend, sidecars["rejected"], progress)
     replace_dataset(df, summary.output)
     summary.written = len(df)
-    summary.finalize_seconds = time.perf_counter() - t0 - (summary.verification.seconds + summary.verification.load_seconds if summary.verification else 0.0)
+    verifying = summary.verification.seconds + summary.verification.load_seconds if summary.verification else 0.0
+    summary.finalize_seconds = time.perf_counter() - t0 - verifying
     return df
 
 

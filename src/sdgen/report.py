@@ -55,7 +55,10 @@ def stats_dict(summary: Summary, spec: Spec) -> dict[str, Any]:
         "finalize_seconds": round(summary.finalize_seconds, 3),
         "balance": spec.balance.model_dump(),
         "dedup": spec.dedup.model_dump(),
-        "quotas": [{"cell": list(cell), "quota": q, "filled": summary.filled.get(cell, 0)} for cell, q in summary.quotas.items()],
+        "quotas": [
+            {"cell": list(cell), "quota": q, "filled": summary.filled.get(cell, 0)}
+            for cell, q in summary.quotas.items()
+        ],
         "per_model": per_model,
         "verification": verification,
         "conflicts_file": str(summary.conflicts_file) if summary.conflicts_file else None,
@@ -71,7 +74,9 @@ def write_report(output: Path, df: pd.DataFrame | None, summary: Summary, spec: 
     if df is None:
         df = read_dataset(output, dataset_columns(spec.wants_reasoning, spec.dedup.keep_duplicates))
     counted = _counted(df)
-    summary.filled = dict(Counter(cell_of(spec, lab, cat) for lab, cat in zip(df.loc[counted, "label"], df.loc[counted, "category"])))
+    summary.filled = dict(
+        Counter(cell_of(spec, lab, cat) for lab, cat in zip(df.loc[counted, "label"], df.loc[counted, "category"]))
+    )
     stats = stats_dict(summary, spec)
     stats_path = sidecar(output, "stats", ".json")
     stats_path.write_text(json.dumps(stats, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -203,7 +208,10 @@ def render_report(output: Path, df: pd.DataFrame, stats: dict | None) -> Path:
     if stats is not None:
         parts += ["", _notes(stats)]
     if stats and stats["quotas"]:
-        rows = [[" x ".join(q["cell"]), str(q["quota"]), str(q["filled"]), str(max(q["quota"] - q["filled"], 0))] for q in stats["quotas"]]
+        rows = [
+            [" x ".join(q["cell"]), str(q["quota"]), str(q["filled"]), str(max(q["quota"] - q["filled"], 0))]
+            for q in stats["quotas"]
+        ]
         short = sum(1 for q in stats["quotas"] if q["filled"] < q["quota"])
         parts += ["", "## Quotas (balance: exact)", "", f"{len(rows) - short} of {len(rows)} cells full.", ""]
         parts.append(_table(["cell", "quota", "filled", "short"], rows))

@@ -81,7 +81,10 @@ class ClassifierPrompt:
             return f"{self._instructions()}\n\n{shots}Text: ", "\nLabel:"
         messages = [{"role": "system", "content": self._instructions()}]
         for ex in examples:
-            messages += [{"role": "user", "content": f"Text: {' '.join(ex.output.split())}"}, {"role": "assistant", "content": ex.label}]
+            messages += [
+                {"role": "user", "content": f"Text: {' '.join(ex.output.split())}"},
+                {"role": "assistant", "content": ex.label},
+            ]
         messages.append({"role": "user", "content": f"Text: {_TEXT_SENTINEL}"})
         if self.mode is PromptMode.CHAT_NO_SYSTEM:
             system = messages.pop(0)["content"]
@@ -91,7 +94,11 @@ class ClassifierPrompt:
 
 
 def classify(
-    spec: Spec, engine: Engine, texts: Iterable[str], verification: Verification, progress: ProgressListener | None = None
+    spec: Spec,
+    engine: Engine,
+    texts: Iterable[str],
+    verification: Verification,
+    progress: ProgressListener | None = None,
 ) -> list[str]:
     """The verifier's label for each text, in order (INVALID when its output is not a label)."""
     prompt = ClassifierPrompt(spec, engine)
