@@ -31,6 +31,15 @@ def words(seed: int, n: int = 40) -> str:
     return " ".join(random.Random(seed).sample(_VOCAB, n))
 
 
+def SCENARIO(row: int, label: str, attempt: int) -> str:
+    """Every 7th row repeats an earlier row's text (a duplicate or a conflict); every 11th parses on its 2nd try."""
+    if row % 7 == 3:
+        return words(row - 3)
+    if row % 11 == 5 and attempt == 0:
+        return ""
+    return words(row)
+
+
 class CraftedEngine(Engine):
     """Answers each row with `script(row, label, attempt)`; classification requests by the marker in the text."""
 
@@ -259,7 +268,7 @@ def test_report_of_a_foreign_file_measures_the_file(tmp_path):
 def test_stale_sidecars_and_bad_report_targets(tmp_path, model_path):
     spec = spec_for(tmp_path, model_path)
     (tmp_path / "out.conflicts.csv").write_text("old")
-    with pytest.raises(OutputError, match="out.conflicts.csv .*exists; pass --overwrite"):
+    with pytest.raises(OutputError, match="out.conflicts.csv .*exists; pass --resume to finish that run, --overwrite to start over"):
         sdgen.generate(spec, backend="crafted")
     assert not (tmp_path / "out.csv").exists()
     sdgen.generate(spec, backend="crafted", overwrite=True)

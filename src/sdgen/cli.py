@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -36,6 +38,7 @@ def generate_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", help="Inference threads."),
     backend: str = typer.Option("openvino", "--backend", help="Generation backend."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run of the same spec into its output."),
     keep_duplicates: bool = typer.Option(
         False, "--keep-duplicates", help="Write duplicates too, flagged in `duplicate`/`duplicate_of` columns."
     ),
@@ -45,7 +48,7 @@ def generate_cmd(
     overrides = {"output": output, "rows": rows, "model": model, "seed": seed, "threads": threads,
                  "keep_duplicates": keep_duplicates or None}  # fmt: skip
     progress = NullProgress() if quiet else RichProgress(err)
-    summary = generate(spec, overwrite=overwrite, backend=backend, progress=progress, **overrides)
+    summary = generate(spec, overwrite=overwrite, resume=resume, backend=backend, progress=progress, **overrides)
     if quiet:
         out.print(str(summary.output), highlight=False)
     else:
@@ -246,10 +249,17 @@ def main() -> None:
         app()
     except Interrupted as exc:
         err.print(f"[yellow]{exc}[/yellow]", highlight=False, soft_wrap=True)
+        err.print(f"resume with: {_resume_command(sys.argv)}", highlight=False, soft_wrap=True)
         raise SystemExit(130) from None
     except SdgenError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None
+
+
+def _resume_command(argv: list[str]) -> str:
+    """The command line that was run, with --resume instead of --overwrite."""
+    args = [a for a in argv[1:] if a not in ("--overwrite", "--resume")]
+    return shlex.join(["sdgen", *args, "--resume"])
 
 
 if __name__ == "__main__":

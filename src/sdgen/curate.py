@@ -13,11 +13,15 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from sdgen.plan import Cell, cell_of
 from sdgen.quality import TextIndex, Verdict
+from sdgen.runstate import Journal
 from sdgen.spec import Spec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -38,18 +42,18 @@ def sidecar(output: Path, kind: str, suffix: str | None = None) -> Path:
 
 
 class RowBuffer:
-    """Buffers rows and appends them in batches to a writer opened on first use."""
+    """Buffers rows for a writer opened on first use (the curator decides when to flush)."""
 
-    def __init__(self, open_writer: Callable[[], Any], batch_size: int) -> None:
+    def __init__(self, open_writer: Callable[[], Any]) -> None:
         self._open = open_writer
         self.writer = None
-        self.batch_size = batch_size
         self._rows: list[dict[str, Any]] = []
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
     def add(self, record: dict[str, Any]) -> None:
         self._rows.append(record)
-        if len(self._rows) >= self.batch_size:
-            self.flush()
 
     def flush(self) -> None:
         if self._rows:
@@ -77,6 +81,7 @@ class Curator:
     spec: Spec
     dataset: RowBuffer
     conflicts: RowBuffer
+    journal: Journal | None = None
     per_model: dict[str, QualityCounts] = field(default_factory=dict)
     cells: Counter = field(default_factory=Counter)  # rows counting toward each quota cell
     pulled: dict[int, int] = field(default_factory=dict)  # earlier kept row -> the row it conflicts with
@@ -114,12 +119,34 @@ class Curator:
             else:
                 counts.near_duplicates += 1
             self.index.discard(record["row"])
+            kind = "exact" if check.verdict is Verdict.EXACT else "near"
             if self.spec.dedup.keep_duplicates:
-                kind = "exact" if check.verdict is Verdict.EXACT else "near"
                 self.dataset.add({**record, "duplicate": kind, "duplicate_of": check.match})
+            else:
+                self._note(kind, record["row"], record["model"])
             freed = [cell]
         counts.seconds += time.perf_counter() - t0
+        self._maybe_flush()
         return freed
+
+    def unparseable(self, row: int, model: str) -> None:
+        """A row that never parsed: no data file holds it, so the journal does."""
+        self._note("unparseable", row, model)
+        self._maybe_flush()
+
+    def replacement(self, row: int, cell: Cell, model: str) -> None:
+        """A replacement row was scheduled (its cell and model cannot be derived from its id)."""
+        if self.journal is not None:
+            self.journal.note("replacement", row, model, cell)
+
+    def _note(self, event: str, row: int, model: str) -> None:
+        if self.journal is not None:
+            self.journal.note(event, row, model)
+
+    def _maybe_flush(self) -> None:
+        pending = len(self.dataset) + len(self.conflicts) + (self.journal.pending if self.journal else 0)
+        if pending >= self.spec.batch_size:
+            self.flush()
 
     def _keep(self, record: dict[str, Any], cell: Cell, *, index: bool = True) -> None:
         if index and self.index is not None:
@@ -150,9 +177,56 @@ class Curator:
         return freed
 
     def flush(self) -> None:
+        """Data files first, then the journal: a journal entry never refers to rows that are not on disk."""
         self.dataset.flush()
         self.conflicts.flush()
+        if self.journal is not None:
+            self.journal.flush()
 
     def close(self) -> None:
         self.dataset.close()
         self.conflicts.close()
+        if self.journal is not None:
+            self.journal.close()
+
+    def restore(self, dataset: pd.DataFrame, conflicts: pd.DataFrame | None, journal: list[dict[str, Any]]) -> None:
+        """Rebuild the index, the counts and the pulled set of an interrupted run from what it wrote."""
+        import pandas as pd
+
+        separate = self.spec.dedup.conflicts == "separate"
+        flagged = dataset["duplicate"].ne("") if "duplicate" in dataset.columns else dataset["row"].isna()
+        kept_records = dataset[~flagged].to_dict("records")
+        conflict_records = conflicts.to_dict("records") if conflicts is not None else []
+        for record in kept_records + conflict_records:  # the index holds kept texts and both sides of conflicts
+            if self.index is not None:
+                self.index.add(int(record["row"]), record["text"], record["label"])
+        for record in kept_records:
+            self._kept[int(record["row"])] = _Kept(cell_of(self.spec, record["label"], record["category"]), record["model"])
+        in_conflicts = {int(r["row"]) for r in conflict_records}
+        for record in conflict_records:
+            match = record.get("conflict_with")
+            if match is not None and not pd.isna(match) and int(match) in self._kept:
+                self.pulled.setdefault(int(match), int(record["row"]))
+        for row, kept in self._kept.items():
+            counts = self.counts(kept.model)
+            counts.parsed += 1
+            if row in self.pulled or row in in_conflicts:
+                counts.conflicts += 1
+                if separate:
+                    continue
+            counts.kept += 1
+            self.cells[kept.cell] += 1
+        for record in conflict_records:
+            if int(record["row"]) not in self._kept:  # a side that is not (or no longer) in the dataset
+                counts = self.counts(record["model"])
+                counts.parsed += 1
+                counts.conflicts += 1
+        duplicates = [(r["model"], r["duplicate"]) for r in dataset[flagged].to_dict("records")]
+        duplicates += [(e["model"], e["event"]) for e in journal if e["event"] in ("exact", "near")]
+        for model, kind in duplicates:
+            counts = self.counts(model)
+            counts.parsed += 1
+            if kind == "exact":
+                counts.exact_duplicates += 1
+            else:
+                counts.near_duplicates += 1

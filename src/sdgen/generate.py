@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 import math
+import signal
+import threading
 import time
-from collections import defaultdict, deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -18,7 +19,10 @@ from sdgen.models import resolve_model
 from sdgen.plan import Cell, PlannedRow, cell_of, make_plan, plan_row, quotas, retry_seed
 from sdgen.progress import NullProgress, ProgressListener
 from sdgen.prompts import PromptBuilder, detect_mode
-from sdgen.sinks import check_output, dataset_columns, open_writer, read_dataset, replace_dataset
+from sdgen.runstate import (
+    Journal, check_resumable, journal_path, manifest_path, read_journal, repair_tail, write_manifest,
+)  # fmt: skip
+from sdgen.sinks import check_output, dataset_columns, dataset_exists, open_writer, read_dataset, replace_dataset
 from sdgen.spec import Spec, apply_overrides, load_spec
 from sdgen.verify import Verification, classify
 
@@ -133,16 +137,25 @@ class RequestFeed:
 class Refill:
     """Schedules replacement rows for quota cells that lost rows (``balance: exact``), within a budget per model."""
 
-    def __init__(self, spec: Spec) -> None:
+    def __init__(self, spec: Spec, plan: list[PlannedRow]) -> None:
         self.spec = spec
-        self.enabled = spec.balance.mode == "exact"
-        self._ids = itertools.count(spec.sample_size)  # replacement ids follow the plan's
+        planned = Counter(row.model for row in plan)
+        exact = spec.balance.mode == "exact"
+        self.budgets = {m: math.ceil(spec.balance.extra_budget * n) if exact else 0 for m, n in planned.items()}
+        self.used: dict[str, int] = {}
+        self._next = spec.sample_size  # replacement ids follow the plan's
 
-    def budget(self, planned_rows: int) -> int:
-        return math.ceil(self.spec.balance.extra_budget * planned_rows) if self.enabled else 0
+    def skip_to(self, next_id: int) -> None:
+        """Continue numbering after the ids an interrupted run already used."""
+        self._next = max(self._next, next_id)
 
-    def row(self, cell: Cell, model: str) -> PlannedRow:
-        return plan_row(self.spec, next(self._ids), cell, model)
+    def take(self, cell: Cell, model: str) -> PlannedRow | None:
+        """A new row for ``cell`` on ``model``, or None when the model's budget is spent."""
+        if self.used.get(model, 0) >= self.budgets.get(model, 0):
+            return None
+        self.used[model] = self.used.get(model, 0) + 1
+        self._next += 1
+        return plan_row(self.spec, self._next - 1, cell, model)
 
 
 def _run_model(
@@ -153,6 +166,7 @@ def _run_model(
     refill: Refill,
     stats: ModelStats,
     progress: ProgressListener,
+    stop: StopRequest | None = None,
 ) -> None:
     """Generate every row of one model; an unparseable row is retried with a fresh seed in the same run.
 
@@ -161,21 +175,21 @@ def _run_model(
     mode = detect_mode(engine.chat_template, engine.render_chat)
     builder = PromptBuilder(spec, mode, engine.render_chat)
     feed = RequestFeed(spec, builder, rows)
-    budget = refill.budget(len(rows))
 
     def replace(cells: list[Cell], model: str) -> int:
         """Queue a replacement per lost cell while the budget lasts; return how many were queued."""
-        nonlocal budget
         queued = 0
         for cell in cells:
-            if budget > 0:
-                budget -= 1
-                feed.add(refill.row(cell, model))
+            if (extra := refill.take(cell, model)) is not None:
+                curator.replacement(extra.row, cell, model)
+                feed.add(extra)
                 queued += 1
         stats.extra_rows += queued
         return queued
 
     for result in engine.generate(feed):
+        if stop is not None:
+            stop.check()  # between rows: nothing half-written
         row = feed.rows[result.id]
         stats.generated_tokens += result.generated_tokens
         stats.attempts += 1
@@ -186,6 +200,7 @@ def _run_model(
             else:
                 feed.done(row.row)
                 stats.unparseable += 1
+                curator.unparseable(row.row, row.model)
                 replaced = replace([cell_of(spec, row.label, row.category)], row.model)
                 progress.update(1 - replaced, result.generated_tokens)
             continue
@@ -204,6 +219,7 @@ def generate(
     spec_or_path: Spec | str | Path,
     *,
     overwrite: bool = False,
+    resume: bool = False,
     backend: str = "openvino",
     progress: ProgressListener | None = None,
     report: bool = True,
@@ -212,63 +228,71 @@ def generate(
     """Run a spec end to end and return its summary.
 
     ``overrides`` replace spec fields (``rows``, ``model``, ``seed``, ``output``, ``keep_duplicates`` or any
-    field name). Besides the dataset: ``<stem>.conflicts<ext>`` when texts conflicted across labels,
-    ``<stem>.rejected<ext>`` when verification dropped rows, ``<stem>.stats.json`` and ``<stem>.report.md``.
+    field name). ``resume`` finishes an interrupted run of the same spec (see `sdgen.runstate`). Besides
+    the dataset: ``<stem>.conflicts<ext>`` when texts conflicted across labels, ``<stem>.rejected<ext>``
+    when verification dropped rows, ``<stem>.stats.json``, ``<stem>.report.md``, and the run state
+    (``<stem>.manifest.json``, ``<stem>.journal.jsonl``).
     """
     if isinstance(spec_or_path, Spec):
         spec = apply_overrides(spec_or_path, **overrides)
     else:
         spec = load_spec(spec_or_path, **overrides)
+    if resume and overwrite:
+        raise OutputError("--resume and --overwrite contradict each other: pick one")
     check_backend(backend)
     progress = progress or NullProgress()
     plan = make_plan(spec)
     output = spec.output_path
     summary = Summary(output=output, planned=len(plan), quotas=quotas(spec) if spec.balance.mode == "exact" else {})
-    by_model: dict[str, list[PlannedRow]] = defaultdict(list)
-    for row in plan:
-        by_model[row.model].append(row)
-    models = {name: resolve_model(name, base_dir=spec.base_dir) for name in by_model}  # fail before writing
+    names = list(dict.fromkeys(row.model for row in plan))
+    models = {name: resolve_model(name, base_dir=spec.base_dir) for name in names}  # fail before writing
     verifier = resolve_model(spec.verify.model, base_dir=spec.base_dir) if spec.verify else None
-    check_output(output, overwrite=overwrite)
     sidecars = {kind: sidecar(output, kind) for kind in ("conflicts", "rejected")}
     sidecars |= {"stats": sidecar(output, "stats", ".json"), "report": sidecar(output, "report", ".md")}
-    for path in sidecars.values():
-        _check_sidecar(path, output, overwrite)
-        path.unlink(missing_ok=True)  # a stale sidecar of an earlier run must not pass for this run's
-    t0 = time.perf_counter()
     columns = dataset_columns(spec.wants_reasoning, spec.dedup.keep_duplicates)
-    writer = open_writer(output, columns, overwrite=overwrite)
+    if resume:
+        state = _resume_state(spec, models, backend, sidecars, columns)
+    else:
+        _start_fresh(spec, models, backend, sidecars, overwrite)
+        state = None
+    t0 = time.perf_counter()
+    writer = open_writer(output, columns, overwrite=overwrite, append=resume)
+    conflicts_path = sidecars["conflicts"]
     curator = Curator(
         spec,
-        RowBuffer(lambda: writer, spec.batch_size),
-        RowBuffer(lambda: open_writer(sidecars["conflicts"], columns + ["conflict_with"], overwrite=True), spec.batch_size),
+        RowBuffer(lambda: writer),
+        RowBuffer(lambda: open_writer(conflicts_path, [*columns, "conflict_with"], append=dataset_exists(conflicts_path))),
+        Journal(journal_path(output)),
     )
     summary.quality = curator.per_model
-    refill = Refill(spec)
-    try:
+    refill = Refill(spec, plan)
+    pending = plan
+    if state is not None:
+        curator.restore(state.dataset, state.conflicts, state.journal)
+        pending = _pending_rows(spec, plan, state, refill, summary)
+    by_model: dict[str, list[PlannedRow]] = {name: [] for name in names}
+    for row in pending:
+        by_model[row.model].append(row)
+    with StopRequest() as stop:
         try:
-            for name, rows in by_model.items():
-                stats = summary.per_model.setdefault(name, ModelStats())
-                t_model = time.perf_counter()
-                with load_engine(backend, models[name], spec.engine) as engine:  # one engine at a time
-                    stats.load_seconds = time.perf_counter() - t_model
-                    progress.start(len(plan), f"{spec.name} · {name}")  # rates count from here, not from loading
-                    _run_model(spec, engine, rows, curator, refill, stats, progress)
-                stats.seconds = time.perf_counter() - t_model
-                summary.unparseable += stats.unparseable
-                summary.generated_tokens += stats.generated_tokens
+            try:
+                for name, rows in by_model.items():
+                    stop.check()
+                    _run_model_rows(spec, backend, models[name], name, rows, curator, refill, summary, progress, len(plan), stop)
+            finally:
+                curator.close()  # completed rows are never lost, whatever stopped the run
+                writer.close()
+                summary.written = writer.rows_written + (len(state.dataset) if state is not None else 0)
+                summary.wall_time = time.perf_counter() - t0
+                if conflicts_path.exists():
+                    summary.conflicts_file = conflicts_path
+            stop.check()
+            df = _finish_dataset(spec, summary, curator, verifier, backend, sidecars, progress, stop)
+        except KeyboardInterrupt:  # the dataset is intact: its one rewrite is an atomic rename
+            raise Interrupted(summary) from None
         finally:
-            curator.close()  # completed rows are never lost, whatever stopped the run
-            writer.close()
-            summary.written = writer.rows_written
-            summary.wall_time = time.perf_counter() - t0
-            if curator.conflicts.writer is not None:
-                summary.conflicts_file = sidecars["conflicts"]
-        df = _finish_dataset(spec, summary, curator, verifier, backend, sidecars, progress)
-    except KeyboardInterrupt:  # the dataset is intact: its one rewrite is an atomic rename
-        raise Interrupted(summary) from None
-    finally:
-        progress.stop()
+            progress.stop()
+    write_manifest(output, spec, models, backend, status="finished")
     summary.wall_time = time.perf_counter() - t0
     if report:
         from sdgen.report import write_report
@@ -277,10 +301,112 @@ def generate(
     return summary
 
 
+def _run_model_rows(
+    spec: Spec, backend: str, model, name: str, rows: list[PlannedRow], curator: Curator, refill: Refill,
+    summary: Summary, progress: ProgressListener, total: int, stop: StopRequest,
+) -> None:  # fmt: skip
+    stats = summary.per_model.setdefault(name, ModelStats())
+    if not rows:
+        return
+    t_model = time.perf_counter()
+    with load_engine(backend, model, spec.engine) as engine:  # one engine at a time
+        stats.load_seconds = time.perf_counter() - t_model
+        progress.start(total, f"{spec.name} · {name}")  # rates count from here, not from loading
+        _run_model(spec, engine, rows, curator, refill, stats, progress, stop)
+    stats.seconds = time.perf_counter() - t_model
+    summary.unparseable += stats.unparseable
+    summary.generated_tokens += stats.generated_tokens
+
+
+def _start_fresh(spec: Spec, models: dict, backend: str, sidecars: dict[str, Path], overwrite: bool) -> None:
+    """Refuse to clobber an earlier run's files unless told to; then record this run's manifest."""
+    output = spec.output_path
+    check_output(output, overwrite=overwrite)
+    state_files = [manifest_path(output), journal_path(output)]
+    for path in [*sidecars.values(), *state_files]:
+        if path.exists() and not overwrite:
+            raise OutputError(
+                f"{path} (from an earlier run to {output.name}) exists; pass --resume to finish that run, "
+                "--overwrite to start over, or choose another --output"
+            )
+        path.unlink(missing_ok=True)  # a stale sidecar of an earlier run must not pass for this run's
+    write_manifest(output, spec, models, backend, status="running")
+
+
+@dataclass
+class _ResumeState:
+    dataset: Any  # DataFrame
+    conflicts: Any | None
+    journal: list[dict[str, Any]]
+
+
+def _resume_state(spec: Spec, models: dict, backend: str, sidecars: dict[str, Path], columns: list[str]) -> _ResumeState:
+    output = spec.output_path
+    check_resumable(output, spec, models, backend)
+    for path in (output, sidecars["conflicts"]):
+        repair_tail(path)
+    if not dataset_exists(output):
+        raise OutputError(f"nothing to resume: {output} does not exist (only its manifest); pass --overwrite")
+    dataset = read_dataset(output, columns)
+    conflicts_path = sidecars["conflicts"]
+    conflicts = read_dataset(conflicts_path, [*columns, "conflict_with"]) if dataset_exists(conflicts_path) else None
+    return _ResumeState(dataset, conflicts, read_journal(journal_path(output)))
+
+
+def _pending_rows(spec: Spec, plan: list[PlannedRow], state: _ResumeState, refill: Refill, summary: Summary):
+    """The planned and replacement rows that no file says are done, in plan order."""
+    settled = {int(r) for r in state.dataset["row"]}
+    if state.conflicts is not None:
+        settled |= {int(r) for r in state.conflicts["row"]}
+    replacements: dict[int, PlannedRow] = {}
+    for entry in state.journal:
+        if entry["event"] == "replacement":
+            replacements[entry["row"]] = plan_row(spec, entry["row"], tuple(entry["cell"]), entry["model"])
+            refill.used[entry["model"]] = refill.used.get(entry["model"], 0) + 1
+        else:
+            settled.add(entry["row"])
+            if entry["event"] == "unparseable":
+                summary.per_model.setdefault(entry["model"], ModelStats()).unparseable += 1
+                summary.unparseable += 1
+    refill.skip_to(max([spec.sample_size - 1, *settled, *replacements]) + 1)
+    return [r for r in plan if r.row not in settled] + [r for i, r in sorted(replacements.items()) if i not in settled]
+
+
+class StopRequest:
+    """Ctrl-C and SIGTERM ask the run to stop at the next row boundary, never in the middle of a write.
+
+    A second signal stops at once (the files are still consistent: each flush is appended whole or
+    cut off as a torn tail that ``--resume`` repairs).
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+
+
 def _finish_dataset(
     spec: Spec, summary: Summary, curator: Curator, verifier, backend: str, sidecars: dict[str, Path],
-    progress: ProgressListener,
-):
+    progress: ProgressListener, stop: StopRequest,
+):  # fmt: skip
     """Move the earlier sides of conflicts out, verify labels, and rewrite the dataset once (atomically).
 
     Returns the final dataset as a DataFrame (the report reads it), or None when nothing needed a rewrite.
@@ -296,7 +422,7 @@ def _finish_dataset(
         if spec.dedup.conflicts == "separate":
             df = df[~pulled].reset_index(drop=True)
     if verifier is not None:
-        df = _verify(spec, summary, df, verifier, backend, sidecars["rejected"], progress)
+        df = _verify(spec, summary, df, verifier, backend, sidecars["rejected"], progress, stop)
     replace_dataset(df, summary.output)
     summary.written = len(df)
     verifying = summary.verification.seconds + summary.verification.load_seconds if summary.verification else 0.0
@@ -304,14 +430,17 @@ def _finish_dataset(
     return df
 
 
-def _verify(spec: Spec, summary: Summary, df, verifier, backend: str, rejected_path: Path, progress: ProgressListener):
+def _verify(
+    spec: Spec, summary: Summary, df, verifier, backend: str, rejected_path: Path, progress: ProgressListener,
+    stop: StopRequest,
+):  # fmt: skip
     verification = Verification(model=spec.verify.model, action=spec.verify.action)
     summary.verification = verification
     t0 = time.perf_counter()
     with load_engine(backend, verifier, spec.engine) as engine:
         verification.load_seconds = time.perf_counter() - t0
         progress.start(len(df), f"verify · {spec.verify.model}", new=True)
-        verified = classify(spec, engine, df["text"].tolist(), verification, progress)
+        verified = classify(spec, engine, df["text"].tolist(), verification, progress, stop.check)
     df = df.assign(verified_label=verified, agrees=[v == label for v, label in zip(verified, df["label"])])
     counted = df["duplicate"].eq("") if "duplicate" in df.columns else df["label"].notna()  # flagged duplicates aside
     for label, model, answer in df.loc[counted, ["label", "model", "verified_label"]].itertuples(index=False):
@@ -326,14 +455,10 @@ def _verify(spec: Spec, summary: Summary, df, verifier, backend: str, rejected_p
 
 
 def _append(path: Path, df) -> None:
-    """Append DataFrame rows to a sidecar file (created on first use)."""
+    """Append DataFrame rows to a sidecar file (created on first use); rows already there are not repeated."""
     import pandas as pd
 
     if path.exists():
-        df = pd.concat([read_dataset(path), df], ignore_index=True)
+        existing = read_dataset(path)
+        df = pd.concat([existing, df[~df["row"].isin(existing["row"])]], ignore_index=True)
     replace_dataset(df, path)
-
-
-def _check_sidecar(path: Path, output: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} (from an earlier run to {output.name}) exists; pass --overwrite or choose another --output")

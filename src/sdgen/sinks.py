@@ -22,11 +22,12 @@ def dataset_columns(reasoning: bool, keep_duplicates: bool = False) -> list[str]
 
 
 class Writer(ABC):
-    """Appends batches of rows (dicts keyed by column) to one output file."""
+    """Appends batches of rows (dicts keyed by column) to one output file; ``append`` continues an existing one."""
 
-    def __init__(self, path: Path, columns: list[str]) -> None:
+    def __init__(self, path: Path, columns: list[str], append: bool = False) -> None:
         self.path = path
         self.columns = columns
+        self.append = append
         self.rows_written = 0
 
     def write(self, rows: list[dict[str, Any]]) -> None:
@@ -49,9 +50,9 @@ class Writer(ABC):
 
 
 class _TextWriter(Writer):
-    def __init__(self, path: Path, columns: list[str]) -> None:
-        super().__init__(path, columns)
-        self._file = path.open("w", encoding="utf-8", newline="")
+    def __init__(self, path: Path, columns: list[str], append: bool = False) -> None:
+        super().__init__(path, columns, append)
+        self._file = path.open("a" if append else "w", encoding="utf-8", newline="")
 
     def _sync(self) -> None:
         self._file.flush()
@@ -64,11 +65,12 @@ class _TextWriter(Writer):
 
 
 class CsvWriter(_TextWriter):
-    def __init__(self, path: Path, columns: list[str]) -> None:
-        super().__init__(path, columns)
+    def __init__(self, path: Path, columns: list[str], append: bool = False) -> None:
+        super().__init__(path, columns, append)
         self._csv = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore")
-        self._csv.writeheader()
-        self._sync()
+        if self._file.tell() == 0:
+            self._csv.writeheader()
+            self._sync()
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         self._csv.writerows(rows)
@@ -83,26 +85,106 @@ class JsonlWriter(_TextWriter):
 
 
 class ParquetWriter(Writer):
-    """One row group per batch; the footer is written on close."""
+    """Each batch is its own small Parquet file in ``<name>.parts/`` (written to a temp name, synced, renamed),
+    so a crash never leaves a file without its footer; ``close`` merges everything into ``path``.
 
-    def __init__(self, path: Path, columns: list[str]) -> None:
+    A crash between the merge's rename and the parts' removal leaves rows in both; readers drop
+    repeated row ids (``read_dataset``), so that state reads correctly and the next merge clears it.
+    """
+
+    def __init__(self, path: Path, columns: list[str], append: bool = False) -> None:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        super().__init__(path, columns)
+        super().__init__(path, columns, append)
         self._pa = pa
-        fields = [pa.field(c, _arrow_type(pa, c)) for c in columns]
-        self._schema = pa.schema(fields)
-        self._writer = pq.ParquetWriter(str(path), self._schema)
+        self._schema = pa.schema([pa.field(c, _arrow_type(pa, c)) for c in columns])
+        self.parts = parts_dir(path)
+        self.parts.mkdir(exist_ok=True)
+        self._next = 1 + max((int(p.stem.split("-")[1]) for p in self.parts.glob("part-*.parquet")), default=-1)
+        self._closed = False
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
+        import pyarrow.parquet as pq
+
         data = {c: [r.get(c) for r in rows] for c in self.columns}
-        self._writer.write_table(self._pa.Table.from_pydict(data, schema=self._schema))
+        part = self.parts / f"part-{self._next:06d}.parquet"
+        tmp = part.with_name(f".{part.name}.tmp")
+        pq.write_table(self._pa.Table.from_pydict(data, schema=self._schema), tmp)
+        _fsync_file(tmp)
+        os.replace(tmp, part)
+        _fsync_dir(self.parts)
+        self._next += 1
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if not self._closed:
+            self._closed = True
+            merge_parquet(self.path, self._schema)
+
+
+def parts_dir(path: Path) -> Path:
+    return path.with_name(f"{path.name}.parts")
+
+
+def dataset_exists(path: Path) -> bool:
+    """A data file, or the Parquet parts of one that is still being written."""
+    return path.exists() or parts_dir(path).is_dir()
+
+
+def merge_parquet(path: Path, schema=None) -> None:
+    """Fold ``<name>.parts/`` into ``path`` (atomically), then remove the parts."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    parts = parts_dir(path)
+    if not parts.is_dir():
+        return
+    table = _read_parquet_table(path)
+    if table is None:
+        table = schema.empty_table() if schema is not None else None
+    if table is not None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        pq.write_table(table, tmp)
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    shutil.rmtree(parts)
+
+
+def _read_parquet_table(path: Path):
+    """The final file plus any parts, each row id once; None when there is nothing."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(path)] if path.is_file() else []
+    parts = parts_dir(path)
+    if parts.is_dir():
+        for part in sorted(parts.glob("part-*.parquet")):
+            try:
+                tables.append(pq.read_table(part))
+            except (OSError, pa.ArrowInvalid):  # cannot happen with renamed parts; be safe with stray files
+                continue
+    if not tables:
+        return None
+    table = pa.concat_tables(tables, promote_options="default")
+    if "row" in table.column_names and table.num_rows:
+        seen: set = set()
+        keep = [i for i, r in enumerate(table["row"].to_pylist()) if not (r in seen or seen.add(r))]
+        if len(keep) < table.num_rows:
+            table = table.take(pa.array(keep))
+    return table
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    _fsync_file(path)
 
 
 def _arrow_type(pa, column: str):
@@ -129,10 +211,16 @@ def check_output(path: Path, *, overwrite: bool) -> None:
         raise OutputError(f"output dir {parent} is not writable")
 
 
-def open_writer(path: Path, columns: list[str], *, overwrite: bool = False) -> Writer:
-    check_output(path, overwrite=overwrite)
+def open_writer(path: Path, columns: list[str], *, overwrite: bool = False, append: bool = False) -> Writer:
+    """A writer for ``path``; ``append`` continues a file (and its Parquet parts) that a resumed run left."""
+    if not append:
+        check_output(path, overwrite=overwrite)
+        if path.suffix.lower() == ".parquet" and parts_dir(path).is_dir():
+            import shutil
+
+            shutil.rmtree(parts_dir(path))  # parts of an overwritten run
     try:
-        return WRITERS[path.suffix.lower()](path, columns)
+        return WRITERS[path.suffix.lower()](path, columns, append)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror}") from None
 
@@ -145,7 +233,7 @@ def read_dataset(path: Path, columns: list[str] | None = None):
     import pandas as pd
 
     suffix = path.suffix.lower()
-    if columns is not None and path.stat().st_size == 0:
+    if columns is not None and path.is_file() and path.stat().st_size == 0:
         return pd.DataFrame({c: pd.Series(dtype="Int64" if c in INT_COLUMNS else object) for c in columns})
     try:
         if suffix == ".csv":
@@ -153,7 +241,8 @@ def read_dataset(path: Path, columns: list[str] | None = None):
         elif suffix == ".jsonl":
             df = pd.read_json(path, lines=True, dtype=False)
         elif suffix == ".parquet":
-            df = pd.read_parquet(path)
+            table = _read_parquet_table(path)
+            df = table.to_pandas() if table is not None else pd.DataFrame({c: [] for c in columns or []})
         else:
             raise OutputError(f"{path}: unsupported format; use one of {', '.join(WRITERS)}")
     except (OSError, ValueError) as exc:
@@ -174,8 +263,4 @@ def replace_dataset(df, path: Path) -> None:
     with WRITERS[path.suffix.lower()](tmp, list(df.columns)) as writer:
         writer.write(df.astype(object).where(df.notna(), None).to_dict("records"))
     os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _fsync_dir(path.parent)

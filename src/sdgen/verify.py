@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from sdgen.engines.base import Engine, Request
 from sdgen.progress import ProgressListener
@@ -99,6 +99,7 @@ def classify(
     texts: Iterable[str],
     verification: Verification,
     progress: ProgressListener | None = None,
+    between: Callable[[], None] | None = None,
 ) -> list[str]:
     """The verifier's label for each text, in order (INVALID when its output is not a label)."""
     prompt = ClassifierPrompt(spec, engine)
@@ -108,6 +109,8 @@ def classify(
     answers: dict[int, str] = {}
     t0 = time.perf_counter()
     for result in engine.generate(requests):
+        if between is not None:
+            between()  # e.g. stop here when Ctrl-C was pressed
         answer = result.text.strip()
         answers[result.id] = answer if answer in spec.labels else INVALID
         verification.generated_tokens += result.generated_tokens
