@@ -278,7 +278,7 @@ def generate(
             try:
                 for name, rows in by_model.items():
                     stop.check()
-                    _run_model_rows(spec, backend, models[name], name, rows, curator, refill, summary, progress, len(plan), stop)
+                    _run_model_rows(spec, backend, models[name], name, rows, curator, refill, summary, progress, len(pending), stop)
             finally:
                 curator.close()  # completed rows are never lost, whatever stopped the run
                 writer.close()

@@ -28,7 +28,7 @@ from sdgen.spec import Spec
 
 MANIFEST_VERSION = 1
 # Fields that do not change which rows a run makes or what they contain.
-_NOT_IDENTITY = {("batch_size",), ("engine", "threads")}
+_NOT_IDENTITY = {("batch_size",), ("engine", "threads"), ("engine", "recycle_every")}
 
 
 def model_identity(model: ResolvedModel) -> dict[str, Any]:
@@ -139,6 +139,7 @@ class Journal:
         self.path = path
         self._file = path.open("a", encoding="utf-8")
         self._pending: list[str] = []
+        self._failed: Exception | None = None
 
     def note(self, event: str, row: int, model: str, cell: tuple[str, ...] | None = None) -> None:
         entry = {"event": event, "row": row, "model": model}
@@ -151,16 +152,26 @@ class Journal:
         return len(self._pending)
 
     def flush(self) -> None:
+        if self._failed is not None:
+            raise self._failed
         if self._pending:
-            self._file.write("".join(self._pending))
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            try:
+                self._file.write("".join(self._pending))
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError as exc:
+                from sdgen.sinks import write_error
+
+                self._failed = write_error(self.path, exc)
+                raise self._failed from None
             self._pending = []
 
     def close(self) -> None:
         if not self._file.closed:
-            self.flush()
-            self._file.close()
+            try:
+                self.flush()
+            finally:
+                self._file.close()
 
 
 def read_journal(path: Path) -> list[dict[str, Any]]:

@@ -29,11 +29,18 @@ class Writer(ABC):
         self.columns = columns
         self.append = append
         self.rows_written = 0
+        self.failed: OutputError | None = None  # after a failed write nothing more is written (no batch twice)
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        """Append rows and make them durable before returning."""
+        """Append rows and make them durable before returning; a disk error becomes an OutputError."""
+        if self.failed is not None:
+            raise self.failed
         if rows:
-            self._write(rows)
+            try:
+                self._write(rows)
+            except OSError as exc:
+                self.failed = write_error(self.path, exc, self.rows_written)
+                raise self.failed from None
             self.rows_written += len(rows)
 
     @abstractmethod
@@ -60,8 +67,16 @@ class _TextWriter(Writer):
 
     def close(self) -> None:
         if not self._file.closed:
-            self._sync()
-            self._file.close()
+            try:
+                if self.failed is None:
+                    self._sync()
+            except OSError as exc:
+                raise write_error(self.path, exc, self.rows_written) from None
+            finally:
+                try:
+                    self._file.close()
+                except OSError:  # the same failure again while dropping the unwritten buffer
+                    pass
 
 
 class CsvWriter(_TextWriter):
@@ -118,7 +133,10 @@ class ParquetWriter(Writer):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            merge_parquet(self.path, self._schema)
+            try:
+                merge_parquet(self.path, self._schema)
+            except OSError as exc:  # the parts are intact; the next run's merge folds them in
+                raise write_error(self.path, exc, self.rows_written) from None
 
 
 def parts_dir(path: Path) -> Path:
@@ -185,6 +203,16 @@ def _fsync_file(path: Path) -> None:
 
 def _fsync_dir(path: Path) -> None:
     _fsync_file(path)
+
+
+def write_error(path: Path, exc: OSError, rows_written: int | None = None) -> OutputError:
+    """One line: what failed, what is safe, what to do next."""
+    reason = exc.strerror or str(exc)
+    safe = "the rows written before" if rows_written is None else f"the {rows_written} rows written before"
+    return OutputError(
+        f"cannot write {path}: {reason}; {safe} are intact (a torn last line is repaired on resume): "
+        "fix that, then rerun with --resume"
+    )
 
 
 def _arrow_type(pa, column: str):

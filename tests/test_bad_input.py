@@ -1,0 +1,148 @@
+"""Bad input: every user mistake is one line naming the problem, a non-zero exit, no traceback, nothing lost."""
+
+import errno
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sdgen
+from sdgen.errors import OutputError, SpecError
+from sdgen.spec import build_spec
+
+import test_curation  # noqa: F401  (registers the crafted engine)
+from conftest import ROOT, base_spec
+
+CASES = {
+    "malformed YAML": ("labels: [a, b\n", "malformed YAML: line"),
+    "unknown field": ({"colour": "red"}, "colour: unknown field"),
+    "mistyped field": ({"sample_size": "many"}, "sample_size: Input should be a valid integer"),
+    "no labels": ({"labels": []}, "labels: must name at least one label"),
+    "duplicate labels": ({"labels": ["a", "b", "a"]}, "labels: duplicate labels: a"),
+    "empty label": ({"labels": ["a", " "]}, "labels: a label is empty"),
+    "category without types": ({"categories": {"travel": []}}, "category 'travel' must list at least one type"),
+    "sample_size 0": ({"sample_size": 0}, "sample_size: Input should be greater than 0"),
+    "negative batch_size": ({"batch_size": -1}, "batch_size: Input should be greater than 0"),
+    "example with unknown label": (
+        {"examples": [{"label": "rude", "category": "travel", "type": "air", "output": "x"}]},
+        "examples.0: label 'rude' is not one of the labels",
+    ),
+    "missing model": ({"models": ["no-such-model"]}, "unknown model 'no-such-model'"),
+    "bad output format": ({"output": "out.xlsx"}, "unsupported extension"),
+}
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "sdgen.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def check_one_line(proc, expected):
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_specs_are_one_line_errors(tmp_path, case):
+    change, expected = CASES[case]
+    path = tmp_path / "spec.yaml"
+    if isinstance(change, str):
+        path.write_text(change)
+    else:
+        data = base_spec(**{"output": str(tmp_path / "out.csv"), **change})
+        path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    check_one_line(run_cli("generate", str(path)), expected)
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_bad_places_are_one_line_errors(tmp_path, tiny_models):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a dir")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(base_spec(models=[str(tiny_models["chat"])], sample_size=2)))
+    check_one_line(run_cli("generate", str(tmp_path / "nope.yaml")), "spec file not found")
+    check_one_line(run_cli("generate", str(spec), "-o", str(blocker / "out.csv")), "cannot create output dir")
+    corrupt = tmp_path / "corrupt-ir"
+    corrupt.mkdir()
+    (corrupt / "openvino_model.xml").write_text("<net>broken")
+    (corrupt / "openvino_model.bin").write_bytes(b"\0" * 16)
+    out = tmp_path / "out.csv"
+    check_one_line(run_cli("generate", str(spec), "-m", str(corrupt), "-o", str(out)), "has no OpenVINO tokenizer")
+    corrupt_gguf = tmp_path / "corrupt.gguf"
+    corrupt_gguf.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 64)
+    check_one_line(run_cli("generate", str(spec), "-m", str(corrupt_gguf), "-o", str(out)), "could not load model")
+    assert not out.exists() or len(pd.read_csv(out)) == 0
+    out.write_text("text,label\nkeep me,a\n")
+    check_one_line(run_cli("generate", str(spec), "-o", str(out)), "already exists; pass --overwrite")
+    assert out.read_text() == "text,label\nkeep me,a\n"
+
+
+def test_labels_with_commas_quotes_newlines_and_unicode_round_trip(tmp_path):
+    labels = ["polite, mostly", 'says "hi"', "two\nlines", "ünïcødé ✓ 礼貌"]
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    spec = build_spec({"task": "t", "labels": labels, "categories": {"c, d": ['x "y"', "z\nw"]}, "sample_size": 40,
+                       "models": [str(model)], "output": str(tmp_path / "out.csv")}, base_dir=tmp_path)  # fmt: skip
+    summary = sdgen.generate(spec, backend="crafted")
+    df = pd.read_csv(summary.output, keep_default_na=False)
+    assert len(df) == 40 and set(df["label"]) == set(labels)
+    assert set(df["category"]) == {"c, d"} and set(df["type"]) == {'x "y"', "z\nw"}
+
+
+def test_full_disk_is_one_line_keeps_the_rows_and_resumes(tmp_path, monkeypatch):
+    """ENOSPC on the 4th sync: the error says what is safe; after 'freeing space' --resume finishes the plan."""
+    import sdgen.sinks
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    spec = build_spec({"task": "t", "labels": ["a", "b"], "categories": {"c": ["x"]}, "sample_size": 80,
+                       "batch_size": 10, "models": [str(model)], "output": str(tmp_path / "out.csv")},
+                      base_dir=tmp_path)  # fmt: skip
+    real_fsync, calls = sdgen.sinks.os.fsync, []
+
+    def failing_fsync(fd):
+        calls.append(fd)
+        if len(calls) >= 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(sdgen.sinks.os, "fsync", failing_fsync)
+    with pytest.raises(OutputError, match=r"out.csv: No space left on device; the \d+ rows written before are intact"):
+        sdgen.generate(spec, backend="crafted")
+    monkeypatch.setattr(sdgen.sinks.os, "fsync", real_fsync)
+    kept = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert len(kept) >= 10 and kept["row"].is_unique  # at least the batch synced before the failure
+    summary = sdgen.generate(spec, backend="crafted", resume=True)
+    df = pd.read_csv(summary.output, keep_default_na=False)
+    assert sorted(df["row"]) == list(range(80))
+    assert set(kept["text"]) <= set(df["text"])
+
+
+# -- property-based: any spec data either validates or fails as one SpecError line ----------------
+
+_scalar = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True), st.text(max_size=12))
+_value = st.recursive(_scalar, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                           max_size=4), max_leaves=12)
+_FIELDS = ["name", "task", "labels", "categories", "examples", "prompt_style", "sample_size", "batch_size", "seed",
+           "models", "generation", "engine", "dedup", "balance", "verify", "output", "system_prompt"]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=st.dictionaries(st.sampled_from(_FIELDS + ["typo"]), _value, max_size=4),
+       labels=st.lists(st.text(min_size=0, max_size=10), max_size=5))  # fmt: skip
+def test_any_spec_validates_or_fails_as_one_spec_error(tmp_path, changes, labels):
+    data = base_spec(labels=labels)
+    data.update(changes)
+    try:
+        spec = build_spec(data, base_dir=tmp_path)
+    except SpecError as exc:
+        message = str(exc)
+        assert message.startswith("spec: ") and len(message) > len("spec: ")
+        return
+    assert spec.sample_size > 0 and spec.batch_size > 0 and spec.labels
+    assert all(label.strip() for label in spec.labels) and all(types for types in spec.categories.values())
