@@ -18,7 +18,6 @@ import csv
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -256,12 +255,3 @@ def _complete_csv_prefix(data: bytes) -> int:
     except csv.Error:
         pass
     return good
-
-
-@dataclass
-class Progress:
-    """What the files say is done: rows settled, replacement rows scheduled, counts from the journal."""
-
-    settled: set[int] = field(default_factory=set)
-    replacements: dict[int, tuple[tuple[str, ...], str]] = field(default_factory=dict)  # row -> (cell, model)
-    journal: list[dict[str, Any]] = field(default_factory=list)
