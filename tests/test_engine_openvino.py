@@ -104,24 +104,21 @@ def test_recycled_pipeline_gives_the_same_rows_and_takes_retries(tiny_models):
         options = EngineOptions(threads=2, max_num_seqs=4, max_num_batched_tokens=256, recycle_every=every)
         with load_engine("openvino", model, options) as eng:
             prompt = eng.render_chat([{"role": "user", "content": "Write a review."}])
-            queue = [Request(i, prompt, SAMPLING, seed=300 + i) for i in range(30)]
-            feed, retried = iter(queue), []
+            planned = iter([Request(i, prompt, SAMPLING, seed=300 + i) for i in range(30)])
+            retries: list[Request] = []
 
-            class Feed:
+            class Feed:  # like sdgen's RequestFeed: retries queued while results are consumed come first
                 def __iter__(self):
                     return self
 
                 def __next__(self):
-                    return queue.pop(0) if queue else next(feed)
+                    return retries.pop(0) if retries else next(planned)
 
-            queue = []
-            feed = iter([Request(i, prompt, SAMPLING, seed=300 + i) for i in range(30)])
             results = {}
             for result in eng.generate(Feed()):
                 results[result.id] = result.text
                 if result.id % 10 == 0 and result.id < 100:
-                    retried.append(result.id)
-                    queue.append(Request(result.id + 100, prompt, SAMPLING, seed=900 + result.id))
+                    retries.append(Request(result.id + 100, prompt, SAMPLING, seed=900 + result.id))
             texts[every] = results
     assert sorted(texts[0]) == sorted(texts[7]) == sorted([*range(30), 100, 110, 120])
     assert texts[0] == texts[7]
