@@ -23,6 +23,7 @@ from typing import Any
 
 from sdgen.errors import OutputError
 from sdgen.models import ResolvedModel
+from sdgen.sinks import commit, write_error
 from sdgen.spec import Spec
 
 MANIFEST_VERSION = 1
@@ -79,16 +80,7 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    commit(tmp, path, synced=True)
 
 
 def _diff(old: Any, new: Any, where: str = "") -> list[str]:
@@ -159,8 +151,6 @@ class Journal:
                 self._file.flush()
                 os.fsync(self._file.fileno())
             except OSError as exc:
-                from sdgen.sinks import write_error
-
                 self._failed = write_error(self.path, exc)
                 raise self._failed from None
             self._pending = []

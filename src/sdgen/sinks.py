@@ -125,9 +125,7 @@ class ParquetWriter(Writer):
         part = self.parts / f"part-{self._next:06d}.parquet"
         tmp = part.with_name(f".{part.name}.tmp")
         pq.write_table(self._pa.Table.from_pydict(data, schema=self._schema), tmp)
-        _fsync_file(tmp)
-        os.replace(tmp, part)
-        _fsync_dir(self.parts)
+        commit(tmp, part)
         self._next += 1
 
     def close(self) -> None:
@@ -163,9 +161,7 @@ def merge_parquet(path: Path, schema=None) -> None:
     if table is not None:
         tmp = path.with_name(f".{path.name}.tmp")
         pq.write_table(table, tmp)
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        commit(tmp, path)
     shutil.rmtree(parts)
 
 
@@ -193,7 +189,8 @@ def _read_parquet_table(path: Path):
     return table
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a directory's entry list is what makes a rename durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -201,8 +198,12 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
-    _fsync_file(path)
+def commit(tmp: Path, path: Path, *, synced: bool = False) -> None:
+    """Rename a finished temp file over ``path`` durably: a crash leaves the old file or the new one, whole."""
+    if not synced:
+        fsync_path(tmp)
+    os.replace(tmp, path)
+    fsync_path(path.parent)
 
 
 def write_error(path: Path, exc: OSError, rows_written: int | None = None) -> OutputError:
@@ -289,6 +290,5 @@ def replace_dataset(df, path: Path) -> None:
     """Write ``df`` to ``path`` atomically: a synced temp file renamed over the old one (a crash keeps one or the other)."""
     tmp = path.with_name(f".{path.name}.tmp")
     with WRITERS[path.suffix.lower()](tmp, list(df.columns)) as writer:
-        writer.write(df.astype(object).where(df.notna(), None).to_dict("records"))
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+        writer.write(df.astype(object).where(df.notna(), None).to_dict("records"))  # synced by the writer
+    commit(tmp, path, synced=True)
