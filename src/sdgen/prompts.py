@@ -55,6 +55,24 @@ def detect_mode(chat_template: str | None, render: ChatRenderer | None) -> Promp
     return PromptMode.CHAT
 
 
+def render_around(
+    messages: list[dict[str, str]], mode: PromptMode, render: ChatRenderer, sentinel: str
+) -> tuple[str, str]:
+    """(head, tail) of the rendered chat around ``sentinel``, rendered once so each prompt is a concatenation.
+
+    ``messages`` start with a system turn; a template without a system role gets it folded into the first
+    user turn.
+    """
+    if mode is PromptMode.CHAT_NO_SYSTEM:
+        system, first, *rest = messages
+        messages = [{"role": "user", "content": f"{system['content']}\n\n{first['content']}"}, *rest]
+    rendered = render(messages)
+    if rendered.count(sentinel) != 1:
+        raise SpecError("the model's chat template altered the prompt; use a custom prompt_style template")
+    head, tail = rendered.split(sentinel)
+    return head, tail
+
+
 class PromptBuilder:
     """Builds the prompt string for each planned row of a spec, for one model's prompt mode."""
 
@@ -161,15 +179,7 @@ class PromptBuilder:
         if self.mode is PromptMode.COMPLETION:
             return ("" if self._template else self._completion_shared()), ""  # no trailing space: BPE puts it on the next token
         assert render is not None, "chat modes need the model's chat renderer"
-        messages = self._chat_messages(_ROW_SENTINEL)
-        if self.mode is PromptMode.CHAT_NO_SYSTEM:
-            system = messages.pop(0)["content"]
-            messages[0] = {"role": "user", "content": f"{system}\n\n{messages[0]['content']}"}
-        rendered = render(messages)
-        if rendered.count(_ROW_SENTINEL) != 1:
-            raise SpecError("the model's chat template altered the prompt; use a custom prompt_style template")
-        head, tail = rendered.split(_ROW_SENTINEL)
-        return head, tail
+        return render_around(self._chat_messages(_ROW_SENTINEL), self.mode, render, _ROW_SENTINEL)
 
     def _render_template(self, row: PlannedRow) -> str:
         spec = self.spec

@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 from sdgen.engines.base import Engine, Request
 from sdgen.progress import ProgressListener
-from sdgen.prompts import PromptMode, detect_mode
+from sdgen.prompts import PromptMode, detect_mode, render_around
 from sdgen.spec import GenerationParams, Spec
 
 _TEXT_SENTINEL = "\x00SDGEN_TEXT\x00"
@@ -86,11 +86,7 @@ class ClassifierPrompt:
                 {"role": "assistant", "content": ex.label},
             ]
         messages.append({"role": "user", "content": f"Text: {_TEXT_SENTINEL}"})
-        if self.mode is PromptMode.CHAT_NO_SYSTEM:
-            system = messages.pop(0)["content"]
-            messages[0] = {"role": "user", "content": f"{system}\n\n{messages[0]['content']}"}
-        head, tail = engine.render_chat(messages).split(_TEXT_SENTINEL)
-        return head, tail
+        return render_around(messages, self.mode, engine.render_chat, _TEXT_SENTINEL)
 
 
 def classify(
