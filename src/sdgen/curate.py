@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from sdgen.plan import Cell, cell_of
@@ -34,11 +33,6 @@ class QualityCounts:
     near_duplicates: int = 0
     conflicts: int = 0  # rows of this model set aside as one side of a conflict
     seconds: float = 0.0  # time spent checking and indexing
-
-
-def sidecar(output: Path, kind: str, suffix: str | None = None) -> Path:
-    """A file beside the output: ``data.csv`` -> ``data.conflicts.csv``, ``data.stats.json``."""
-    return output.with_name(f"{output.stem}.{kind}{output.suffix if suffix is None else suffix}")
 
 
 class RowBuffer:

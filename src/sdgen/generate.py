@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sdgen.engines.base import Engine, Request, check_backend, load_engine
-from sdgen.curate import Curator, QualityCounts, RowBuffer, sidecar
+from sdgen.curate import Curator, QualityCounts, RowBuffer
 from sdgen.errors import Interrupted, OutputError
 from sdgen.extract import extract
 from sdgen.models import resolve_model
@@ -22,7 +22,9 @@ from sdgen.prompts import PromptBuilder, detect_mode
 from sdgen.runstate import (
     Journal, check_resumable, journal_path, manifest_path, read_journal, repair_tail, write_manifest,
 )  # fmt: skip
-from sdgen.sinks import check_output, dataset_columns, dataset_exists, open_writer, read_dataset, replace_dataset
+from sdgen.sinks import (
+    check_output, dataset_columns, dataset_exists, open_writer, read_dataset, replace_dataset, sidecar,
+)  # fmt: skip
 from sdgen.spec import Spec, apply_overrides, load_spec
 from sdgen.verify import Verification, classify
 

@@ -16,9 +16,9 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdgen.curate import sidecar
 from sdgen.errors import OutputError
 from sdgen.quality import TextIndex, Verdict
+from sdgen.sinks import sidecar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -188,7 +188,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def render_report(output: Path, df: pd.DataFrame, stats: dict | None) -> Path:
     report = sidecar(output, "report", ".md")
-    charts_dir = output.with_name(f"{output.stem}.report")
+    charts_dir = sidecar(output, "report", "")
     charts = _charts(df[_counted(df)], charts_dir)
     counted = _counted(df)
     name = (stats or {}).get("name", output.stem)

@@ -23,7 +23,7 @@ from typing import Any
 
 from sdgen.errors import OutputError
 from sdgen.models import ResolvedModel
-from sdgen.sinks import commit, write_error
+from sdgen.sinks import commit, sidecar, write_error
 from sdgen.spec import Spec
 
 MANIFEST_VERSION = 1
@@ -56,11 +56,11 @@ def spec_identity(spec: Spec) -> dict[str, Any]:
 
 
 def manifest_path(output: Path) -> Path:
-    return output.with_name(f"{output.stem}.manifest.json")
+    return sidecar(output, "manifest", ".json")
 
 
 def journal_path(output: Path) -> Path:
-    return output.with_name(f"{output.stem}.journal.jsonl")
+    return sidecar(output, "journal", ".jsonl")
 
 
 def write_manifest(output: Path, spec: Spec, models: dict[str, ResolvedModel], backend: str, status: str) -> None:

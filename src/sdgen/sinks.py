@@ -137,6 +137,11 @@ class ParquetWriter(Writer):
                 raise write_error(self.path, exc, self.rows_written) from None
 
 
+def sidecar(output: Path, kind: str, suffix: str | None = None) -> Path:
+    """A file beside the output: ``data.csv`` -> ``data.conflicts.csv``, ``data.stats.json``."""
+    return output.with_name(f"{output.stem}.{kind}{output.suffix if suffix is None else suffix}")
+
+
 def parts_dir(path: Path) -> Path:
     return path.with_name(f"{path.name}.parts")
 
