@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from sdgen.bench import EXAMPLE_SPEC
-from sdgen.bench.memory import rss_growth_mb_per_1k_rows, sample_generate
+from sdgen.bench.memory import rss_growth_mb_per_1k_rows, sample_generate, worker_peaks
 
 
 def main() -> None:
@@ -24,14 +24,17 @@ def main() -> None:
     args = parser.parse_args()
     extra = ["--threads", str(args.threads)] + (["-m", args.model] if args.model else [])
     with tempfile.TemporaryDirectory() as tmp:
-        samples = sample_generate(args.spec, Path(tmp) / "rows.csv", rows=args.rows, every_s=args.every, extra=extra)
+        samples = sample_generate(args.spec, Path(tmp) / "rows.jsonl", rows=args.rows, every_s=args.every, extra=extra)
     if args.csv:
-        args.csv.write_text("seconds,rows,rss_mb\n" + "".join(f"{s.seconds},{s.rows},{s.rss_mb}\n" for s in samples))
+        args.csv.write_text("seconds,rows,driver_mb,worker_mb,worker_pid\n" + "".join(
+            f"{s.seconds},{s.rows},{s.driver_mb},{s.worker_mb},{s.worker_pid or ''}\n" for s in samples))  # fmt: skip
     for frac in (0.1, 0.25, 0.5, 0.75, 1.0):
         s = next((s for s in samples if s.rows >= frac * samples[-1].rows), samples[-1])
-        print(f"{s.rows:>7} rows  {s.seconds:>8.1f} s  RSS {s.rss_mb:>7.1f} MB")
-    print(f"peak RSS {max(s.rss_mb for s in samples):.1f} MB; growth over the second half: "
-          f"{rss_growth_mb_per_1k_rows(samples):+.2f} MB per 1k rows")  # fmt: skip
+        print(f"{s.rows:>7} rows  {s.seconds:>8.1f} s  driver {s.driver_mb:>6.1f} MB  worker {s.worker_mb:>6.1f} MB")
+    peaks = " ".join(f"{p:.0f}" for p in worker_peaks(samples))
+    print(f"peak RSS {max(s.rss_mb for s in samples):.1f} MB; worker peaks per process: {peaks} MB")
+    for which in ("rss_mb", "driver_mb", "worker_mb"):
+        print(f"growth over the second half, {which}: {rss_growth_mb_per_1k_rows(samples, which):+.2f} MB per 1k rows")
 
 
 if __name__ == "__main__":

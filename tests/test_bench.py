@@ -143,10 +143,26 @@ def test_memory_sampler_follows_a_real_run(tmp_path, tiny_models, write_spec):
 
     spec = write_spec(base_spec(generation=FAST, prompt_style="fewshot", models=[str(tiny_models["chat"])],
                                 engine={"threads": 2, "max_num_seqs": 32}), "mem.yaml")  # fmt: skip
-    samples = sample_generate(spec, tmp_path / "rows.csv", rows=400, every_s=0.2)
+    samples = sample_generate(spec, tmp_path / "rows.jsonl", rows=400, every_s=0.2)
     assert len(samples) >= 5 and samples[-1].rows >= 200 and samples[-1].rss_mb > 100
     assert [s.rows for s in samples] == sorted(s.rows for s in samples)
+    assert any(s.worker_pid is not None and s.worker_mb > 50 for s in samples), samples  # the engine in its own process
     assert isinstance(rss_growth_mb_per_1k_rows(samples), float)
+
+
+@pytest.mark.slow
+def test_long_run_memory_has_no_growth_trend(tmp_path, tiny_models, write_spec):
+    """2,400 rows with the engine's worker restarted every 400 requests: each worker's peak stays at the
+    first one's, and the driver (plan, dedup index, writer) grows by no more than its index's bytes per row."""
+    from sdgen.bench.memory import rss_growth_mb_per_1k_rows, sample_generate, worker_peaks
+
+    spec = write_spec(base_spec(generation=FAST, prompt_style="fewshot", models=[str(tiny_models["chat"])],
+                                engine={"threads": 2, "max_num_seqs": 32, "recycle_every": 400}), "mem.yaml")  # fmt: skip
+    samples = sample_generate(spec, tmp_path / "rows.jsonl", rows=2400, every_s=0.25)
+    peaks = worker_peaks(samples)
+    assert len(peaks) >= 5, peaks  # one process per 400 requests (retries included), all sampled
+    assert max(peaks[1:-1]) < peaks[0] * 1.15 + 15, peaks  # the last one may be sampled before its peak
+    assert rss_growth_mb_per_1k_rows(samples, "driver_mb") < 6  # the near-dup index: ~2 KB per kept row
 
 
 @pytest.mark.parametrize("near, bound", [(True, 3000), (False, 400)])

@@ -170,7 +170,7 @@ def test_sigterm_and_ctrl_c_stop_gracefully_and_print_the_resume_command(tmp_pat
 def test_real_engine_resume_reproduces_the_uninterrupted_rows(tmp_path, tiny_models, write_spec):
     """Per-row seeds and a batch-invariant KV cache: rows generated after a SIGKILL equal the uninterrupted run's."""
     common = dict(models=[str(tiny_models["chat"])], prompt_style="fewshot", batch_size=8, sample_size=300,
-                  generation={"max_new_tokens": 40}, engine={"threads": 2, "max_num_seqs": 16})  # fmt: skip
+                  generation={"max_new_tokens": 40}, engine={"threads": 2, "max_num_seqs": 16, "dtype": "fp32"})  # fmt: skip
     ref = write_spec(base_spec(**common, output=str(tmp_path / "ref.jsonl")), name="ref.yaml")
     run = write_spec(base_spec(**common, output=str(tmp_path / "run.jsonl")), name="run.yaml")
     cli = [sys.executable, "-m", "sdgen.cli", "generate"]

@@ -44,11 +44,16 @@ class EngineOptions(_Strict):
     dynamic_split_fuse: bool = Field(True, description="Mix prefill chunks into decode steps.")
     max_attempts: int = Field(3, ge=1, le=20, description="Tries per row (new seed each) when its output cannot be parsed.")
     static_batch_size: int = Field(16, ge=1, description="Rows per batch for the static-batching backends (torch, ipex).")
+    process: bool = Field(
+        True,
+        description="Run the engine in a worker process (OpenVINO, torch, ipex), restarted every recycle_every "
+        "requests: OpenVINO GenAI's pipeline keeps a few MB per 1k requests that only process exit returns.",
+    )
     recycle_every: int = Field(
         4096,
         ge=0,
-        description="Reload the OpenVINO pipeline after this many requests (0 = never): its continuous-batching "
-        "pipeline keeps a few MB per 1k requests, and a reload (0.5-2.5 s) returns them. Rows do not change.",
+        description="Restart the engine's worker process after this many requests (0 = never); a restart costs one "
+        "model load (0.5-3 s). Rows do not change.",
     )
     dtype: Literal["auto", "bf16", "fp32", "int8"] = Field(
         "auto",
@@ -61,6 +66,30 @@ class EngineOptions(_Strict):
         "which rows share a batch (exact resume). bf16 measured +10-16% tok/s but 63/64 rows equal across batch "
         "compositions.",
     )
+
+
+class RayOptions(_Strict):
+    """Spread the plan over a Ray cluster (``ray: true``, an address string, or these fields)."""
+
+    address: str | None = Field(
+        None, description="Cluster address (host:port, ray://host:port or auto); none = the cluster this machine "
+        "runs, else a new local one.",
+    )  # fmt: skip
+    workers: int | None = Field(None, ge=1, description="Engine workers in all; default one per NUMA node of each node.")
+    threads_per_worker: int | None = Field(
+        None, ge=1, description="Threads (and Ray CPUs) per worker; default the worker's share of its node's CPUs."
+    )
+    ship_limit_mb: int = Field(
+        512, ge=0, description="A local model up to this size is shipped to nodes that lack its path (object store)."
+    )
+    restarts: int = Field(4, ge=0, description="Dead workers replaced per engine run; their rows are never lost.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_scalar(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return {"address": value} if isinstance(value, str) else value
 
 
 class Example(_Strict):
@@ -149,6 +178,7 @@ class Spec(_Strict):
     dedup: DedupOptions = Field(default_factory=DedupOptions)
     balance: BalanceOptions = Field(default_factory=BalanceOptions)
     verify: VerifyOptions | None = None
+    ray: RayOptions | None = Field(None, description="Run the engines on a Ray cluster (see README, Ray).")
     output: Path | None = Field(None, description="Output path (.csv, .jsonl or .parquet); default <name>.csv.")
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True, description="Where relative paths resolve.")
 
@@ -190,6 +220,11 @@ class Spec(_Strict):
             if len(set(types)) != len(types):
                 raise ValueError(f"category {category!r} lists a type twice")
         return value
+
+    @field_validator("ray", mode="before")
+    @classmethod
+    def _ray_off(cls, value: Any) -> Any:
+        return None if value is False else value
 
     @field_validator("models", mode="before")
     @classmethod
@@ -337,6 +372,10 @@ def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     if "threads" in changes:
         engine = data.get("engine")
         data["engine"] = {**(engine if isinstance(engine, dict) else {}), "threads": changes.pop("threads")}
+    if "ray" in changes:  # "" = on Ray with the spec's settings; else the cluster address
+        address, current = changes.pop("ray"), data.get("ray")
+        current = current if isinstance(current, dict) else {"address": current} if isinstance(current, str) else {}
+        data["ray"] = {**current, **({"address": address} if address else {})}
     if "output" in changes:  # given by the caller, so relative to their working dir, not the spec's
         changes["output"] = str(Path(changes["output"]).expanduser().resolve())
     data.update(changes)

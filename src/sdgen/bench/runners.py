@@ -288,10 +288,10 @@ def run_optimum(spec: Spec, model: ResolvedModel) -> Measured:
 
 def run_torch_engine(spec: Spec, model: ResolvedModel, backend: str) -> Measured:
     """sdgen's torch or IPEX engine: static batches, per-row seeds, first attempt only."""
-    from sdgen.engines.base import load_engine
+    from sdgen.engines.base import create_engine
 
     clock = Clock()
-    with load_engine(backend, torch_source(model), spec.engine) as engine:
+    with create_engine(backend, torch_source(model), spec.engine) as engine:  # in-process: reads its tokenizer
         texts, tokens, prompts = _first_attempts(spec, engine, clock)
         weights = str(engine.dtype).removeprefix("torch.")
         if backend == "ipex" and spec.engine.dtype == "int8":

@@ -9,7 +9,7 @@ from typing import Callable, Iterable, Iterator
 
 from sdgen.errors import EngineError
 from sdgen.models import ResolvedModel
-from sdgen.spec import EngineOptions, GenerationParams
+from sdgen.spec import EngineOptions, GenerationParams, RayOptions
 
 
 @dataclass(slots=True)
@@ -86,7 +86,26 @@ def check_backend(backend: str) -> None:
         raise EngineError(f"unknown backend {backend!r}; available: {', '.join(backends())}")
 
 
-def load_engine(backend: str, model: ResolvedModel, options: EngineOptions) -> Engine:
+def load_engine(backend: str, model: ResolvedModel, options: EngineOptions, ray: RayOptions | None = None) -> Engine:
+    """The backend's engine: on a Ray cluster's workers (``ray``), in a worker process (``options.process``,
+    backends registered by import path) so that a long run's memory is returned every
+    ``options.recycle_every`` requests, or in this process."""
+    check_backend(backend)
+    if ray is not None:
+        if not isinstance(_REGISTRY[backend], str):
+            raise EngineError(f"backend {backend!r} is registered in this process only; it cannot run on Ray")
+        from sdgen.cluster import ray_pool
+
+        return ray_pool(backend, model, options, ray)
+    if options.process and isinstance(_REGISTRY[backend], str):
+        from sdgen.engines.worker import local_pool
+
+        return local_pool(backend, model, options)
+    return create_engine(backend, model, options)
+
+
+def create_engine(backend: str, model: ResolvedModel, options: EngineOptions) -> Engine:
+    """The backend's engine, loaded in this process."""
     check_backend(backend)
     factory = _REGISTRY[backend]
     if isinstance(factory, str):

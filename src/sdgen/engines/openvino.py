@@ -129,37 +129,24 @@ class OpenVINOEngine(Engine):
         return int(self._tokenizer.encode([text]).input_ids.get_shape()[1])
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
-        pending = iter(requests)
-        while True:
-            exhausted = yield from self._generate_until_recycle(pending)
-            if exhausted:
-                return
-            self._reload()
-
-    def _generate_until_recycle(self, pending: Iterator[Request]) -> Iterator[Result]:
-        """Run requests until ``pending`` is empty (returns True) or the pipeline is due for a reload (False)."""
         import openvino_genai.py_openvino_genai as pg
 
         running = pg.GenerationStatus.RUNNING
+        pending = iter(requests)
         inflight: list = []
         ids = itertools.count()
-        limit = self.options.recycle_every or float("inf")
-        served = 0
 
         def add(req: Request) -> None:
-            nonlocal served
             config = generation_config(req.params, req.seed, req.stop_strings, req.choices)
             inflight.append((self._pipe.add_request(next(ids), req.prompt, config), req))
-            served += 1
 
         def refill() -> None:
-            room = min(self._window - len(inflight), limit - served)
-            for req in itertools.islice(pending, max(int(room), 0)):
+            for req in itertools.islice(pending, self._window - len(inflight)):
                 add(req)
 
         first = next(pending, None)
         if first is None:
-            return True
+            return
         add(first)
         self._prime(inflight[0][0], running)
         refill()
@@ -175,16 +162,6 @@ class OpenVINOEngine(Engine):
             for handle, req in finished:
                 yield self._result(handle, req)
             refill()  # requests the consumer queued while taking these results (retries) join this run
-        return served < limit  # below the limit, an empty window means nothing is left
-
-    def _reload(self) -> None:
-        """A fresh pipeline: GenAI's continuous-batching pipeline keeps a few MB per 1k requests (see README)."""
-        import gc
-
-        self._pipe = self._tokenizer = None
-        gc.collect()
-        self._pipe = self._load()
-        self._tokenizer = self._pipe.get_tokenizer()
 
     def _prime(self, handle, running) -> None:
         """Run the first request's prefill alone, so every later request finds the shared prompt prefix cached.
