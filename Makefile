@@ -22,11 +22,11 @@ $(VENV)/.installed: pyproject.toml
 	$(SDGEN) models --provision smollm2-135m-instruct > /dev/null
 	@touch $@
 
-# Model conversion and the torch baseline: the [convert] extra plus optimum-intel without its torchvision pin.
+# Model conversion, the torch baseline and Ray: the [convert] and [ray] extras plus optimum-intel without its torchvision pin.
 install-convert: $(VENV)/.installed-convert
 
 $(VENV)/.installed-convert: $(VENV)/.installed
-	$(PY) -m pip install -q -e '.[test,convert]'
+	$(PY) -m pip install -q -e '.[test,convert,ray]'
 	$(PY) -m pip install -q --no-deps '$(OPTIMUM_INTEL)'
 	@touch $@
 

@@ -43,10 +43,14 @@ def generate_cmd(
         False, "--keep-duplicates", help="Write duplicates too, flagged in `duplicate`/`duplicate_of` columns."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; print only the output path."),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", is_flag=False, flag_value="", metavar="[ADDRESS]",
+        help="Run on a Ray cluster: ADDRESS (host:port) or, alone, the spec's or this machine's cluster.",
+    ),  # fmt: skip
 ) -> None:
     """Generate a dataset from a task spec (plus its conflicts file, run stats and report.md beside it)."""
     overrides = {"output": output, "rows": rows, "model": model, "seed": seed, "threads": threads,
-                 "keep_duplicates": keep_duplicates or None}  # fmt: skip
+                 "keep_duplicates": keep_duplicates or None, "ray": ray}  # fmt: skip
     progress = NullProgress() if quiet else RichProgress(err)
     summary = generate(spec, overwrite=overwrite, resume=resume, backend=backend, progress=progress, **overrides)
     if quiet:
@@ -81,6 +85,9 @@ def _print_summary(s: Summary) -> None:
             q = s.quality.get(name)
             dupes = f", {q.exact_duplicates + q.near_duplicates} dupes, {q.conflicts} conflicts" if q else ""
             table.add_row(f"  {name}", f"{m.rows} parsed, {m.unparseable} unparseable{dupes}")
+    for name, m in s.per_model.items():
+        if m.workers:
+            table.add_row(f"  workers ({name})", ", ".join(f"{w}: {n}" for w, n in m.workers.items()))
     for what, path in (("conflicts", s.conflicts_file), ("rejected", s.rejected_file), ("report", s.report_file)):
         if path is not None:
             table.add_row(what, str(path))

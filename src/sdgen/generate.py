@@ -38,6 +38,7 @@ class ModelStats:
     extra_rows: int = 0  # replacement rows scheduled for quota cells (balance: exact)
     seconds: float = 0.0  # load + generation
     load_seconds: float = 0.0
+    workers: dict[str, int] = field(default_factory=dict)  # results per engine worker, when there are several
 
 
 @dataclass
@@ -311,10 +312,13 @@ def _run_model_rows(
     if not rows:
         return
     t_model = time.perf_counter()
-    with load_engine(backend, model, spec.engine) as engine:  # one engine at a time
+    with load_engine(backend, model, spec.engine, spec.ray) as engine:  # one engine at a time
         stats.load_seconds = time.perf_counter() - t_model
         progress.start(total, f"{spec.name} · {name}")  # rates count from here, not from loading
         _run_model(spec, engine, rows, curator, refill, stats, progress, stop)
+        by_worker = getattr(engine, "results_by", {})
+        if len(by_worker) > 1 or spec.ray is not None:
+            stats.workers = dict(by_worker)
     stats.seconds = time.perf_counter() - t_model
     summary.unparseable += stats.unparseable
     summary.generated_tokens += stats.generated_tokens
@@ -439,7 +443,7 @@ def _verify(
     verification = Verification(model=spec.verify.model, action=spec.verify.action)
     summary.verification = verification
     t0 = time.perf_counter()
-    with load_engine(backend, verifier, spec.engine) as engine:
+    with load_engine(backend, verifier, spec.engine, spec.ray) as engine:
         verification.load_seconds = time.perf_counter() - t0
         progress.start(len(df), f"verify · {spec.verify.model}", new=True)
         verified = classify(spec, engine, df["text"].tolist(), verification, progress, stop.check)

@@ -49,6 +49,11 @@ class EngineOptions(_Strict):
         description="Run the engine in a worker process (OpenVINO, torch, ipex), restarted every recycle_every "
         "requests: OpenVINO GenAI's pipeline keeps a few MB per 1k requests that only process exit returns.",
     )
+    cpu_pinning: bool | None = Field(
+        None,
+        description="Pin inference threads to cores (OpenVINO); default the plugin's choice. Ray workers turn it "
+        "off: two 1-thread engines on one machine were both pinned to core 0.",
+    )
     recycle_every: int = Field(
         4096,
         ge=0,

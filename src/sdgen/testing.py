@@ -7,6 +7,12 @@ is what engine and pipeline tests need: real tokenization, real batching, real s
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from sdgen.models import provision
@@ -108,3 +114,76 @@ def build_tiny_hf(path: Path, *, layers: int = 2, width: int = 64, seed: int = 0
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def local_ray_cluster(nodes: list[tuple[str, int]], log_dir: Path):
+    """Start a Ray cluster on loopback, one `ray start --block` per (ip, cpus) node, the first as head;
+    yields its address and stops every process it started. For tests and measurements on one machine:
+    distinct 127.0.0.x addresses make distinct nodes (Ray maps 127.0.0.1 itself to the host's address)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def cluster():
+        head_ip = nodes[0][0]
+        with socket.socket() as s:
+            s.bind((head_ip, 0))
+            port = s.getsockname()[1]
+        address = f"{head_ip}:{port}"
+        procs = []
+        try:
+            for i, (ip, cpus) in enumerate(nodes):
+                role = ["--head", f"--port={port}", "--include-dashboard=false"] if i == 0 else [f"--address={address}"]
+                procs.append(_ray_start([*role, f"--node-ip-address={ip}", f"--num-cpus={cpus}"], log_dir / f"node{i}.log"))
+                if i == 0:
+                    _wait_for_port(head_ip, port, log_dir / "node0.log")
+            _wait_for_nodes(address, len(nodes), log_dir)
+            yield address
+        finally:
+            for proc in reversed(procs):
+                _stop_group(proc)
+
+    return cluster()
+
+
+def _ray_start(args: list[str], log: Path) -> subprocess.Popen:
+    cmd = [str(Path(sys.executable).with_name("ray")), "start", "--block", "--disable-usage-stats",
+           "--object-store-memory=100000000", *args]  # fmt: skip
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _wait_for_port(host: str, port: int, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Ray head did not start: {log.read_text()[-2000:]}") from None
+            time.sleep(0.5)
+
+
+def _wait_for_nodes(address: str, count: int, log_dir: Path, timeout: float = 90) -> None:
+    """Wait until the cluster has ``count`` alive nodes (asked by a short-lived `ray` client process)."""
+    probe = ("import ray, sys, time\nray.init(address=sys.argv[1], logging_level='ERROR')\n"
+             "t = time.monotonic() + float(sys.argv[3])\n"
+             "while len([n for n in ray.nodes() if n['Alive']]) < int(sys.argv[2]):\n"
+             "    assert time.monotonic() < t\n    time.sleep(0.5)\n")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", probe, address, str(count), str(timeout)], capture_output=True, text=True)
+    if done.returncode != 0:
+        logs = "".join(p.read_text()[-1500:] for p in sorted(log_dir.glob("node*.log")))
+        raise RuntimeError(f"Ray cluster at {address} did not reach {count} nodes: {done.stderr[-1500:]}{logs}")
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """End a `ray start --block` and everything it started (its session's process group)."""
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(wait)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -39,6 +39,7 @@ def sample_generate(spec: Path, output: Path, *, rows: int, every_s: float = 1.0
         raise ValueError("sample_generate counts rows by lines: give it a .jsonl output")
     cmd = [sys.executable, "-m", "sdgen.cli", "generate", str(spec), "-n", str(rows), "-o", str(output),
            "--overwrite", "--quiet", *extra]  # fmt: skip
+    output.unlink(missing_ok=True)  # --overwrite replaces it only once the run starts: never count its lines
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ps, t0, samples = psutil.Process(proc.pid), time.perf_counter(), []
     while proc.poll() is None:
@@ -76,7 +77,7 @@ def rss_growth_mb_per_1k_rows(samples: list[Sample], which: str = "rss_mb") -> f
     """Least-squares slope of RSS (``which``: rss_mb, driver_mb or worker_mb) against rows written,
     over the second half of generation (after warm-up, before the end-of-run rewrite and report)."""
     rows_total = max((s.rows for s in samples), default=0)
-    generating = samples[: next((i for i, s in enumerate(samples) if s.rows == rows_total), len(samples)) + 1]
+    generating = samples[: next((i for i, s in enumerate(samples) if s.rows == rows_total), len(samples))]
     tail = [s for s in generating if s.rows >= rows_total / 2]
     if len(tail) < 3 or tail[-1].rows == tail[0].rows:
         return 0.0

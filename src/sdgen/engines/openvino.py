@@ -42,6 +42,8 @@ def cpu_properties(options: EngineOptions, threads: int) -> dict[str, object]:
     import openvino as ov
 
     props: dict[str, object] = {"INFERENCE_NUM_THREADS": threads}
+    if options.cpu_pinning is not None:
+        props["ENABLE_CPU_PINNING"] = options.cpu_pinning
     if options.dtype == "int8":
         raise EngineError("dtype int8 is an ipex option; an OpenVINO model's weight format is set by `sdgen convert`")
     if options.dtype != "auto":

@@ -22,7 +22,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable, Iterator
@@ -115,6 +115,11 @@ class WorkerHandle:
     def describe_exit(self) -> str:
         return "the worker exited"
 
+    @property
+    def label(self) -> str:
+        """Where the worker runs, for per-worker counts."""
+        return f"pid {self.pid}"
+
 
 Launcher = Callable[[], WorkerHandle]
 
@@ -178,13 +183,17 @@ class WorkerPool(Engine):
 
     ``recycle_every``: a worker that has taken that many requests finishes them and is replaced by
     a fresh one (0 = never). ``restarts``: how many dead workers may be replaced before the pool
-    gives up (their in-flight requests are always re-queued first).
+    gives up (their in-flight requests are always re-queued first). ``inflight_cap``: requests one
+    worker may hold at once (None: as many as its engine pulls), so that several workers share a
+    short queue instead of the first one taking it all.
     """
 
     def __init__(self, launch: Launcher, *, workers: int = 1, recycle_every: int = 0, restarts: int = 2,
-                 backend: str = "?") -> None:  # fmt: skip
+                 inflight_cap: int | None = None, backend: str = "?") -> None:  # fmt: skip
         self.backend = backend
         self._launch, self._recycle_every, self._restarts = launch, recycle_every, restarts
+        self._cap = inflight_cap or float("inf")
+        self.results_by: Counter[str] = Counter()  # results per worker (its label)
         self._slots: list[_Slot] = []
         handles: list[WorkerHandle] = []
         try:
@@ -267,7 +276,7 @@ class WorkerPool(Engine):
             return
         if kind == "want":
             due = self._recycle_every and slot.served >= self._recycle_every
-            request = None if due else queue.pop()
+            request = None if due or len(slot.inflight) >= self._cap else queue.pop()
             if request is not None:
                 slot.inflight[request.id] = request  # before sending: if the worker is gone, it is re-queued
                 slot.served += 1
@@ -278,6 +287,7 @@ class WorkerPool(Engine):
         elif kind == "result":
             result: Result = args[0]
             slot.inflight.pop(result.id, None)
+            self.results_by[slot.handle.label] += 1
             yield result
         elif kind == "done":
             slot.running = False
