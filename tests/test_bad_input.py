@@ -33,6 +33,8 @@ CASES = {
     ),
     "missing model": ({"models": ["no-such-model"]}, "unknown model 'no-such-model'"),
     "bad output format": ({"output": "out.xlsx"}, "unsupported extension"),
+    "ray workers 0": ({"ray": {"workers": 0}}, "ray.workers: Input should be greater than or equal to 1"),
+    "ray unknown field": ({"ray": {"nodes": 2}}, "ray.nodes: unknown field"),
 }
 
 

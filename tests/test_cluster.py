@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -83,6 +85,19 @@ def test_spec_and_cli_forms_of_ray(tmp_path, write_spec):
     assert load_spec(write_spec(base_spec()), ray="").ray == RayOptions()
 
 
+def test_an_unreachable_cluster_is_a_one_line_error_at_once(tmp_path, write_spec, tiny_models):
+    spec = write_spec(base_spec(models=[str(tiny_models["chat"])], sample_size=4, output=str(tmp_path / "o.csv")))
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = subprocess.run([sys.executable, "-m", "sdgen.cli", "generate", str(spec), "--ray", f"127.0.0.1:{port}"],
+                         capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert run.returncode == 1 and len(lines) == 1, run.stderr
+    assert lines[0] == (f"error: could not connect to the Ray cluster at 127.0.0.1:{port}: Connection refused "
+                        "(is `ray start --head` running there?)")  # fmt: skip
+
+
 # --- a real two-node cluster on loopback ------------------------------------------------------------
 
 HEAD_IP, NODE_IP = "127.0.0.2", "127.0.0.3"  # two "hosts", both on loopback
@@ -143,7 +158,7 @@ def test_a_spec_runs_across_both_nodes_and_writes_one_exact_dataset(cluster, tin
         assert "<|im_start|>" in pool.chat_template
 
     run = subprocess.run([sys.executable, "-m", "sdgen.cli", "generate", str(tiny_spec), "--ray", cluster, "--quiet"],
-                         capture_output=True, text=True, timeout=600)  # fmt: skip
+                         capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
     assert run.returncode == 0, run.stderr
     output = Path(run.stdout.strip())
     assert len(_check_rows_match_plan(tiny_spec, output)) > 0
@@ -177,3 +192,39 @@ def test_a_killed_worker_loses_only_its_in_flight_rows(cluster, tiny_spec, capfd
     assert "killed by signal 9" in err or "died" in err, err
     assert "re-queued its" in err
     assert len(_check_rows_match_plan(tiny_spec, summary.output)) == summary.written
+
+
+def test_a_killed_driver_resumes_on_the_cluster(cluster, tiny_spec, tmp_path):
+    """SIGKILL the driver of a Ray run mid-way, resume it on Ray: every planned row settles exactly once."""
+    import yaml
+
+    data = yaml.safe_load(tiny_spec.read_text())
+    data["sample_size"] = 600
+    tiny_spec.write_text(yaml.safe_dump(data))
+    cmd = [sys.executable, "-m", "sdgen.cli", "generate", str(tiny_spec), "--ray", cluster, "--quiet"]
+    output = Path(data["output"])
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not (output.exists() and output.read_bytes().count(b"\n") >= 100):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    written = output.read_bytes().count(b"\n")
+    assert 100 <= written < 600
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    df = _check_rows_match_plan(tiny_spec, output)
+    assert len(df) > written
+
+
+@pytest.mark.integration
+def test_the_builtin_model_is_provisioned_and_runs_on_every_node(cluster, tmp_path, write_spec):
+    spec = write_spec(base_spec(sample_size=8, prompt_style="fewshot", output=str(tmp_path / "b.jsonl")))
+    run = subprocess.run([sys.executable, "-m", "sdgen.cli", "generate", str(spec), "--ray", cluster, "--quiet"],
+                         capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    df = _check_rows_match_plan(spec, tmp_path / "b.jsonl")
+    assert len(df) >= 6 and df["text"].str.len().min() > 10 and not df["text"].str.contains("Ġ|<\\|im_").any()
+    (stats,) = json.loads((tmp_path / "b.stats.json").read_text())["per_model"].values()
+    assert len(stats["workers"]) == 2

@@ -51,12 +51,25 @@ def connect(options: RayOptions) -> None:
         return
     import logging
 
+    if options.address and ":" in options.address and "://" not in options.address:
+        _check_reachable(options.address)  # Ray itself retries an absent head for minutes
     try:
         ray.init(address=options.address, logging_level=logging.WARNING, log_to_driver=True,
                  include_dashboard=False, configure_logging=True)  # fmt: skip
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = options.address or "this machine"
         raise EngineError(f"could not connect to the Ray cluster at {where}: {str(exc).splitlines()[0]}") from None
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        raise EngineError(
+            f"could not connect to the Ray cluster at {address}: {why} (is `ray start --head` running there?)"
+        ) from None
 
 
 # --- placement -----------------------------------------------------------------------------------
