@@ -2,7 +2,8 @@
 
     python benchmarks/ray_run.py --rows 256 [--model smollm2-135m-instruct] [--style fewshot]
 
-Runs, one after another (never two engines at once): the local engine with all threads; Ray with one
+Runs, one after another (never two engines at once): the local engine with all threads (in its worker
+process, the default, and in the sdgen process itself); Ray with one
 worker holding all threads (the cost of the Ray layer); Ray with one worker per node on two nodes
 (127.0.0.2 and 127.0.0.3), the threads split between them. Each is a `sdgen generate` process; rows/s
 counts generation only (model loads and Ray start-up are reported apart).
@@ -54,6 +55,9 @@ def main() -> None:
         spec.write_text(yaml.safe_dump({**yaml.safe_load(EXAMPLE_SPEC.read_text()), "prompt_style": args.style}))
         common = (spec, tmp / "out.jsonl", args.rows, args.model)
         results["local, 1 engine"] = run(*common, None, args.threads)
+        in_process = tmp / "in-process.yaml"
+        in_process.write_text(yaml.safe_dump({**yaml.safe_load(spec.read_text()), "engine": {"process": False}}))
+        results["local, 1 engine in-process"] = run(in_process, *common[1:], None, args.threads)
         half = max(args.threads // 2, 1)
         layouts = {f"ray, 1 worker x {args.threads} threads": [("127.0.0.2", args.threads)],
                    f"ray, 2 nodes x 1 worker x {half} threads": [("127.0.0.2", half), ("127.0.0.3", half)]}  # fmt: skip

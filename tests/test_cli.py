@@ -92,3 +92,12 @@ def test_ctrl_c_keeps_completed_rows_and_exits_130(write_spec, tiny_models, tmp_
     df = pd.read_csv(out)
     assert len(df) > 0 and df["row"].is_unique
     assert f"interrupted: {len(df)} rows written to {out}" in stderr
+
+
+def test_a_bare_ray_flag_never_takes_the_next_word_as_its_address():
+    from sdgen.cli import _bare_ray_flag
+
+    assert _bare_ray_flag(["generate", "s.yaml", "--ray"]) == ["generate", "s.yaml", "--ray="]
+    assert _bare_ray_flag(["generate", "s.yaml", "--ray", "--quiet"]) == ["generate", "s.yaml", "--ray=", "--quiet"]
+    assert _bare_ray_flag(["generate", "--ray", "spec.yml"]) == ["generate", "--ray=", "spec.yml"]
+    assert _bare_ray_flag(["generate", "s.yaml", "--ray", "h:6379"]) == ["generate", "s.yaml", "--ray", "h:6379"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -212,7 +213,10 @@ def test_a_killed_driver_resumes_on_the_cluster(cluster, tiny_spec, tmp_path):
     proc.wait()
     written = output.read_bytes().count(b"\n")
     assert 100 <= written < 600
-    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600, check=False)
+    # `--ray` alone: the cluster RAY_ADDRESS names (or the spec's, or this machine's)
+    env = {**os.environ, "RAY_ADDRESS": cluster}
+    done = subprocess.run([*cmd[:-3], "--ray", "--quiet", "--resume"], capture_output=True, text=True, timeout=600,
+                          check=False, env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr
     df = _check_rows_match_plan(tiny_spec, output)
     assert len(df) > written

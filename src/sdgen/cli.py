@@ -251,9 +251,21 @@ def bench_cmd(
         raise bench.BenchError(f"{len(failed)} of {len(cells)} cells failed (see the table)")
 
 
+def _bare_ray_flag(argv: list[str]) -> list[str]:
+    """`--ray` with no address before another option, the spec file or the end: `--ray=` (click would
+    otherwise take the next word as the address)."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        following = out[i + 1] if i + 1 < len(out) else None
+        if arg == "--ray" and (following is None or following.startswith("-")
+                               or Path(following).suffix.lower() in (".yaml", ".yml", ".toml")):  # fmt: skip
+            out[i] = "--ray="
+    return out
+
+
 def main() -> None:
     try:
-        app()
+        app(args=_bare_ray_flag(sys.argv[1:]))
     except Interrupted as exc:
         err.print(f"[yellow]{exc}[/yellow]", highlight=False, soft_wrap=True)
         err.print(f"resume with: {_resume_command(sys.argv)}", highlight=False, soft_wrap=True)
