@@ -68,7 +68,8 @@ def test_shipped_model_is_unpacked_once_and_whole(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no half-written copies left
 
 
-def test_a_missing_path_too_big_to_ship_is_a_model_error(tmp_path):
+def test_a_missing_path_too_big_to_ship_is_a_model_error(tmp_path, monkeypatch):
+    monkeypatch.setattr("sdgen.cluster.CACHE_DIR", tmp_path / "cache")
     model = ResolvedModel("m.gguf", tmp_path / "gone" / "m.gguf", "gguf")
     with pytest.raises(ModelError, match=r"does not exist on Ray node 10.0.0.9 \(too big to ship\)"):
         localize(model, None, "10.0.0.9")
@@ -232,3 +233,33 @@ def test_the_builtin_model_is_provisioned_and_runs_on_every_node(cluster, tmp_pa
     assert len(df) >= 6 and df["text"].str.len().min() > 10 and not df["text"].str.contains("Ġ|<\\|im_").any()
     (stats,) = json.loads((tmp_path / "b.stats.json").read_text())["per_model"].values()
     assert len(stats["workers"]) == 2
+
+
+def test_a_small_model_missing_on_a_node_travels_through_the_object_store(cluster, tiny_models):
+    """A node without the model's path gets the shipped copy (read back on the other node, byte for byte)."""
+    import shutil
+    from dataclasses import replace
+
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from sdgen.cluster import ship
+    from sdgen.models import resolve_model
+
+    model = resolve_model(str(tiny_models["chat"]))
+    shipped = ship(model, limit_mb=64)
+    assert shipped is not None and ship(model, limit_mb=0) is None
+    elsewhere = replace(model, path=Path("/nonexistent") / model.path.name)  # as a node without the file sees it
+
+    def fetch(m, s):
+        from sdgen.cluster import localize
+
+        path = localize(m, s, "n").path
+        return str(path), path.read_bytes()
+
+    node = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeManagerAddress"] == NODE_IP)
+    task = ray.remote(num_cpus=0)(fetch).options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+    path, data = ray.get(task.remote(elsewhere, shipped), timeout=120)
+    try:
+        assert data == model.path.read_bytes() and Path(path).name == model.path.name
+    finally:
+        shutil.rmtree(Path(path).parent, ignore_errors=True)
