@@ -18,6 +18,7 @@ import functools
 import hashlib
 import os
 import secrets
+import shutil
 import socket
 import sys
 import threading
@@ -225,8 +226,6 @@ def unpack(shipped: ShippedModel, cache: Path) -> Path:
     try:
         os.rename(tmp, cache / shipped.digest)
     except OSError:  # another worker on this node unpacked it first
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
     return target
 
