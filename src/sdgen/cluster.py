@@ -311,7 +311,7 @@ def _actor_class():
 
 
 class RayWorker(WorkerHandle):
-    """The driver's end of one Ray worker."""
+    """The driver's end of one Ray worker; ``stopped`` frees its placement for a successor."""
 
     def __init__(self, rendezvous: Rendezvous, placement: Placement, backend: str, model: ResolvedModel,
                  shipped: ShippedModel | None, options: EngineOptions) -> None:  # fmt: skip
@@ -332,7 +332,7 @@ class RayWorker(WorkerHandle):
         except BaseException:
             ray.kill(self.actor)
             raise
-        self._stopped = False
+        self.stopped = False
 
     def _check_alive(self) -> None:
         ray = _ray()
@@ -350,9 +350,9 @@ class RayWorker(WorkerHandle):
             return lines[-1].split(". ")[0] if lines else type(exc).__name__  # Ray's own first sentence
 
     def stop(self, kill: bool = False) -> None:
-        if self._stopped:
+        if self.stopped:
             return
-        self._stopped = True
+        self.stopped = True
         ray = _ray()
         try:
             if not kill:
@@ -382,7 +382,7 @@ class _Launcher:
         self.live: list[RayWorker] = []
 
     def __call__(self) -> RayWorker:
-        for worker in [w for w in self.live if w._stopped]:
+        for worker in [w for w in self.live if w.stopped]:
             self.live.remove(worker)
             self._free.append(worker.placement)
         alive = {n["NodeID"] for n in _ray().nodes() if n.get("Alive")}

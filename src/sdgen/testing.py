@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sdgen.models import provision
@@ -116,33 +118,28 @@ def build_tiny_hf(path: Path, *, layers: int = 2, width: int = 64, seed: int = 0
     return path
 
 
-def local_ray_cluster(nodes: list[tuple[str, int]], log_dir: Path):
+@contextmanager
+def local_ray_cluster(nodes: list[tuple[str, int]], log_dir: Path) -> Iterator[str]:
     """Start a Ray cluster on loopback, one `ray start --block` per (ip, cpus) node, the first as head;
     yields its address and stops every process it started. For tests and measurements on one machine:
     distinct 127.0.0.x addresses make distinct nodes (Ray maps 127.0.0.1 itself to the host's address)."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def cluster():
-        head_ip = nodes[0][0]
-        with socket.socket() as s:
-            s.bind((head_ip, 0))
-            port = s.getsockname()[1]
-        address = f"{head_ip}:{port}"
-        procs = []
-        try:
-            for i, (ip, cpus) in enumerate(nodes):
-                role = ["--head", f"--port={port}", "--include-dashboard=false"] if i == 0 else [f"--address={address}"]
-                procs.append(_ray_start([*role, f"--node-ip-address={ip}", f"--num-cpus={cpus}"], log_dir / f"node{i}.log"))
-                if i == 0:
-                    _wait_for_port(head_ip, port, log_dir / "node0.log")
-            _wait_for_nodes(address, len(nodes), log_dir)
-            yield address
-        finally:
-            for proc in reversed(procs):
-                _stop_group(proc)
-
-    return cluster()
+    head_ip = nodes[0][0]
+    with socket.socket() as s:
+        s.bind((head_ip, 0))
+        port = s.getsockname()[1]
+    address = f"{head_ip}:{port}"
+    procs = []
+    try:
+        for i, (ip, cpus) in enumerate(nodes):
+            role = ["--head", f"--port={port}", "--include-dashboard=false"] if i == 0 else [f"--address={address}"]
+            procs.append(_ray_start([*role, f"--node-ip-address={ip}", f"--num-cpus={cpus}"], log_dir / f"node{i}.log"))
+            if i == 0:
+                _wait_for_port(head_ip, port, log_dir / "node0.log")
+        _wait_for_nodes(address, len(nodes), log_dir)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            _stop_group(proc)
 
 
 def _ray_start(args: list[str], log: Path) -> subprocess.Popen:
@@ -170,7 +167,7 @@ def _wait_for_nodes(address: str, count: int, log_dir: Path, timeout: float = 90
              "t = time.monotonic() + float(sys.argv[3])\n"
              "while len([n for n in ray.nodes() if n['Alive']]) < int(sys.argv[2]):\n"
              "    assert time.monotonic() < t\n    time.sleep(0.5)\n")  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", probe, address, str(count), str(timeout)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", probe, address, str(count), str(timeout)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         logs = "".join(p.read_text()[-1500:] for p in sorted(log_dir.glob("node*.log")))
         raise RuntimeError(f"Ray cluster at {address} did not reach {count} nodes: {done.stderr[-1500:]}{logs}")

@@ -107,6 +107,7 @@ class WorkerHandle:
     """The driver's end of one worker: its connection, and how to stop it and describe its death."""
 
     conn: Connection
+    pid: int
 
     def stop(self, kill: bool = False) -> None:
         """Close the worker (``kill``: at once, for a worker in the middle of a run)."""
