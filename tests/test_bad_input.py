@@ -14,7 +14,7 @@ import sdgen
 from sdgen.errors import OutputError, SpecError
 from sdgen.spec import build_spec
 
-import test_curation  # noqa: F401  (registers the crafted engine)
+from test_curation import unique_texts  # noqa: F401  (registers the crafted engine; autouse: a new text per row)
 from conftest import ROOT, base_spec
 
 CASES = {
@@ -98,14 +98,14 @@ def test_labels_with_commas_quotes_newlines_and_unicode_round_trip(tmp_path):
 
 def test_full_disk_is_one_line_keeps_the_rows_and_resumes(tmp_path, monkeypatch):
     """ENOSPC on the 4th sync: the error says what is safe; after 'freeing space' --resume finishes the plan."""
-    import sdgen.sinks
+    import sdgen.store.files
 
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF")
     spec = build_spec({"task": "t", "labels": ["a", "b"], "categories": {"c": ["x"]}, "sample_size": 80,
                        "batch_size": 10, "models": [str(model)], "output": str(tmp_path / "out.csv")},
                       base_dir=tmp_path)  # fmt: skip
-    real_fsync, calls = sdgen.sinks.os.fsync, []
+    real_fsync, calls = sdgen.store.files.os.fsync, []
 
     def failing_fsync(fd):
         calls.append(fd)
@@ -113,10 +113,10 @@ def test_full_disk_is_one_line_keeps_the_rows_and_resumes(tmp_path, monkeypatch)
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
-    monkeypatch.setattr(sdgen.sinks.os, "fsync", failing_fsync)
+    monkeypatch.setattr(sdgen.store.files.os, "fsync", failing_fsync)
     with pytest.raises(OutputError, match=r"out.csv: No space left on device; the \d+ rows written before are intact"):
         sdgen.generate(spec, backend="crafted")
-    monkeypatch.setattr(sdgen.sinks.os, "fsync", real_fsync)
+    monkeypatch.setattr(sdgen.store.files.os, "fsync", real_fsync)
     kept = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
     assert len(kept) >= 10 and kept["row"].is_unique  # at least the batch synced before the failure
     summary = sdgen.generate(spec, backend="crafted", resume=True)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sdgen.convert import ConvertError, ConvertOptions, convert, verify_tokenizer
-from sdgen.engines import Request, load_engine
+from sdgen.models.convert import ConvertError, ConvertOptions, convert, verify_tokenizer
+from sdgen.engines import Request
+from sdgen.hosting import start_engine
 from sdgen.models import list_models, resolve_model
 from sdgen.spec import EngineOptions, GenerationParams
 
@@ -39,7 +40,7 @@ def test_hf_dir_to_ir(tiny_hf, tmp_path, weights, expected):
     listed = {i.name: i for i in list_models([out])}[str(out)]
     assert listed.note.startswith("accuracy: greedy ")
     # GenAI loads it and generates through sdgen's engine.
-    with load_engine("openvino", resolve_model(str(out)), EngineOptions(threads=2)) as engine:
+    with start_engine("openvino", resolve_model(str(out)), EngineOptions(threads=2)) as engine:
         prompt = engine.render_chat([{"role": "user", "content": "hi"}])
         result = next(engine.generate([Request(0, prompt, GenerationParams(max_new_tokens=4), seed=1)]))
         assert result.generated_tokens > 0
@@ -124,7 +125,7 @@ def test_existing_output_and_full_disk(tiny_hf, tmp_path, monkeypatch):
         convert(str(tiny_hf), out)
     assert (out / "keep").exists()
     Usage = namedtuple("Usage", "total used free")
-    monkeypatch.setattr("sdgen.convert.shutil.disk_usage", lambda _p: Usage(10**12, 10**12, 1024))
+    monkeypatch.setattr("sdgen.models.convert.shutil.disk_usage", lambda _p: Usage(10**12, 10**12, 1024))
     with pytest.raises(ConvertError, match="not enough disk space"):
         convert(str(tiny_hf), tmp_path / "o2")
 
@@ -140,7 +141,7 @@ def test_group_size_that_does_not_divide_the_width(tiny_hf, tmp_path):
 
 def test_data_aware_int4_calibrated_on_spec_prompts(tiny_hf, tmp_path):
     """AWQ + scale estimation, with the calibration set rendered from a spec's own prompts."""
-    from sdgen.convert import calibration_prompts
+    from sdgen.models.convert import calibration_prompts
 
     from conftest import EXAMPLE_SPEC
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import sdgen
-from sdgen.engines.base import Engine, Result, register_engine
+from sdgen.engines import Engine, Result, register_engine
 from sdgen.errors import OutputError
 from sdgen.plan import make_plan, quotas
 from sdgen.spec import build_spec
@@ -63,10 +63,11 @@ class CraftedEngine(Engine):
                 yield Result(req.id, " " + (marked.group(1) if marked else req.choices[0]), 2, "stop")
                 continue
             label = _LABEL.findall(req.prompt)[-1]
-            attempt = self._attempts[req.id]
-            self._attempts[req.id] += 1
-            CraftedEngine.fed.append(req.id)
-            yield Result(req.id, " " + CraftedEngine.script(req.id, label, attempt), 10, "stop")
+            (row,) = req.rows
+            attempt = self._attempts[row]
+            self._attempts[row] += 1
+            CraftedEngine.fed.append(row)
+            yield Result(req.id, " " + CraftedEngine.script(row, label, attempt), 10, "stop")
 
 
 register_engine("crafted", CraftedEngine)
@@ -257,7 +258,7 @@ def test_report_of_a_foreign_file_measures_the_file(tmp_path):
     labels = ["a"] * 8 + ["a", "b"]
     path = tmp_path / "theirs.csv"
     pd.DataFrame({"text": texts, "label": labels, "model": "m", "category": "c"}).to_csv(path, index=False)
-    from sdgen.report import build_report
+    from sdgen.quality.report import build_report
 
     report = build_report(path)
     table = [line for line in report.read_text().splitlines() if line.startswith("| m |")][0]
@@ -273,7 +274,7 @@ def test_stale_sidecars_and_bad_report_targets(tmp_path, model_path):
     assert not (tmp_path / "out.csv").exists()
     sdgen.generate(spec, backend="crafted", overwrite=True)
     assert not (tmp_path / "out.conflicts.csv").exists()  # this run had no conflicts: the stale file is gone
-    from sdgen.report import build_report
+    from sdgen.quality.report import build_report
 
     with pytest.raises(OutputError, match="no such dataset file"):
         build_report(tmp_path / "missing.csv")
@@ -312,7 +313,7 @@ def test_missing_verifier_fails_before_anything_is_written(tmp_path, model_path)
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
 def test_conflicts_and_verification_rewrite_every_format(tmp_path, model_path, suffix):
-    from sdgen.sinks import read_dataset
+    from sdgen.store.files import read_dataset
 
     spec = spec_for(tmp_path, model_path, output=str(tmp_path / f"out{suffix}"), verify={"model": str(model_path)})
     rows = crafted_scenario(spec)

@@ -4,7 +4,8 @@ import importlib.util
 
 import pytest
 
-from sdgen.engines import Request, load_engine
+from sdgen.engines import Request
+from sdgen.hosting import start_engine
 from sdgen.engines.ipex import IpexEngine
 from sdgen.engines.torch import TorchEngine
 from sdgen.errors import EngineError
@@ -57,14 +58,14 @@ def test_stop_strings_and_limits_through_generate(engines):
 @pytest.mark.skipif(HAS_IPEX, reason="this environment has IPEX")
 def test_missing_ipex_is_one_clear_line(tiny_hf):
     with pytest.raises(EngineError, match=r"own environment: `make ipex-env`"):
-        load_engine("ipex", resolve_model(str(tiny_hf)), OPTIONS)
+        start_engine("ipex", resolve_model(str(tiny_hf)), OPTIONS)
 
 
 @pytest.mark.skipif(not HAS_IPEX, reason="IPEX runs in .venv-ipex: `make test-ipex`")
 @pytest.mark.parametrize("dtype", ["bf16", "int8"])
 def test_ipex_generates_with_per_row_seeds(tiny_hf, dtype):
     options = OPTIONS.model_copy(update={"dtype": dtype})
-    with load_engine("ipex", resolve_model(str(tiny_hf)), options) as engine:
+    with start_engine("ipex", resolve_model(str(tiny_hf)), options) as engine:
         prompt = engine.render_chat([{"role": "user", "content": "Write a review."}])
         requests = [Request(i, prompt, SAMPLING, seed=100 + i) for i in range(6)]
         first = texts(engine, requests)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from sdgen.engines import Request, load_engine
+from sdgen.engines import Request
+from sdgen.hosting import start_engine
 from sdgen.models import resolve_model
 from sdgen.spec import EngineOptions, GenerationParams
 
@@ -14,7 +15,7 @@ def engine(tiny_models):
     # fp32: with bf16, CPUs with AMX pick kernels by batch shape, so a row's sampled tokens can depend on
     # which rows share its batch (see README, "Exactness"); these tests check seeds, not kernels.
     options = EngineOptions(threads=2, max_num_seqs=4, max_num_batched_tokens=256, dtype="fp32")
-    with load_engine("openvino", resolve_model(str(tiny_models["chat"])), options) as eng:
+    with start_engine("openvino", resolve_model(str(tiny_models["chat"])), options) as eng:
         yield eng
 
 
@@ -80,7 +81,7 @@ def test_missing_and_corrupt_models_are_clear_errors(tmp_path):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(ModelError, match=r"could not load model .*bad\.gguf"):
-        load_engine("openvino", resolve_model(str(bad)), EngineOptions(threads=1))
+        start_engine("openvino", resolve_model(str(bad)), EngineOptions(threads=1))
 
 
 def test_cpu_properties_map_precision_options():
@@ -105,7 +106,7 @@ def test_recycled_worker_gives_the_same_rows_and_takes_retries(tiny_models):
     for every in (0, 7):
         options = EngineOptions(threads=2, max_num_seqs=4, max_num_batched_tokens=256, recycle_every=every,
                                 process=every > 0, dtype="fp32")  # fmt: skip  batch-invariant (see above)
-        with load_engine("openvino", model, options) as eng:
+        with start_engine("openvino", model, options) as eng:
             prompt = eng.render_chat([{"role": "user", "content": "Write a review."}])
             planned = iter([Request(i, prompt, SAMPLING, seed=300 + i) for i in range(30)])
             retries: list[Request] = []

@@ -2,7 +2,8 @@
 
 import pytest
 
-from sdgen.engines import Request, load_engine
+from sdgen.engines import Request
+from sdgen.hosting import start_engine
 from sdgen.errors import ModelError
 from sdgen.models import resolve_model
 from sdgen.spec import EngineOptions, GenerationParams
@@ -12,7 +13,7 @@ SAMPLING = GenerationParams(max_new_tokens=10, temperature=1.0, top_p=0.9, top_k
 
 @pytest.fixture(scope="module")
 def engine(tiny_hf):
-    with load_engine("torch", resolve_model(str(tiny_hf)), EngineOptions(threads=2, static_batch_size=4, dtype="fp32")) as eng:
+    with start_engine("torch", resolve_model(str(tiny_hf)), EngineOptions(threads=2, static_batch_size=4, dtype="fp32")) as eng:
         yield eng
 
 
@@ -84,4 +85,4 @@ def test_generate_pipeline_with_torch_backend(tiny_hf, tmp_path):
 
 def test_openvino_refuses_hf_dir_with_the_fix(tiny_hf):
     with pytest.raises(ModelError, match="convert it first: sdgen convert"):
-        load_engine("openvino", resolve_model(str(tiny_hf)), EngineOptions(threads=1))
+        start_engine("openvino", resolve_model(str(tiny_hf)), EngineOptions(threads=1))

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import sdgen
-from sdgen.engines.base import Engine, Result, register_engine
+from sdgen.engines import Engine, Result, register_engine
 from sdgen.errors import ModelError, OutputError
 from sdgen.plan import make_plan
 from sdgen.spec import build_spec
@@ -159,10 +159,11 @@ class ScriptedEngine(Engine):
         fed: list[tuple[int, int]] = []
         ScriptedEngine.runs.append(fed)
         for req in requests:
-            attempt = sum(1 for row, _ in fed if row == req.id)
-            fed.append((req.id, req.seed))
-            ok = attempt >= self.fail_attempts[req.id]
-            yield Result(req.id, f" Row {req.id} attempt {attempt} was fine, thanks." if ok else "", 5, "stop")
+            (row,) = req.rows
+            attempt = sum(1 for r, _ in fed if r == row)
+            fed.append((row, req.seed))
+            ok = attempt >= self.fail_attempts[row]
+            yield Result(req.id, f" Row {row} attempt {attempt} was fine, thanks." if ok else "", 5, "stop")
 
 
 def test_unparseable_rows_retry_in_the_same_engine_run_with_new_seeds(tmp_path, tiny_models):

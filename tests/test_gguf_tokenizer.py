@@ -2,7 +2,7 @@
 
 import pytest
 
-from sdgen.gguf_tokenizer import hf_tokenizer_from_gguf
+from sdgen.models.gguf_tokenizer import hf_tokenizer_from_gguf
 from sdgen.models import resolve_model
 
 SAMPLES = [
@@ -44,7 +44,7 @@ def test_chat_template_survives(tokenizers):
 
 
 def test_sentencepiece_merges_rank_pieces_by_score():
-    from sdgen.gguf_tokenizer import _sentencepiece_merges
+    from sdgen.models.gguf_tokenizer import _sentencepiece_merges
 
     tokens = ["a", "b", "c", "ab", "bc", "abc"]
     scores = [0.0, 0.0, 0.0, -2.0, -1.0, -3.0]  # "bc" is the likelier piece, so it merges first

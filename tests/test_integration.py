@@ -69,7 +69,7 @@ def test_same_seed_reproduces_the_same_rows(run):
 def test_gemma3_builtin_end_to_end(tmp_path):
     """The second built-in: five PyPI packages reassembled, SHA-256 checked, converted once to an int8 IR,
     driven with completion prompts (a base model has no chat template)."""
-    from sdgen.engines import load_engine
+    from sdgen.hosting import start_engine
     from sdgen.models import provision, resolve_model
     from sdgen.prompts import PromptMode, detect_mode
     from sdgen.spec import EngineOptions
@@ -78,7 +78,7 @@ def test_gemma3_builtin_end_to_end(tmp_path):
     assert (ir / "openvino_model.xml").is_file()
     assert json.loads((ir / "sdgen_convert.json").read_text())["tokenizer"]["id_mismatches"] == []
     assert (ir.parent / "gemma-3-270m-q4_k_m.gguf").is_file()
-    with load_engine("openvino", resolve_model("gemma3-270m"), EngineOptions(threads=2)) as engine:
+    with start_engine("openvino", resolve_model("gemma3-270m"), EngineOptions(threads=2)) as engine:
         assert detect_mode(engine.chat_template, engine.render_chat) is PromptMode.COMPLETION
     summary = sdgen.generate(EXAMPLE_SPEC, rows=32, model="gemma3-270m", output=tmp_path / "g.csv",
                              engine={"threads": 2, "max_attempts": 5})  # fmt: skip

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sdgen.quality import TextIndex, Verdict, normalize_text, shingles
+from sdgen.quality.index import TextIndex, Verdict, normalize_text, shingles
 
 BASE = "The train to York was forty minutes late and nobody on the platform told us why it happened."
 NEAR = "The train to York was forty minutes late and nobody on the platform told us why it happened at all."

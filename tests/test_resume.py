@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 import sdgen
-from sdgen.engines.base import register_engine
+from sdgen.engines import register_engine
 from sdgen.errors import OutputError
-from sdgen.sinks import read_dataset
+from sdgen.store.files import read_dataset
 
 import test_curation
 from conftest import ROOT, base_spec
@@ -24,24 +24,29 @@ register_engine("slow", test_curation.CraftedEngine)  # the children's backend n
 
 TESTS = ROOT / "tests"
 
-# A child process: the crafted engine of test_curation, slowed down so that a kill lands mid-run.
+# A child process: the crafted engine of test_curation; with a kill point, it SIGKILLs itself once that many rows
+# have settled (progress decides where the kill lands, not a clock).
 CHILD = textwrap.dedent("""
-    import sys, time
+    import os, signal, sys
     sys.path.insert(0, {tests!r})
     import sdgen
-    from sdgen.engines.base import register_engine
+    from sdgen.engines import register_engine
+    from sdgen.progress import NullProgress
     import test_curation as tc
 
-    class Slow(tc.CraftedEngine):
-        def generate(self, requests):
-            for result in super().generate(requests):
-                time.sleep(0.004)
-                yield result
+    class KillAt(NullProgress):
+        def __init__(self, at):
+            self.at, self.rows = at, 0
+
+        def update(self, rows, tokens):
+            self.rows += rows
+            if self.at and self.rows >= self.at:
+                os.kill(os.getpid(), signal.SIGKILL)
 
     tc.CraftedEngine.script = staticmethod(tc.SCENARIO)
-    register_engine("slow", Slow)
-    spec = sdgen.build_spec({spec!r}, base_dir=sys.argv[1] and __import__("pathlib").Path(sys.argv[1]))
-    sdgen.generate(spec, backend="slow", resume=sys.argv[2] == "resume", report=False)
+    register_engine("slow", tc.CraftedEngine)
+    spec = sdgen.build_spec({spec!r}, base_dir=__import__("pathlib").Path(sys.argv[1]))
+    sdgen.generate(spec, backend="slow", resume=sys.argv[2] == "resume", report=False, progress=KillAt(int(sys.argv[3])))
 """)
 
 
@@ -57,15 +62,19 @@ def crafted_spec(tmp_path, suffix, **changes):
     return data
 
 
-def run_child(data, tmp_path, mode, kill_after=None, sig=signal.SIGKILL):
+def run_child(data, tmp_path, mode, kill_at=0):
+    """Run a child to completion, or until it kills itself after ``kill_at`` settled rows."""
     code = CHILD.format(tests=str(TESTS), spec=data)
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), mode], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    if kill_after is not None:
-        time.sleep(kill_after)
-        proc.send_signal(sig)
-    out, err = proc.communicate(timeout=300)
-    return proc.returncode, err
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), mode, str(kill_at)], cwd=ROOT,
+                          capture_output=True, text=True)  # fmt: skip
+    return proc.returncode, proc.stderr
+
+
+def wait_for_rows(proc, out, size: int) -> None:
+    """Wait until the running child has written ``size`` bytes of rows (it must still be running then)."""
+    while not out.exists() or out.stat().st_size < size:
+        assert proc.poll() is None, f"the run ended before writing {size} bytes of rows"
+        time.sleep(0.05)
 
 
 def final_rows(path):
@@ -83,14 +92,13 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_dataset(t
     ref_conflicts = final_rows(ref_dir / f"out.conflicts{suffix}")
     data = crafted_spec(run_dir, suffix)
     rng = random.Random(suffix)
-    code, err = run_child(data, run_dir, "fresh", kill_after=rng.uniform(1.0, 2.5))
-    kills = 1
-    while code != 0 and kills < 6:  # resume, killed again at another random moment, until one finishes
+    kills = 0
+    for _ in range(3):  # killed after a random number of settled rows, resumed and killed again, ...
+        code, err = run_child(data, run_dir, "resume" if kills else "fresh", kill_at=rng.randint(1, 100))  # 3 x 100 < 400
         assert code == -signal.SIGKILL, err
-        code, err = run_child(data, run_dir, "resume", kill_after=rng.uniform(0.8, 2.5) if kills < 3 else None)
         kills += 1
+    code, err = run_child(data, run_dir, "resume")  # ... then left to finish
     assert code == 0, err
-    assert kills >= 2  # at least one kill landed mid-run
     pd.testing.assert_frame_equal(final_rows(run_dir / f"out{suffix}"), reference)
     pd.testing.assert_frame_equal(final_rows(run_dir / f"out.conflicts{suffix}"), ref_conflicts)
     assert json.loads((run_dir / "out.manifest.json").read_text())["status"] == "finished"
@@ -98,7 +106,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_dataset(t
 
 def test_resume_repairs_a_torn_last_line(tmp_path):
     data = crafted_spec(tmp_path, ".csv", sample_size=120)
-    code, err = run_child(data, tmp_path, "fresh", kill_after=1.2)
+    code, err = run_child(data, tmp_path, "fresh", kill_at=50)
     assert code == -signal.SIGKILL, err
     out = tmp_path / "out.csv"
     with out.open("a", encoding="utf-8") as f:
@@ -146,9 +154,7 @@ def test_sigterm_and_ctrl_c_stop_gracefully_and_print_the_resume_command(tmp_pat
                                     sample_size=400, output=str(out)), name=f"spec-{sig.name}.yaml")  # fmt: skip
         cmd = [sys.executable, "-m", "sdgen.cli", "generate", str(spec), "-q"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        deadline = time.time() + 120
-        while time.time() < deadline and (not out.exists() or out.stat().st_size < 3000):
-            time.sleep(0.2)
+        wait_for_rows(proc, out, 3000)
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 130, stderr
@@ -177,9 +183,7 @@ def test_real_engine_resume_reproduces_the_uninterrupted_rows(tmp_path, tiny_mod
     assert subprocess.run([*cli, str(ref), "-q"], capture_output=True, cwd=ROOT).returncode == 0
     proc = subprocess.Popen([*cli, str(run), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     out = tmp_path / "run.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not out.exists() or out.stat().st_size < 4000):
-        time.sleep(0.05)
+    wait_for_rows(proc, out, 4000)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     partial = len(out.read_text().splitlines())

@@ -1,15 +1,36 @@
-"""sdgen: large labelled synthetic text datasets from language models, fast, on CPUs."""
+"""sdgen: large labelled synthetic text datasets from language models, fast, on CPUs.
 
-from sdgen.errors import EngineError, ModelError, OutputError, SdgenError, SpecError
-from sdgen.generate import Summary, generate
-from sdgen.plan import PlannedRow, make_plan
-from sdgen.recipe import sdg
-from sdgen.report import build_report
-from sdgen.spec import Spec, build_spec, load_spec
+The public API is loaded on first use (PEP 562), so that an engine worker or a Ray node that
+imports one `sdgen` module does not load the whole pipeline.
+"""
 
-__all__ = [
-    "EngineError", "ModelError", "OutputError", "SdgenError", "SpecError",
-    "PlannedRow", "Spec", "Summary",
-    "build_report", "build_spec", "generate", "load_spec", "make_plan", "sdg",
-]  # fmt: skip
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_API = {
+    "generate": "sdgen.run.generate", "Run": "sdgen.run.generate", "Summary": "sdgen.run.summary",
+    "sdg": "sdgen.recipe", "evaluate": "sdgen.quality.evaluate",
+    "Spec": "sdgen.spec", "build_spec": "sdgen.spec", "load_spec": "sdgen.spec",
+    "PlannedRow": "sdgen.plan", "make_plan": "sdgen.plan",
+    "build_report": "sdgen.quality.report",
+    "SdgenError": "sdgen.errors", "SpecError": "sdgen.errors", "ModelError": "sdgen.errors",
+    "OutputError": "sdgen.errors", "EngineError": "sdgen.errors",
+}  # fmt: skip
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sdgen' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])

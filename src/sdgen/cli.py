@@ -11,11 +11,15 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sdgen.errors import Interrupted, SdgenError
-from sdgen.generate import Summary, generate
-from sdgen.models import BUILTINS, list_models, provision
+from sdgen.run.generate import generate
+from sdgen.run.summary import Summary
+from sdgen.models.provision import provision
+from sdgen.models.registry import BUILTINS
+from sdgen.models.resolve import list_models
 from sdgen.progress import NullProgress, RichProgress
 
 app = typer.Typer(
@@ -97,7 +101,7 @@ def _print_summary(s: Summary) -> None:
 @app.command("report")
 def report_cmd(output: Path = typer.Argument(..., help="A dataset file written by sdgen generate.")) -> None:
     """Rebuild <stem>.report.md and its charts for an existing dataset."""
-    from sdgen.report import build_report
+    from sdgen.quality.report import build_report
 
     out.print(str(build_report(output)), highlight=False)
 
@@ -148,7 +152,7 @@ def convert_cmd(
     """Convert a model to OpenVINO IR (fp16/int8/int4) and verify its tokenizer."""
     from pydantic import ValidationError
 
-    from sdgen.convert import ConvertError, ConvertOptions, convert
+    from sdgen.models.convert import ConvertError, ConvertOptions, convert
     from sdgen.spec import format_validation_error
 
     try:
@@ -167,7 +171,7 @@ def convert_cmd(
         f"{report.ir_bytes / 2**20:.1f} MiB in {report.seconds:.1f} s; tokenizer verified on {check.samples} samples"
     )
     if report.accuracy:
-        from sdgen.accuracy import AccuracyReport
+        from sdgen.models.accuracy import AccuracyReport
 
         err.print(f"accuracy vs {report.accuracy['reference']}: {AccuracyReport(**report.accuracy).summary()}")
 
@@ -267,11 +271,11 @@ def main() -> None:
     try:
         app(args=_bare_ray_flag(sys.argv[1:]))
     except Interrupted as exc:
-        err.print(f"[yellow]{exc}[/yellow]", highlight=False, soft_wrap=True)
-        err.print(f"resume with: {_resume_command(sys.argv)}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]{escape(str(exc))}[/yellow]", highlight=False, soft_wrap=True)
+        err.print(f"resume with: {escape(_resume_command(sys.argv))}", highlight=False, soft_wrap=True)
         raise SystemExit(130) from None
-    except SdgenError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    except SdgenError as exc:  # messages hold [brackets] (extras, ranges): print them as text, not markup
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None
 
 

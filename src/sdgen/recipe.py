@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sdgen.generate import Summary, generate
+from sdgen.run.generate import generate
+from sdgen.run.summary import Summary
 from sdgen.spec import DEFAULT_MODEL, build_spec
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sdgen.models import provision
+from sdgen.models.provision import provision
 
 # A template without a system role, as Gemma's: it refuses a system turn.
 NO_SYSTEM_TEMPLATE = (
@@ -103,7 +103,7 @@ def build_tiny_hf(path: Path, *, layers: int = 2, width: int = 64, seed: int = 0
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from sdgen.gguf_tokenizer import hf_tokenizer_from_gguf
+    from sdgen.models.gguf_tokenizer import hf_tokenizer_from_gguf
 
     tokenizer = hf_tokenizer_from_gguf(provision("smollm2-135m-instruct", quiet=True))
     config = LlamaConfig(

@@ -22,7 +22,7 @@ from sdgen.bench.cell import RESULT_TAG
 from sdgen.bench.history import append_history
 from sdgen.bench.machine import git_commit, machine_info, versions
 from sdgen.errors import SdgenError
-from sdgen.models import BUILTINS
+from sdgen.models.registry import BUILTINS
 from sdgen.spec import EngineOptions, format_validation_error
 
 BACKENDS = ["recipe", "genai-default", "optimum", "torch", "ipex", "engine", "sdgen"]  # run order: anchors first

@@ -17,7 +17,7 @@ RESULT_TAG = "SDGEN_BENCH_RESULT "
 def run_cell(args: dict) -> dict:
     from sdgen.bench.machine import matmul_params
     from sdgen.bench.runners import count_distinct, runner
-    from sdgen.models import resolve_model
+    from sdgen.models.resolve import resolve_model
     from sdgen.spec import load_spec
 
     overrides = {"rows": args["rows"], "model": args["model"], "threads": args["threads"],

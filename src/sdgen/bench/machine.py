@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from sdgen.models import ResolvedModel
+from sdgen.models.registry import ResolvedModel
 
 
 def matmul_peak_gflops(threads: int, seconds: float = 1.5) -> dict[str, float]:

@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 
 from sdgen.errors import EngineError, ModelError
 from sdgen.extract import extract
-from sdgen.models import CACHE_DIR, CONVERT_REPORT, ResolvedModel
+from sdgen.models.registry import CACHE_DIR, CONVERT_REPORT, ResolvedModel
 from sdgen.plan import PlannedRow, make_plan
 from sdgen.prompts import PromptBuilder, detect_mode
 from sdgen.spec import Spec
@@ -102,12 +102,9 @@ def _hf_prompt_tokens(tok, prompts: list[str]) -> int:
 
 
 def torch_source(model: ResolvedModel) -> ResolvedModel:
-    """Weights torch can load for a model: itself (HF dir, GGUF) or a built-in's original GGUF."""
+    """Weights torch can load for a model: itself (HF dir, GGUF); an OpenVINO IR has none."""
     if model.format in ("gguf", "hf"):
         return model
-    builtin = model.builtin
-    if builtin and builtin.chunks and (builtin.cache_dir / builtin.file).is_file():
-        return ResolvedModel(model.name, builtin.cache_dir / builtin.file, "gguf", builtin)
     raise ModelError(f"{model.path} is an OpenVINO IR; the torch baselines need its HF dir or GGUF")
 
 
@@ -119,7 +116,7 @@ def optimum_ir(model: ResolvedModel) -> tuple[Path, str]:
     key = hashlib.sha256(f"{model.path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     cached = CACHE_DIR / "bench" / f"{model.path.stem}-{key}-int8"
     if not (cached / "openvino_model.xml").is_file():
-        from sdgen.convert import ConvertOptions, convert
+        from sdgen.models.convert import ConvertOptions, convert
 
         convert(str(model.path), cached, ConvertOptions(weights="int8"), overwrite=True, accuracy=False)
     return cached, "int8 IR"
@@ -132,7 +129,7 @@ def run_sdgen(spec: Spec, model: ResolvedModel) -> Measured:
     """The `sdgen generate` code path, writing to a scratch JSONL file."""
     import pandas as pd
 
-    from sdgen.generate import generate
+    from sdgen.run.generate import generate
 
     clock = Clock()
 
@@ -288,7 +285,7 @@ def run_optimum(spec: Spec, model: ResolvedModel) -> Measured:
 
 def run_torch_engine(spec: Spec, model: ResolvedModel, backend: str) -> Measured:
     """sdgen's torch or IPEX engine: static batches, per-row seeds, first attempt only."""
-    from sdgen.engines.base import create_engine
+    from sdgen.engines.registry import create_engine
 
     clock = Clock()
     with create_engine(backend, torch_source(model), spec.engine) as engine:  # in-process: reads its tokenizer
@@ -350,6 +347,6 @@ def runner(backend: str) -> Callable[[Spec, ResolvedModel], Measured]:
 
 
 def count_distinct(texts: Iterable[str]) -> int:
-    from sdgen.quality import normalize_text
+    from sdgen.quality.index import normalize_text
 
     return len({normalize_text(t) for t in texts})

@@ -1,5 +1,6 @@
-"""Generation backends behind one small protocol (see `base.Engine`)."""
+"""Generation backends behind one small protocol (`base.Engine`), looked up by name (`registry`)."""
 
-from sdgen.engines.base import Engine, Request, Result, load_engine, register_engine
+from sdgen.engines.base import Engine, Request, Result
+from sdgen.engines.registry import backends, check_backend, create_engine, register_engine
 
-__all__ = ["Engine", "Request", "Result", "load_engine", "register_engine"]
+__all__ = ["Engine", "Request", "Result", "backends", "check_backend", "create_engine", "register_engine"]

@@ -14,7 +14,7 @@ from typing import Iterable, Iterator
 
 from sdgen.engines.base import Engine, Request, Result
 from sdgen.errors import EngineError, ModelError
-from sdgen.models import ResolvedModel
+from sdgen.models.registry import ResolvedModel
 from sdgen.spec import EngineOptions, GenerationParams
 
 

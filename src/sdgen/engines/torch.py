@@ -16,8 +16,8 @@ from typing import Iterable, Iterator
 
 from sdgen.engines.base import Engine, Request, Result
 from sdgen.errors import EngineError, ModelError
-from sdgen.hf_compat import dtype_kwargs
-from sdgen.models import CACHE_DIR, ResolvedModel
+from sdgen.models.hf_compat import dtype_kwargs
+from sdgen.models.registry import CACHE_DIR, ResolvedModel
 from sdgen.spec import EngineOptions, GenerationParams
 
 STOP_WINDOW = 16  # tokens decoded at each step to look for stop strings
@@ -44,7 +44,7 @@ def hf_model_dir(model: ResolvedModel) -> Path:
         major = transformers.__version__.split(".")[0]
         cached = CACHE_DIR / "hf" / f"{model.path.stem}-{key}-tf{major}"
         if not (cached / "config.json").is_file():
-            from sdgen.convert import hf_dir_from_gguf
+            from sdgen.models.convert import hf_dir_from_gguf
 
             tmp = cached.with_name(cached.name + ".partial")
             shutil.rmtree(tmp, ignore_errors=True)

@@ -5,8 +5,9 @@ import signal
 
 import pytest
 
-from sdgen.engines import Request, load_engine
-from sdgen.engines.worker import WorkerPool
+from sdgen.engines import Request
+from sdgen.hosting import start_engine
+from sdgen.hosting.pool import WorkerPool
 from sdgen.errors import ModelError
 from sdgen.models import resolve_model
 from sdgen.spec import EngineOptions, GenerationParams
@@ -28,12 +29,12 @@ def texts(engine, n: int, on_result=None) -> dict[int, str]:
 
 @pytest.fixture(scope="module")
 def reference(tiny_models):
-    with load_engine("openvino", resolve_model(str(tiny_models["chat"])), OPTIONS.model_copy(update={"process": False})) as eng:
+    with start_engine("openvino", resolve_model(str(tiny_models["chat"])), OPTIONS.model_copy(update={"process": False})) as eng:
         return texts(eng, 40)
 
 
 def test_engines_run_in_a_worker_process_by_default(tiny_models, reference):
-    with load_engine("openvino", resolve_model(str(tiny_models["chat"])), OPTIONS) as eng:
+    with start_engine("openvino", resolve_model(str(tiny_models["chat"])), OPTIONS) as eng:
         assert isinstance(eng, WorkerPool)
         (worker,) = eng.workers
         assert worker.pid != os.getpid() and "<|im_start|>" in eng.chat_template
@@ -48,7 +49,7 @@ def test_a_killed_worker_loses_nothing_and_its_rows_are_redone(tiny_models, refe
             killed.append(engine.workers[0].pid)
             os.kill(killed[0], signal.SIGKILL)
 
-    with load_engine("openvino", resolve_model(str(tiny_models["chat"])), OPTIONS) as eng:
+    with start_engine("openvino", resolve_model(str(tiny_models["chat"])), OPTIONS) as eng:
         got = texts(eng, 40, kill_once)  # asserts that no request is answered twice
         assert eng.workers[0].pid != killed[0]
     assert sorted(got) == list(range(40))  # every request answered, in-flight ones by the new worker
@@ -63,7 +64,7 @@ def test_a_worker_that_keeps_dying_is_an_engine_error(tiny_models):
         if done % 5 == 0:
             os.kill(engine.workers[0].pid, signal.SIGKILL)
 
-    with load_engine("openvino", resolve_model(str(tiny_models["chat"])), OPTIONS) as eng:
+    with start_engine("openvino", resolve_model(str(tiny_models["chat"])), OPTIONS) as eng:
         with pytest.raises(EngineError, match="killed by signal 9; no engine workers left"):
             texts(eng, 40, kill)
 
@@ -72,5 +73,5 @@ def test_load_errors_cross_the_process_boundary_as_one_line(tmp_path):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(ModelError, match=r"could not load model .*bad\.gguf") as info:
-        load_engine("openvino", resolve_model(str(bad)), OPTIONS)
+        start_engine("openvino", resolve_model(str(bad)), OPTIONS)
     assert "\n" not in str(info.value)

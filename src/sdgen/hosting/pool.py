@@ -1,106 +1,25 @@
-"""Engines in worker processes, fed on demand by a pool in the driver.
+"""The driver's side of engine workers: a pool that feeds them on demand and behaves as one `Engine`.
 
-A worker (`serve`) loads one engine and answers the driver over a connection. While it generates,
-its engine pulls requests one at a time by asking the driver ("want"), so the driver's feed is
-consumed exactly as an in-process engine would consume it (retries queued while a result is
-handled join the same run), each worker takes work only when its batch has room, and a worker
-that dies holds nothing but its in-flight requests, which go back to the front of the queue.
+Workers pull requests as their batches have room (see `sdgen.hosting.protocol`); results come
+back in completion order; a worker that dies loses only its in-flight requests, which go back to
+the front of the queue, and a successor starts while restarts last. How a worker is started (a
+local process, a Ray actor) is the launcher's business.
 
-Why processes: OpenVINO GenAI's pipeline keeps a few MB per 1k requests that only process exit
-returns (see README, "Long runs"), so the pool restarts a worker every ``recycle_every`` requests.
-The same protocol runs over TCP for Ray workers (`sdgen.cluster`).
-
-    driver -> worker: ("call", name, args) | ("generate",) | ("request", Request) | ("none",) | ("close",)
-    worker -> driver: ("ready", chat_template) | ("reply", value) | ("want",) | ("result", Result) | ("done",)
-                      | ("error", SdgenError)
+Why processes at all: OpenVINO GenAI's pipeline keeps a few MB per 1k requests that only process
+exit returns (docs/benchmarks.md, "Long runs"), so the pool restarts a worker every ``recycle_every``
+requests.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import signal
 import sys
-import threading
-import traceback
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable, Iterator
 
-from sdgen.engines.base import Engine, Request, Result, create_engine
-from sdgen.errors import EngineError, SdgenError
-from sdgen.models import ResolvedModel
-from sdgen.spec import EngineOptions
-
-
-def serve(conn: Connection, backend: str, model: ResolvedModel, options: EngineOptions) -> None:
-    """A worker's whole life: load the engine, then answer the driver until it closes the connection."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the driver decides
-    try:
-        engine = create_engine(backend, model, options)
-    except BaseException as exc:  # noqa: BLE001 - reported to the driver, which raises it
-        _send_error(conn, exc)
-        return
-    with engine:
-        try:
-            conn.send(("ready", engine.chat_template))
-            _answer(conn, engine)
-        except (EOFError, OSError, _Closed):  # the driver went away or closed us mid-run
-            return
-
-
-def _answer(conn: Connection, engine: Engine) -> None:
-    while True:
-        kind, *args = conn.recv()
-        if kind == "close":
-            return
-        try:
-            if kind == "call":
-                name, call_args = args
-                conn.send(("reply", getattr(engine, name)(*call_args)))
-            elif kind == "generate":
-                for result in engine.generate(_Pull(conn)):
-                    conn.send(("result", result))
-                conn.send(("done",))
-        except (EOFError, OSError, _Closed):
-            raise
-        except BaseException as exc:  # noqa: BLE001
-            _send_error(conn, exc)
-            return
-
-
-def _send_error(conn: Connection, exc: BaseException) -> None:
-    if not isinstance(exc, SdgenError):
-        traceback.print_exc()  # a bug: keep its traceback on the worker's stderr
-        exc = EngineError(f"engine worker failed: {type(exc).__name__}: {exc}")
-    try:
-        conn.send(("error", exc))
-    except (OSError, EOFError):
-        pass
-
-
-class _Closed(Exception):
-    """The driver closed this worker in the middle of a run (Ctrl-C, or it stopped reading results)."""
-
-
-class _Pull:
-    """The worker engine's request iterator: each ``next()`` asks the driver; "none" means nothing now."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
-    def __iter__(self) -> _Pull:
-        return self
-
-    def __next__(self) -> Request:
-        self.conn.send(("want",))
-        kind, *args = self.conn.recv()
-        if kind == "request":
-            return args[0]
-        if kind == "close":
-            raise _Closed
-        raise StopIteration
+from sdgen.engines.base import Engine, Request, Result
+from sdgen.errors import EngineError
 
 
 class WorkerHandle:
@@ -125,51 +44,6 @@ class WorkerHandle:
 Launcher = Callable[[], WorkerHandle]
 
 
-def _serve_child(conn: Connection, backend: str, model: ResolvedModel, options: EngineOptions) -> None:
-    """`serve` in a child process that dies with its parent (a SIGKILLed driver leaves no engine behind)."""
-    if sys.platform == "linux":
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    serve(conn, backend, model, options)
-
-
-class LocalWorker(WorkerHandle):
-    """A worker in a child process of this one (spawned: never fork a process that may hold OpenVINO threads)."""
-
-    def __init__(self, backend: str, model: ResolvedModel, options: EngineOptions) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve_child, args=(child, backend, model, options), daemon=True,
-                                   name=f"sdgen-{backend}")  # fmt: skip
-        self.process.start()
-        child.close()
-
-    def stop(self, kill: bool = False) -> None:
-        try:
-            if not kill:
-                self.conn.send(("close",))
-        except OSError:
-            pass
-        self.process.join(timeout=0 if kill else 30)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
-        self.conn.close()
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def describe_exit(self) -> str:
-        self.process.join(timeout=5)
-        code = self.process.exitcode
-        if code is not None and code < 0:
-            return f"the engine worker process was killed by signal {-code}"
-        return f"the engine worker process exited (code {code})"
-
-
 @dataclass(eq=False)
 class _Slot:
     handle: WorkerHandle
@@ -186,12 +60,14 @@ class WorkerPool(Engine):
     a fresh one (0 = never). ``restarts``: how many dead workers may be replaced before the pool
     gives up (their in-flight requests are always re-queued first). ``inflight_cap``: requests one
     worker may hold at once (None: as many as its engine pulls), so that several workers share a
-    short queue instead of the first one taking it all.
+    short queue instead of the first one taking it all. ``on_close`` runs once the workers are stopped.
     """
 
     def __init__(self, launch: Launcher, *, workers: int = 1, recycle_every: int = 0, restarts: int = 2,
-                 inflight_cap: int | None = None, backend: str = "?") -> None:  # fmt: skip
+                 inflight_cap: int | None = None, backend: str = "?",
+                 on_close: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.backend = backend
+        self._on_close = on_close
         self._launch, self._recycle_every, self._restarts = launch, recycle_every, restarts
         self._cap = inflight_cap or float("inf")
         self.results_by: Counter[str] = Counter()  # results per worker (its label)
@@ -337,6 +213,8 @@ class WorkerPool(Engine):
         for slot in self._slots:
             slot.handle.stop(kill=slot.running)
         self._slots.clear()
+        if self._on_close is not None:
+            self._on_close()
 
 
 class _Queue:
@@ -358,9 +236,3 @@ class _Queue:
 
     def requeue(self, requests: Iterable[Request]) -> None:
         self._front.extendleft(reversed(list(requests)))
-
-
-def local_pool(backend: str, model: ResolvedModel, options: EngineOptions) -> WorkerPool:
-    """One engine in a child process, restarted every ``options.recycle_every`` requests."""
-    return WorkerPool(lambda: LocalWorker(backend, model, options), recycle_every=options.recycle_every,
-                      backend=backend)  # fmt: skip

@@ -1,14 +1,13 @@
 """The run report: ``<stem>.report.md`` beside the dataset, with PNG charts in ``<stem>.report/``.
 
 A run writes ``<stem>.stats.json`` (what only the run knows: rows dropped as duplicates or
-conflicts, throughput, quotas, verification); the report is rebuilt from it and the dataset, so
+conflicts, throughput, quotas, judge verdicts); the report is rebuilt from it and the dataset, so
 ``sdgen report OUTPUT`` works on any finished run. Without the stats file (a dataset from
 elsewhere) the duplicate and conflict rates are measured on the file itself.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -17,76 +16,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdgen.errors import OutputError
-from sdgen.quality import TextIndex, Verdict
-from sdgen.sinks import sidecar
+from sdgen.quality.index import TextIndex, Verdict
+from sdgen.store.files import read_dataset, sidecar
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from sdgen.generate import Summary
-    from sdgen.spec import Spec
-
 _WORD = re.compile(r"\w+")
 
 
-def stats_dict(summary: Summary, spec: Spec) -> dict[str, Any]:
-    """The run's figures as JSON-ready data (also what `sdgen report` reads back)."""
-    per_model = {}
-    for name, stats in summary.per_model.items():
-        quality = summary.quality.get(name)
-        per_model[name] = {**dataclasses.asdict(stats), **({"quality": dataclasses.asdict(quality)} if quality else {})}
-    verification = None
-    if summary.verification is not None:
-        v = summary.verification
-        verification = {
-            "model": v.model, "action": v.action, "generated_tokens": v.generated_tokens,
-            "seconds": round(v.seconds, 3), "load_seconds": round(v.load_seconds, 3),
-            "by_label": {k: dataclasses.asdict(v.by_label[k]) for k in spec.labels if k in v.by_label},
-            "by_model": {k: dataclasses.asdict(a) for k, a in v.by_model.items()},
-        }  # fmt: skip
-    return {
-        "name": spec.name,
-        "output": str(summary.output),
-        "planned": summary.planned,
-        "written": summary.written,
-        "unparseable": summary.unparseable,
-        "generated_tokens": summary.generated_tokens,
-        "wall_time": round(summary.wall_time, 3),
-        "finalize_seconds": round(summary.finalize_seconds, 3),
-        "balance": spec.balance.model_dump(),
-        "dedup": spec.dedup.model_dump(),
-        "quotas": [
-            {"cell": list(cell), "quota": q, "filled": summary.filled.get(cell, 0)}
-            for cell, q in summary.quotas.items()
-        ],
-        "per_model": per_model,
-        "verification": verification,
-        "conflicts_file": str(summary.conflicts_file) if summary.conflicts_file else None,
-        "rejected_file": str(summary.rejected_file) if summary.rejected_file else None,
-    }
-
-
-def write_report(output: Path, df: pd.DataFrame | None, summary: Summary, spec: Spec) -> Path:
-    """Fill the summary's quota counts from the final dataset, save the stats file, and write the report."""
-    from sdgen.plan import cell_of
-    from sdgen.sinks import dataset_columns, read_dataset
-
-    if df is None:
-        df = read_dataset(output, dataset_columns(spec.wants_reasoning, spec.dedup.keep_duplicates))
-    counted = _counted(df)
-    summary.filled = dict(
-        Counter(cell_of(spec, lab, cat) for lab, cat in zip(df.loc[counted, "label"], df.loc[counted, "category"]))
-    )
-    stats = stats_dict(summary, spec)
-    stats_path = sidecar(output, "stats", ".json")
-    stats_path.write_text(json.dumps(stats, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    return render_report(output, df, stats)
+def write_stats(output: Path, stats: dict[str, Any]) -> Path:
+    """Save a run's figures (``<stem>.stats.json``): what `sdgen report` reads back later."""
+    path = sidecar(output, "stats", ".json")
+    path.write_text(json.dumps(stats, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
 
 
 def build_report(output: Path) -> Path:
     """Rebuild the report of an existing dataset (``sdgen report OUTPUT``)."""
-    from sdgen.sinks import read_dataset
-
     output = Path(output)
     if not output.is_file():
         raise OutputError(f"{output}: no such dataset file")
@@ -102,7 +49,7 @@ def build_report(output: Path) -> Path:
 # -- measures -----------------------------------------------------------------------------------
 
 
-def _counted(df: pd.DataFrame) -> pd.Series:
+def counted_rows(df: pd.DataFrame) -> pd.Series:
     """Rows that count as dataset rows (flagged duplicates kept with --keep-duplicates do not)."""
     return df["duplicate"].eq("") if "duplicate" in df.columns else df["text"].notna()
 
@@ -143,7 +90,7 @@ def _pct(part: float, whole: float) -> str:
 
 
 def _model_rows(df: pd.DataFrame, stats: dict | None) -> list[list[str]]:
-    counted = _counted(df)
+    counted = counted_rows(df)
     models = sorted(set(df["model"])) if "model" in df.columns else ["?"]
     scanned = scan_file(df[counted]) if stats is None else {}
     rows = []
@@ -189,8 +136,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def render_report(output: Path, df: pd.DataFrame, stats: dict | None) -> Path:
     report = sidecar(output, "report", ".md")
     charts_dir = sidecar(output, "report", "")
-    charts = _charts(df[_counted(df)], charts_dir)
-    counted = _counted(df)
+    charts = _charts(df[counted_rows(df)], charts_dir)
+    counted = counted_rows(df)
     name = (stats or {}).get("name", output.stem)
     parts = [f"# sdgen report: {name}", "", f"Dataset: `{output.name}`, {int(counted.sum())} rows"]
     if stats is not None:

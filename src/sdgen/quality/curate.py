@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from sdgen.plan import Cell, cell_of
-from sdgen.quality import TextIndex, Verdict
-from sdgen.runstate import Journal
+from sdgen.quality.index import TextIndex, Verdict
+from sdgen.store.runstate import Journal
 from sdgen.spec import Spec
 
 if TYPE_CHECKING:

@@ -1,8 +1,8 @@
-"""The engine on a Ray cluster: one worker actor per NUMA node of every Ray node, one pool in the driver.
+"""The engine on a Ray cluster: one worker per NUMA node of every Ray node, one pool in the driver.
 
-Ray places the workers (an actor per worker, holding the CPUs it computes with) and restarts
-nothing by itself; the work itself flows over one authenticated connection per worker back to
-the driver, speaking `sdgen.engines.worker`'s pull protocol. So a cluster run is a
+Ray places the workers: an actor per worker holds the CPUs it computes with and starts the same
+worker program a local run starts (`sdgen.hosting.worker`), which connects back to the driver over
+one authenticated TCP connection and speaks `sdgen.hosting.protocol`. So a cluster run is a
 `WorkerPool` like a local one: the driver keeps the plan, the request feed (retries, quota
 replacements), deduplication, the writer and the manifest, and a worker that dies loses only its
 in-flight requests, which go back to the front of the queue for the others.
@@ -16,25 +16,28 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata as md
 import os
-import secrets
 import shutil
 import socket
 import sys
-import threading
-import time
 from dataclasses import dataclass, replace
-from multiprocessing.connection import Client, Connection, Listener
+from multiprocessing.connection import Client
 from pathlib import Path
 from typing import Any
 
-import sdgen
-from sdgen.engines.worker import WorkerHandle, WorkerPool, serve
 from sdgen.errors import EngineError, ModelError
-from sdgen.models import CACHE_DIR, ResolvedModel, resolve_model
+from sdgen.hosting.local import start_worker
+from sdgen.hosting.pool import WorkerHandle, WorkerPool
+from sdgen.hosting.protocol import WorkerJob
+from sdgen.hosting.rendezvous import Rendezvous, no_delay
+from sdgen.models.registry import CACHE_DIR, ResolvedModel
+from sdgen.models.resolve import resolve_model
 from sdgen.spec import EngineOptions, RayOptions
 
-START_TIMEOUT_S = 600.0  # a new node may provision a built-in model from PyPI before it connects
+
+def sdgen_version() -> str:
+    return md.version("sdgen")
 
 
 def _ray():
@@ -155,9 +158,9 @@ def cluster_nodes() -> list[NodeInfo]:
     infos = []
     for node, ref in zip(alive, refs):
         facts = ray.get(ref, timeout=120)
-        if facts["sdgen"] != sdgen.__version__:
+        if facts["sdgen"] != sdgen_version():
             raise EngineError(
-                f"Ray node {node['NodeManagerAddress']} has sdgen {facts['sdgen']}, this driver {sdgen.__version__}: "
+                f"Ray node {node['NodeManagerAddress']} has sdgen {facts['sdgen']}, this driver {sdgen_version()}: "
                 "install the same sdgen on every node"
             )
         infos.append(NodeInfo(node["NodeID"], node["NodeManagerAddress"], int(node["Resources"].get("CPU", 0)),
@@ -166,7 +169,7 @@ def cluster_nodes() -> list[NodeInfo]:
 
 
 def _probe_node() -> dict[str, Any]:
-    return {"numa": _numa_cpus(), "sdgen": sdgen.__version__, "python": sys.version.split()[0]}
+    return {"numa": _numa_cpus(), "sdgen": sdgen_version(), "python": sys.version.split()[0]}
 
 
 # --- models on other nodes -----------------------------------------------------------------------
@@ -233,87 +236,32 @@ def unpack(shipped: ShippedModel, cache: Path) -> Path:
 # --- workers -------------------------------------------------------------------------------------
 
 
-def _no_delay(conn: Connection) -> Connection:
-    """Turn off Nagle's algorithm on a TCP connection: a worker sends results back to back, and a small
-    write held for the driver's delayed ACK stalled each engine step (measured: workers idle ~45%)."""
-    with socket.fromfd(conn.fileno(), socket.AF_INET, socket.SOCK_STREAM) as sock:  # a dup of the same socket
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return conn
+class EngineActor:
+    """The Ray actor: holds a placement's CPUs and runs the worker program there until it exits."""
 
-
-class Rendezvous:
-    """The driver's listener: each worker connects, authenticates, and names itself by its token."""
-
-    def __init__(self, host: str) -> None:
-        self.authkey = secrets.token_bytes(32)
-        self._listener = Listener((host, 0), authkey=self.authkey)
-        self.address = self._listener.address
-        self._arrived: dict[str, tuple[Connection, int]] = {}
-        self._cond = threading.Condition()
-        self._closed = False
-        threading.Thread(target=self._accept, name="sdgen-rendezvous", daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                conn = _no_delay(self._listener.accept())
-                _, token, pid = conn.recv()
-            except Exception:  # noqa: BLE001 - a failed handshake (wrong key, closed) must not stop the others
-                if self._closed:
-                    return
-                continue
-            with self._cond:
-                self._arrived[token] = (conn, pid)
-                self._cond.notify_all()
-
-    def wait_for(self, token: str, alive: Any, deadline: float) -> tuple[Connection, int]:
-        """The connection of the worker holding ``token``; ``alive()`` raises if it died before connecting."""
-        with self._cond:
-            while token not in self._arrived:
-                alive()
-                if time.monotonic() > deadline:
-                    raise EngineError(f"a Ray engine worker did not connect within {START_TIMEOUT_S:.0f} s")
-                self._cond.wait(0.25)
-            return self._arrived.pop(token)
-
-    def close(self) -> None:
-        self._closed = True
-        try:  # wake the accept() call with a connection of our own, then close
-            Client(self.address, authkey=self.authkey).close()
-        except OSError:
-            pass
-        self._listener.close()
-
-
-class EngineWorker:
-    """The Ray actor: connects back to the driver and serves one engine until the driver closes it."""
-
-    def run(self, address: Any, authkey: bytes, token: str, backend: str, model: ResolvedModel,
-            shipped: ShippedModel | None, options: EngineOptions, pin: tuple[int, ...] | None) -> None:  # fmt: skip
+    def run(self, job: WorkerJob, shipped: ShippedModel | None) -> int:
         import ray
 
-        if pin:
-            os.sched_setaffinity(0, pin)  # one NUMA node's cores and memory
-        conn = _no_delay(Client(address, authkey=authkey))
-        conn.send(("hello", token, os.getpid()))
-        node = ray.util.get_node_ip_address()
         try:
-            local = localize(model, shipped, node)
-        except ModelError as exc:
+            model = localize(job.model, shipped, ray.util.get_node_ip_address())
+        except ModelError as exc:  # tell the driver in the worker's own words
+            conn = no_delay(Client(job.address, authkey=job.authkey))
+            conn.send(("hello", job.token, os.getpid()))
             conn.send(("error", exc))
-            return
-        serve(conn, backend, local, options)
+            conn.close()
+            return 1
+        return start_worker(replace(job, model=model, parent_pid=os.getpid())).wait()
 
 
 @functools.cache
 def _actor_class():
-    return _ray().remote(EngineWorker)
+    return _ray().remote(EngineActor)
 
 
 class RayWorker(WorkerHandle):
     """The driver's end of one Ray worker; ``stopped`` frees its placement for a successor."""
 
-    def __init__(self, rendezvous: Rendezvous, placement: Placement, backend: str, model: ResolvedModel,
+    def __init__(self, rendezvous: Rendezvous, placement: Placement, factory: str, model: ResolvedModel,
                  shipped: ShippedModel | None, options: EngineOptions) -> None:  # fmt: skip
         ray = _ray()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -323,28 +271,29 @@ class RayWorker(WorkerHandle):
             num_cpus=placement.threads, max_restarts=0, max_concurrency=1,
             scheduling_strategy=NodeAffinitySchedulingStrategy(placement.node_id, soft=False),
         ).remote()  # fmt: skip
-        token = secrets.token_hex(8)
-        worker_options = options.model_copy(update={"threads": placement.threads, "process": False, "cpu_pinning": False})
-        self.done = self.actor.run.remote(rendezvous.address, rendezvous.authkey, token, backend, model, shipped,
-                                          worker_options, placement.pin)  # fmt: skip
+        token = rendezvous.new_token()
+        # OpenVINO's own pinning is off: two 1-thread engines on one machine were both pinned to core 0
+        options = options.model_copy(update={"threads": placement.threads, "cpu_pinning": False})
+        job = WorkerJob(rendezvous.address, rendezvous.authkey, token, factory, model, options,
+                        sys_path=list(sys.path), pin=placement.pin)  # fmt: skip
+        self.done = self.actor.run.remote(job, shipped)
         try:
-            self.conn, self.pid = rendezvous.wait_for(token, self._check_alive, time.monotonic() + START_TIMEOUT_S)
+            self.conn, self.pid = rendezvous.wait_for(token, self._check_alive)
         except BaseException:
             ray.kill(self.actor)
             raise
         self.stopped = False
 
     def _check_alive(self) -> None:
-        ray = _ray()
-        ready, _ = ray.wait([self.done], timeout=0)
+        ready, _ = _ray().wait([self.done], timeout=0)
         if ready:
             raise EngineError(f"the engine worker on Ray node {self.placement.ip} failed to start: {self._fate()}")
 
     def _fate(self) -> str:
         ray = _ray()
         try:
-            ray.get(self.done, timeout=0)
-            return "it returned"
+            code = ray.get(self.done, timeout=0)
+            return f"the worker program exited (code {code})"
         except Exception as exc:  # noqa: BLE001 - Ray's error types for a dead actor vary by version
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
             return lines[-1].split(". ")[0] if lines else type(exc).__name__  # Ray's own first sentence
@@ -360,12 +309,11 @@ class RayWorker(WorkerHandle):
                 ray.wait([self.done], timeout=30)
         except OSError:
             pass
-        ray.kill(self.actor)
+        ray.kill(self.actor)  # its worker program dies with it
         self.conn.close()
 
     def describe_exit(self) -> str:
-        ray = _ray()
-        ray.wait([self.done], timeout=5)
+        _ray().wait([self.done], timeout=5)
         return f"the engine worker on Ray node {self.placement.ip} (pid {self.pid}) died: {self._fate()}"
 
     @property
@@ -399,29 +347,19 @@ class _Launcher:
         return worker
 
 
-class RayPool(WorkerPool):
-    """A `WorkerPool` of Ray workers; closing it also closes the driver's listener."""
-
-    def __init__(self, launcher: _Launcher, rendezvous: Rendezvous, **kwargs: Any) -> None:
-        self._rendezvous = rendezvous
-        try:
-            super().__init__(launcher, **kwargs)
-        except BaseException:
-            rendezvous.close()
-            raise
-
-    def close(self) -> None:
-        super().close()
-        self._rendezvous.close()
-
-
-def ray_pool(backend: str, model: ResolvedModel, options: EngineOptions, ray_options: RayOptions) -> RayPool:
+def ray_pool(factory: str, model: ResolvedModel, options: EngineOptions, ray_options: RayOptions,
+             backend: str) -> WorkerPool:  # fmt: skip
     """One engine worker per placement on the Ray cluster, fed from this process."""
     connect(ray_options)
     ray = _ray()
     placements = plan_placements(cluster_nodes(), ray_options)
     shipped = ship(model, ray_options.ship_limit_mb)
     rendezvous = Rendezvous(ray.util.get_node_ip_address())
-    launcher = _Launcher(placements, lambda p: RayWorker(rendezvous, p, backend, model, shipped, options))
-    return RayPool(launcher, rendezvous, workers=len(placements), recycle_every=options.recycle_every,
-                   restarts=ray_options.restarts, inflight_cap=options.max_num_seqs, backend=backend)  # fmt: skip
+    launcher = _Launcher(placements, lambda p: RayWorker(rendezvous, p, factory, model, shipped, options))
+    try:
+        return WorkerPool(launcher, workers=len(placements), recycle_every=options.recycle_every,
+                          restarts=ray_options.restarts, inflight_cap=options.max_num_seqs, backend=backend,
+                          on_close=rendezvous.close)  # fmt: skip
+    except BaseException:
+        rendezvous.close()
+        raise

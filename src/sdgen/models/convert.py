@@ -22,8 +22,9 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sdgen.errors import ModelError, SdgenError
-from sdgen.hf_compat import dtype_kwargs
-from sdgen.models import BUILTINS, CONVERT_REPORT, inspect_path, resolve_model
+from sdgen.models.hf_compat import dtype_kwargs
+from sdgen.models.registry import BUILTINS, CONVERT_REPORT
+from sdgen.models.resolve import inspect_path, resolve_model
 
 TOKENIZER_SAMPLES = [
     "Hello world! It's 2026-11-24; 12345 items cost $6.78.",
@@ -157,7 +158,7 @@ def _gguf_tokenizer(gguf: Path):
     """
     from transformers import AutoTokenizer
 
-    from sdgen.gguf_tokenizer import hf_tokenizer_from_gguf
+    from sdgen.models.gguf_tokenizer import hf_tokenizer_from_gguf
 
     try:
         return hf_tokenizer_from_gguf(gguf)
@@ -332,7 +333,7 @@ def convert(
         check = verify_tokenizer(out, source)
         measured = None
         if accuracy and check.ok:
-            from sdgen.accuracy import measure
+            from sdgen.models.accuracy import measure
 
             log("measuring accuracy against the fp32 torch reference")
             measured = measure(out, source, label=src)  # the user's name for the source, not a temp dir

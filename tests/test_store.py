@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from sdgen.errors import OutputError
-from sdgen.sinks import dataset_columns, open_writer
+from sdgen.store.files import dataset_columns, open_writer
 
 TRICKY = [
     'He said "hi", then left',

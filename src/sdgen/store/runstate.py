@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from sdgen.errors import OutputError
-from sdgen.models import ResolvedModel
-from sdgen.sinks import commit, sidecar, write_error
+from sdgen.models.registry import ResolvedModel
+from sdgen.store.files import commit, sidecar, write_error
 from sdgen.spec import Spec
 
 MANIFEST_VERSION = 1

@@ -125,7 +125,7 @@ def measure(ir_dir: Path, hf_source: str, *, label: str | None = None) -> Accura
     from optimum.intel import OVModelForCausalLM
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sdgen.hf_compat import dtype_kwargs
+    from sdgen.models.hf_compat import dtype_kwargs
 
     tokenizer = AutoTokenizer.from_pretrained(hf_source)
     reference = AutoModelForCausalLM.from_pretrained(hf_source, **dtype_kwargs(torch.float32)).eval()

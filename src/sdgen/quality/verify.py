@@ -6,6 +6,7 @@ request shares the instructions and examples and the prefix cache reuses them.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -46,6 +47,15 @@ class Verification:
     @property
     def overall(self) -> Agreement:
         return Agreement(sum(a.agree for a in self.by_label.values()), sum(a.total for a in self.by_label.values()))
+
+    def stats(self, spec: Spec) -> dict:
+        """JSON-ready figures, labels in spec order."""
+        return {
+            "model": self.model, "action": self.action, "generated_tokens": self.generated_tokens,
+            "seconds": round(self.seconds, 3), "load_seconds": round(self.load_seconds, 3),
+            "by_label": {k: dataclasses.asdict(self.by_label[k]) for k in spec.labels if k in self.by_label},
+            "by_model": {k: dataclasses.asdict(a) for k, a in self.by_model.items()},
+        }  # fmt: skip
 
     def record(self, label: str, model: str, verified: str) -> None:
         agrees = int(label == verified)

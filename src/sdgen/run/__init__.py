@@ -1,0 +1,2 @@
+"""A generate run, in the order it happens: `state` (fresh or resumed), `feed` (requests), `settle` (each result
+to the dataset), `finish` (conflicts, verification, report); `generate` holds the run object that drives them."""

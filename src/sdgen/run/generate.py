@@ -1,0 +1,156 @@
+"""A generate run: spec -> plan -> (per model) engine <-> feed -> settle -> files; then finish and report.
+
+    run = Run(spec, backend="openvino")   # resolve models, check or resume the output, open the files
+    run.execute()                         # every model in turn: feed its rows, settle each result; then finish
+
+``generate()`` is the library entry point; the CLI and ``sdg()`` call it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from sdgen.engines.base import Engine
+from sdgen.engines.registry import check_backend
+from sdgen.errors import Interrupted, OutputError
+from sdgen.hosting import start_engine
+from sdgen.models.resolve import resolve_model
+from sdgen.plan import PlannedRow, make_plan, quotas
+from sdgen.progress import NullProgress, ProgressListener
+from sdgen.prompts import PromptBuilder, detect_mode
+from sdgen.quality.curate import Curator, RowBuffer
+from sdgen.run.feed import Refill, RequestFeed
+from sdgen.run.finish import count_filled, finish_dataset, write_report
+from sdgen.run.settle import Settle
+from sdgen.run.state import Resumed, Sidecars, start_fresh
+from sdgen.run.stop import StopRequest
+from sdgen.run.summary import Summary
+from sdgen.spec import Spec, apply_overrides, load_spec
+from sdgen.store.files import dataset_columns, dataset_exists, open_writer
+from sdgen.store.runstate import Journal, journal_path, write_manifest
+
+
+def generate(
+    spec_or_path: Spec | str | Path,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    backend: str = "openvino",
+    progress: ProgressListener | None = None,
+    report: bool = True,
+    **overrides: Any,
+) -> Summary:
+    """Run a spec end to end and return its summary.
+
+    ``overrides`` replace spec fields (``rows``, ``model``, ``seed``, ``output``, ``keep_duplicates`` or any
+    field name). ``resume`` finishes an interrupted run of the same spec (see docs/resume.md). Besides
+    the dataset: ``<stem>.conflicts<ext>`` when texts conflicted across labels, ``<stem>.rejected<ext>``
+    when verification dropped rows, ``<stem>.stats.json``, ``<stem>.report.md``, and the run state
+    (``<stem>.manifest.json``, ``<stem>.journal.jsonl``).
+    """
+    spec = apply_overrides(spec_or_path, **overrides) if isinstance(spec_or_path, Spec) else load_spec(spec_or_path, **overrides)
+    return Run(spec, backend=backend, progress=progress, overwrite=overwrite, resume=resume).execute(report=report)
+
+
+class Run:
+    """One run of a spec: its plan, its files, and the per-model engine runs that fill them."""
+
+    def __init__(self, spec: Spec, *, backend: str = "openvino", progress: ProgressListener | None = None,
+                 overwrite: bool = False, resume: bool = False) -> None:  # fmt: skip
+        if resume and overwrite:
+            raise OutputError("--resume and --overwrite contradict each other: pick one")
+        check_backend(backend)
+        self.spec, self.backend = spec, backend
+        self.progress = progress or NullProgress()
+        self.plan = make_plan(spec)
+        self.output = spec.output_path
+        self.summary = Summary(self.output, len(self.plan), quotas=quotas(spec) if spec.balance.mode == "exact" else {})
+        names = list(dict.fromkeys(row.model for row in self.plan))
+        self.models = {name: resolve_model(name, base_dir=spec.base_dir) for name in names}  # fail before writing
+        self.verifier = resolve_model(spec.verify.model, base_dir=spec.base_dir) if spec.verify else None
+        self.columns = dataset_columns(spec.wants_reasoning, spec.dedup.keep_duplicates)
+        self.resumed = Resumed.load(spec, self.models, backend, self.columns) if resume else None
+        if not resume:
+            start_fresh(spec, self.models, backend, overwrite)
+        self.refill = Refill(spec, self.plan)
+        self.curator = self._open_files(overwrite)
+        self.summary.quality = self.curator.per_model
+        self.pending = self.plan
+        if self.resumed is not None:
+            self.curator.restore(self.resumed.dataset, self.resumed.conflicts, self.resumed.journal)
+            self.pending = self.resumed.pending(spec, self.plan, self.refill, self.summary)
+
+    def _open_files(self, overwrite: bool) -> Curator:
+        self.writer = open_writer(self.output, self.columns, overwrite=overwrite, append=self.resumed is not None)
+        conflicts = Sidecars.of(self.output).conflicts
+        return Curator(
+            self.spec,
+            RowBuffer(lambda: self.writer),
+            RowBuffer(lambda: open_writer(conflicts, [*self.columns, "conflict_with"], append=dataset_exists(conflicts))),
+            Journal(journal_path(self.output)),
+        )
+
+    def execute(self, *, report: bool = True) -> Summary:
+        """Generate every pending row, model by model (one engine at a time), then finish the dataset."""
+        t0 = time.perf_counter()
+        with StopRequest() as stop:
+            try:
+                try:
+                    for name, rows in self._rows_by_model().items():
+                        stop.check()
+                        self._generate_with(name, rows, stop)
+                finally:
+                    self._close_files(t0)  # completed rows are never lost, whatever stopped the run
+                stop.check()
+                df = finish_dataset(self.spec, self.summary, self.curator, self.verifier, self.backend, self.progress,
+                                    stop.check)  # fmt: skip
+            except KeyboardInterrupt:  # the dataset is intact: its one rewrite is an atomic rename
+                raise Interrupted(self.summary) from None
+            finally:
+                self.progress.stop()
+        write_manifest(self.output, self.spec, self.models, self.backend, status="finished")
+        count_filled(self.spec, self.summary, df)
+        self.summary.wall_time = time.perf_counter() - t0
+        if report:
+            self.summary.report_file = write_report(self.spec, self.summary, df)
+        return self.summary
+
+    def _rows_by_model(self) -> dict[str, list[PlannedRow]]:
+        by_model: dict[str, list[PlannedRow]] = {name: [] for name in self.models}
+        for row in self.pending:
+            by_model[row.model].append(row)
+        return by_model
+
+    def _generate_with(self, name: str, rows: list[PlannedRow], stop: StopRequest) -> None:
+        """One model's engine run: its rows and their retries and replacements through one engine."""
+        stats = self.summary.model(name)
+        if not rows:
+            return
+        t0 = time.perf_counter()
+        with start_engine(self.backend, self.models[name], self.spec.engine, ray=self.spec.ray) as engine:
+            stats.load_seconds = time.perf_counter() - t0
+            self.progress.start(len(self.pending), f"{self.spec.name} · {name}")  # rates count from here
+            feed = RequestFeed(self.spec, self._prompts(engine), rows)
+            settle = Settle(self.spec, feed, self.curator, self.refill, stats, self.progress)
+            for result in engine.generate(feed):
+                stop.check()  # between rows: nothing half-written
+                settle(result)
+            workers = getattr(engine, "results_by", {})
+            if len(workers) > 1 or self.spec.ray is not None:
+                stats.workers = dict(workers)
+        stats.seconds = time.perf_counter() - t0
+        self.summary.unparseable += stats.unparseable
+        self.summary.generated_tokens += stats.generated_tokens
+
+    def _prompts(self, engine: Engine) -> PromptBuilder:
+        return PromptBuilder(self.spec, detect_mode(engine.chat_template, engine.render_chat), engine.render_chat)
+
+    def _close_files(self, t0: float) -> None:
+        self.curator.close()
+        self.writer.close()
+        self.summary.written = self.writer.rows_written + (len(self.resumed.dataset) if self.resumed is not None else 0)
+        self.summary.wall_time = time.perf_counter() - t0
+        if Sidecars.of(self.output).conflicts.exists():
+            self.summary.conflicts_file = Sidecars.of(self.output).conflicts

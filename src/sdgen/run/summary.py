@@ -1,0 +1,97 @@
+"""What a run did: counts per model, quality counts, quotas; returned by `generate` and saved as stats.json."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sdgen.plan import Cell
+from sdgen.quality.curate import QualityCounts
+from sdgen.quality.verify import Verification
+from sdgen.spec import Spec
+
+
+@dataclass
+class ModelStats:
+    rows: int = 0  # parsed rows (before curation)
+    unparseable: int = 0
+    generated_tokens: int = 0
+    attempts: int = 0
+    extra_rows: int = 0  # replacement rows scheduled for quota cells (balance: exact)
+    seconds: float = 0.0  # load + generation
+    load_seconds: float = 0.0
+    workers: dict[str, int] = field(default_factory=dict)  # results per engine worker, when there are several
+
+
+@dataclass
+class Summary:
+    """What a run did; returned by `generate` and printed by the CLI."""
+
+    output: Path
+    planned: int
+    written: int = 0  # rows in the final dataset
+    unparseable: int = 0
+    generated_tokens: int = 0
+    wall_time: float = 0.0
+    per_model: dict[str, ModelStats] = field(default_factory=dict)
+    quality: dict[str, QualityCounts] = field(default_factory=dict)
+    quotas: dict[Cell, int] = field(default_factory=dict)  # balance: exact only
+    filled: dict[Cell, int] = field(default_factory=dict)  # rows per quota cell in the final dataset
+    verification: Verification | None = None
+    conflicts_file: Path | None = None
+    rejected_file: Path | None = None
+    report_file: Path | None = None
+    finalize_seconds: float = 0.0  # moving conflicts out, rewriting the dataset (verification excluded)
+
+    def model(self, name: str) -> ModelStats:
+        return self.per_model.setdefault(name, ModelStats())
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.wall_time if self.wall_time else 0.0
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.written / self.wall_time if self.wall_time else 0.0
+
+    @property
+    def exact_duplicates(self) -> int:
+        return sum(q.exact_duplicates for q in self.quality.values())
+
+    @property
+    def near_duplicates(self) -> int:
+        return sum(q.near_duplicates for q in self.quality.values())
+
+    @property
+    def conflicts(self) -> int:
+        return sum(q.conflicts for q in self.quality.values())
+
+    @property
+    def shortfall(self) -> dict[Cell, int]:
+        return {cell: quota - self.filled.get(cell, 0) for cell, quota in self.quotas.items() if self.filled.get(cell, 0) < quota}
+
+    def stats(self, spec: Spec) -> dict[str, Any]:
+        """The run's figures as JSON-ready data (``<stem>.stats.json``, read back by `sdgen report`)."""
+        per_model = {}
+        for name, stats in self.per_model.items():
+            quality = self.quality.get(name)
+            per_model[name] = {**dataclasses.asdict(stats), **({"quality": dataclasses.asdict(quality)} if quality else {})}
+        return {
+            "name": spec.name,
+            "output": str(self.output),
+            "planned": self.planned,
+            "written": self.written,
+            "unparseable": self.unparseable,
+            "generated_tokens": self.generated_tokens,
+            "wall_time": round(self.wall_time, 3),
+            "finalize_seconds": round(self.finalize_seconds, 3),
+            "balance": spec.balance.model_dump(),
+            "dedup": spec.dedup.model_dump(),
+            "quotas": [{"cell": list(cell), "quota": q, "filled": self.filled.get(cell, 0)} for cell, q in self.quotas.items()],
+            "per_model": per_model,
+            "verification": self.verification.stats(spec) if self.verification is not None else None,
+            "conflicts_file": str(self.conflicts_file) if self.conflicts_file else None,
+            "rejected_file": str(self.rejected_file) if self.rejected_file else None,
+        }
