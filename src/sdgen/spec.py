@@ -67,9 +67,9 @@ class EngineOptions(_Strict):
     )
     kv_cache_precision: Literal["auto", "bf16", "f16", "f32", "u8", "u4"] = Field(
         "auto",
-        description="OpenVINO KV-cache precision; auto = the CPU plugin's u8, whose samples do not depend on "
-        "which rows share a batch (exact resume). bf16 measured +10-16% tok/s but 63/64 rows equal across batch "
-        "compositions.",
+        description="OpenVINO KV-cache precision; auto = f32 when inference runs in f32 (CPUs without bf16, or "
+        "dtype fp32), which keeps a row's text independent of the rows sharing its batch; else the plugin's "
+        "choice (u8). A quantized cache is not batch-invariant (docs/resume.md).",
     )
 
 
