@@ -101,3 +101,13 @@ def test_a_bare_ray_flag_never_takes_the_next_word_as_its_address():
     assert _bare_ray_flag(["generate", "s.yaml", "--ray", "--quiet"]) == ["generate", "s.yaml", "--ray=", "--quiet"]
     assert _bare_ray_flag(["generate", "--ray", "spec.yml"]) == ["generate", "--ray=", "spec.yml"]
     assert _bare_ray_flag(["generate", "s.yaml", "--ray", "h:6379"]) == ["generate", "s.yaml", "--ray", "h:6379"]
+
+
+def test_a_model_that_needs_the_convert_extra_names_it(tiny_spec, tmp_path):
+    """Rich markup used to eat "[convert]" out of this message; without torch, Gemma 3 says what to install."""
+    blocked = "import sys; sys.modules['torch'] = None; sys.modules['optimum'] = None; from sdgen.cli import main; main()"
+    cmd = [sys.executable, "-c", blocked, "generate", str(tiny_spec), "-n", "2", "-m", "gemma3-270m",
+           "-o", str(tmp_path / "g.csv")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**__import__("os").environ,
+                          "SDGEN_CACHE": str(tmp_path / "cache")})  # fmt: skip
+    one_line_error(proc, "install the [convert] extra (`make install-convert`)", "'gemma3-270m'")

@@ -125,5 +125,7 @@ def test_recycled_worker_gives_the_same_rows_and_takes_retries(tiny_models):
                     retries.append(Request(result.id + 100, prompt, SAMPLING, seed=900 + result.id))
             texts[every] = results
             assert type(eng).__name__ == ("WorkerPool" if every else "OpenVINOEngine")
+            if every:  # 33 requests, a new worker process every 7: five processes, none serving more than 7
+                assert len(eng.results_by) == 5 and max(eng.results_by.values()) <= 7, eng.results_by
     assert sorted(texts[0]) == sorted(texts[7]) == sorted([*range(30), 100, 110, 120])
     assert texts[0] == texts[7]

@@ -162,6 +162,10 @@ def convert_cmd(
         )  # fmt: skip
     except ValidationError as exc:
         raise ConvertError(format_validation_error(exc, "convert options")) from None
+    if src in BUILTINS:
+        from sdgen.models.provision import source_gguf
+
+        src = str(source_gguf(src))
     with err.status(f"converting {src}") as status:
         report = convert(src, out, options, overwrite=overwrite, accuracy=not no_accuracy,
                          log=lambda msg: status.update(msg))  # fmt: skip

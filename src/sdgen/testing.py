@@ -29,9 +29,13 @@ NO_SYSTEM_TEMPLATE = (
 
 
 def build_tiny_gguf(
-    path: Path, *, chat_template: str | None = "smollm2", layers: int = 2, width: int = 64, seed: int = 0
+    path: Path, *, chat_template: str | None = "smollm2", layers: int = 2, width: int = 64, seed: int = 0,
+    quant: str = "Q8_0",
 ) -> Path:
-    """Write a tiny llama GGUF; ``chat_template`` is "smollm2" (the real one), a template string, or None (base)."""
+    """Write a tiny llama GGUF; ``chat_template`` is "smollm2" (the real one), a template string, or None (base).
+
+    ``quant``: the matrices' type; GenAI loads Q8_0, Q4_0 and Q4_1 (Q5_0 is for tests of `requantize`).
+    """
     import gguf
     import numpy as np
 
@@ -54,7 +58,8 @@ def build_tiny_gguf(
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_rope_dimension_count(width // heads)
     writer.add_vocab_size(vocab)
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)  # GenAI's GGUF reader takes quantized matrices
+    qtype = gguf.GGMLQuantizationType[quant]
+    writer.add_file_type(gguf.LlamaFileType[f"MOSTLY_{quant}"])  # GenAI's GGUF reader takes quantized matrices
     writer.add_tokenizer_model(field("tokenizer.ggml.model"))
     writer.add_tokenizer_pre(field("tokenizer.ggml.pre"))
     writer.add_token_list(field("tokenizer.ggml.tokens"))
@@ -75,8 +80,7 @@ def build_tiny_gguf(
 
     def matrix(name: str, rows: int, cols: int) -> None:
         weights = (rng.standard_normal((rows, cols)) * 0.02).astype(np.float32)
-        quantized = gguf.quants.quantize(weights, gguf.GGMLQuantizationType.Q8_0)
-        writer.add_tensor(name, quantized, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        writer.add_tensor(name, gguf.quants.quantize(weights, qtype), raw_dtype=qtype)
 
     matrix("token_embd.weight", vocab, width)
     writer.add_tensor("output_norm.weight", np.ones(width, np.float32))

@@ -60,8 +60,8 @@ def sample_generate(spec: Path, output: Path, *, rows: int, every_s: float = 1.0
 
 
 def _is_engine_worker(proc: psutil.Process) -> bool:
-    """A spawned engine worker (not multiprocessing's resource tracker, also a child)."""
-    return "spawn_main" in " ".join(proc.cmdline())
+    """The engine worker program (`python -m sdgen.hosting.worker`)."""
+    return "sdgen.hosting.worker" in proc.cmdline()
 
 
 def worker_peaks(samples: list[Sample]) -> list[float]:

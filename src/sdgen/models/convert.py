@@ -1,8 +1,8 @@
 """Convert models to OpenVINO IR (fp16 / int8 / int4 via NNCF) with a verified tokenizer.
 
 Sources: a local HF model dir, a GGUF file (dequantized through transformers, tokenizer rebuilt
-from the GGUF's own vocab because transformers' conversion garbles it), a built-in name, or a hub
-id where a network exists. Every conversion ends with a tokenizer check: OpenVINO's ids must equal
+from the GGUF's own vocab because transformers' conversion garbles it), or a hub id where a
+network exists (the CLI turns a built-in name into its GGUF). Every conversion ends with a tokenizer check: OpenVINO's ids must equal
 the HF tokenizer's on a fixed multilingual sample, decoding must round-trip, and the chat template
 must survive; otherwise the conversion fails. Needs the `[convert]` extra (see README).
 """
@@ -23,8 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sdgen.errors import ModelError, SdgenError
 from sdgen.models.hf_compat import dtype_kwargs
-from sdgen.models.registry import BUILTINS, CONVERT_REPORT
-from sdgen.models.resolve import inspect_path, resolve_model
+from sdgen.models.registry import CONVERT_REPORT, inspect_path
 
 TOKENIZER_SAMPLES = [
     "Hello world! It's 2026-11-24; 12345 items cost $6.78.",
@@ -113,7 +112,7 @@ class ConvertReport:
         return path
 
 
-def _require_convert_extra() -> None:
+def require_convert_extra() -> None:
     try:
         import optimum.intel  # noqa: F401
         import transformers  # noqa: F401
@@ -168,8 +167,6 @@ def _gguf_tokenizer(gguf: Path):
 
 def prepare_source(src: str, workdir: Path) -> str:
     """A local HF model dir (or hub id) that optimum can export, from any supported source."""
-    if src in BUILTINS:
-        return str(hf_dir_from_gguf(resolve_model(src).path, workdir))
     path = Path(src).expanduser()
     if path.is_file():
         try:
@@ -183,7 +180,7 @@ def prepare_source(src: str, workdir: Path) -> str:
         return str(path)
     if re.fullmatch(r"[\w.-]+/[\w.-]+", src):
         return src  # a hub id: optimum fetches it where a network exists
-    raise ConvertError(f"{src!r} is not a built-in model, a GGUF file, a model dir or a hub id (org/name)")
+    raise ConvertError(f"{src!r} is not a GGUF file, a model dir or a hub id (org/name)")
 
 
 def _check_architecture(source: str) -> None:
@@ -313,7 +310,7 @@ def convert(
 ) -> ConvertReport:
     """Convert `src` into an OpenVINO IR dir at `out`, verify its tokenizer, and write a JSON report there."""
     options = options or ConvertOptions()
-    _require_convert_extra()
+    require_convert_extra()
     out = out.expanduser().resolve()
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConvertError(f"{out} exists and is not empty; pass --overwrite to replace it")

