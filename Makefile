@@ -5,13 +5,16 @@ PY := $(VENV)/bin/python
 SDGEN := $(VENV)/bin/sdgen
 DEMO_OUT ?= demo/customer_service.csv
 DEMO_ROWS ?= 64
+DEMO_MODEL ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 OPTIMUM_INTEL := optimum-intel==2.2.0
 
 IPEX_VENV := .venv-ipex
+PY310 ?= $(shell command -v python3.10 2>/dev/null)
+PY310_VENV := .venv-py310
 
-.PHONY: install install-convert ipex-env test-ipex demo test test-fast bench models clean
+.PHONY: install install-convert ipex-env test-ipex test-py310 demo test test-fast bench models docs clean
 
 install: $(VENV)/.installed
 
@@ -30,32 +33,39 @@ $(VENV)/.installed-convert: $(VENV)/.installed
 	$(PY) -m pip install -q --no-deps '$(OPTIMUM_INTEL)'
 	@touch $@
 
-# IPEX lives in its own environment (torch 2.8, transformers 4.51): see requirements-ipex.txt.
+# IPEX lives in its own environment (torch 2.8, transformers 4.51): the [ipex] extra of pyproject.toml.
 ipex-env: $(IPEX_VENV)/.installed
 
-$(IPEX_VENV)/.installed: requirements-ipex.txt pyproject.toml
+$(IPEX_VENV)/.installed: pyproject.toml
 	@test -x $(IPEX_VENV)/bin/python || $(PYTHON) -m venv $(IPEX_VENV)
-	$(IPEX_VENV)/bin/pip install -q -r requirements-ipex.txt
-	$(IPEX_VENV)/bin/pip install -q --no-deps -e .
+	$(IPEX_VENV)/bin/pip install -q -e '.[ipex,test]'
 	$(IPEX_VENV)/bin/sdgen models --provision smollm2-135m-instruct > /dev/null
 	@touch $@
 
 test-ipex: ipex-env
-	$(IPEX_VENV)/bin/python -m pytest -q tests/test_engine_ipex.py
+	$(IPEX_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_engine_ipex.py
+
+# The core suite on Python 3.10 (the oldest Python sdgen supports), when this machine has one.
+test-py310:
+	@if [ -z "$(PY310)" ]; then echo "no python3.10 on this machine: skipped"; exit 0; fi; \
+	test -x $(PY310_VENV)/bin/python || $(PY310) -m venv $(PY310_VENV); \
+	$(PY310_VENV)/bin/pip install -q -e '.[test]' && \
+	$(PY310_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_layout.py tests/test_spec.py tests/test_plan.py \
+	    tests/test_generate.py tests/test_entrypoints.py tests/test_curation.py
 
 demo: install
-	$(SDGEN) generate examples/customer_service.yaml --rows $(DEMO_ROWS) --output $(DEMO_OUT) --overwrite
+	$(SDGEN) generate examples/customer_service.yaml --rows $(DEMO_ROWS) --output $(DEMO_OUT) --overwrite $(if $(DEMO_MODEL),--model $(DEMO_MODEL))
 	@echo "dataset written to $(DEMO_OUT)"
 	@$(PY) -c "import pandas as pd; df = pd.read_csv('$(DEMO_OUT)'); print(df[['label', 'text']].head(8).to_string(max_colwidth=90))"
 
 test: install-convert
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -p no:cacheprovider
 
+# Between commits: no conversion, bench matrix, Ray cluster or built-in-model runs.
 test-fast: install-convert
-	$(PY) -m pytest -q -m "not slow and not integration"
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not integration and not ray"
 
-# The throughput matrix (built-in models x fewshot/reasoning x every backend; ~40 min on 2 cores). IPEX cells
-# run in .venv-ipex when it exists (`make ipex-env`). Results: benchmarks/results.json + benchmarks/history.jsonl.
+# The throughput matrix and the memory targets (pytest-benchmark): benchmarks/results.json + benchmarks/history.jsonl.
 bench: install-convert
 	$(PY) -m pytest benchmarks -p no:cacheprovider --benchmark-json=benchmarks/results.json -q
 	$(SDGEN) bench --plot --history benchmarks/history.jsonl
@@ -63,5 +73,9 @@ bench: install-convert
 models: install
 	$(SDGEN) models
 
+# The spec field reference, generated from the pydantic models (a test keeps it current).
+docs: install
+	$(PY) -m sdgen.docs > docs/spec.md
+
 clean:
-	rm -rf $(VENV) $(IPEX_VENV) demo .pytest_cache
+	rm -rf $(VENV) $(IPEX_VENV) $(PY310_VENV) demo .pytest_cache

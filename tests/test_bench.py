@@ -35,6 +35,7 @@ def run_cli(args: list[str]):
     return CliRunner().invoke(app, args, catch_exceptions=False)
 
 
+@pytest.mark.slow  # recipe, torch and optimum baselines convert and run the tiny model
 def test_matrix_on_every_main_env_backend(tmp_path, tiny_models, bench_spec):
     history = tmp_path / "history.jsonl"
     backends = "sdgen,engine,genai-default,torch,recipe,optimum"
@@ -148,13 +149,13 @@ def test_memory_sampler_follows_a_real_run(tmp_path, tiny_models, write_spec):
     from sdgen.bench.memory import sample_generate, worker_peaks
 
     spec = write_spec(base_spec(generation=FAST, prompt_style="fewshot", models=[str(tiny_models["chat"])],
-                                engine={"threads": 2, "max_num_seqs": 32, "recycle_every": 100}), "mem.yaml")  # fmt: skip
-    samples = sample_generate(spec, tmp_path / "rows.jsonl", rows=400, every_s=0.2)
+                                engine={"threads": 2, "max_num_seqs": 32, "recycle_every": 60}), "mem.yaml")  # fmt: skip
+    samples = sample_generate(spec, tmp_path / "rows.jsonl", rows=200, every_s=0.2)
     written = sum(1 for _ in (tmp_path / "rows.jsonl").open())
     assert [s.rows for s in samples] == sorted(s.rows for s in samples) and samples[-1].rows <= written
     pids = [s.worker_pid for s in samples if s.worker_pid is not None]
     assert pids and all(s.worker_mb > 0 for s in samples if s.worker_pid is not None)
-    assert len(worker_peaks(samples)) == len(set(pids)) >= 2  # one engine process per 100 requests, each seen
+    assert len(worker_peaks(samples)) == len(set(pids)) >= 2  # one engine process per 60 requests, each seen
 
 
 def test_rss_slope_is_the_least_squares_growth_per_1k_rows_over_the_second_half():

@@ -13,6 +13,8 @@ from sdgen.hosting import start_engine
 from sdgen.models import list_models, resolve_model
 from sdgen.spec import EngineOptions, GenerationParams
 
+pytestmark = pytest.mark.slow  # real optimum-intel + NNCF exports: minutes on 2 cores
+
 
 def element_types(ir: Path) -> set[str]:
     import re

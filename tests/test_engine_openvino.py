@@ -88,7 +88,12 @@ def test_cpu_properties_map_precision_options():
     from sdgen.engines.openvino import cpu_properties
     from sdgen.errors import EngineError
 
-    assert cpu_properties(EngineOptions(), 3) == {"INFERENCE_NUM_THREADS": 3}  # plugin defaults otherwise
+    from sdgen.hardware import has_bf16
+
+    # auto: the plugin's precision; an f32 KV cache under f32 inference (batch-invariant rows), else the plugin's
+    expected = {"INFERENCE_NUM_THREADS": 3} | ({} if has_bf16() else {"KV_CACHE_PRECISION": "f32"})
+    assert cpu_properties(EngineOptions(), 3) == expected
+    assert cpu_properties(EngineOptions(dtype="fp32"), 2)["KV_CACHE_PRECISION"] == "f32"
     props = cpu_properties(EngineOptions(dtype="bf16", kv_cache_precision="bf16"), 2)
     assert props["INFERENCE_PRECISION_HINT"] == "bf16" and props["KV_CACHE_PRECISION"] == "bf16"
     assert cpu_properties(EngineOptions(dtype="fp32", kv_cache_precision="u4"), 2)["KV_CACHE_PRECISION"] == "u4"

@@ -42,3 +42,27 @@ def test_torch_extra_resolves_cpu_only(tmp_path):
     assert [n for n in names if is_gpu_package(n)] == []
     assert names.get("torch", "2.13.0").startswith("2.13.0")
     assert "torchvision" not in names
+
+
+def test_bench_runs_from_an_installed_wheel(tmp_path, tiny_models):
+    """The wheel carries the example spec `sdgen bench` defaults to; a bench cell runs from the installed copy."""
+    import zipfile
+
+    wheels = tmp_path / "wheels"
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)]
+    assert subprocess.run(build, capture_output=True, text=True).returncode == 0
+    (wheel,) = wheels.glob("sdgen-*.whl")
+    assert "sdgen/examples/customer_service.yaml" in zipfile.ZipFile(wheel).namelist()
+    site = tmp_path / "site"
+    install = [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)]
+    assert subprocess.run(install, capture_output=True, text=True).returncode == 0
+    env = {**__import__("os").environ, "PYTHONPATH": str(site), "SDGEN_CACHE": str(tmp_path / "cache")}
+    where = subprocess.run([sys.executable, "-c", "import sdgen.bench as b; print(b.EXAMPLE_SPEC)"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True)  # fmt: skip
+    assert where.stdout.strip().startswith(str(site)), where.stderr
+    bench = [sys.executable, "-m", "sdgen.cli", "bench", "--models", str(tiny_models["chat"]), "--styles", "fewshot",
+             "--backends", "sdgen", "--rows", "3", "--history", str(tmp_path / "h.jsonl"), "--json"]  # fmt: skip
+    proc = subprocess.run(bench, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (cell,) = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert cell["backend"] == "sdgen" and cell["rows"] == 3 and "error" not in cell

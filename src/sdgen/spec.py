@@ -5,11 +5,16 @@ Errors name the file and the field path, e.g. ``spec.yaml: categories.stores: mu
 
 from __future__ import annotations
 
-import tomllib
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sdgen.errors import SpecError
@@ -359,7 +364,7 @@ def load_spec(path: str | Path, **overrides: Any) -> Spec:
     """Read and validate a spec file; ``overrides`` replace fields (``rows``, ``model``, ``threads`` are shortcuts)."""
     path = Path(path)
     data = merge_overrides(read_spec_file(path), overrides)
-    return build_spec(data, source=str(path), base_dir=path.resolve().parent)
+    return build_spec(data, source=str(path), base_dir=path.absolute().parent)  # a symlinked spec resolves where it is linked
 
 
 def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

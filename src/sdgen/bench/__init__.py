@@ -31,7 +31,8 @@ ANCHORS = ("recipe", "genai-default")
 STYLES = ["fewshot", "reasoning"]
 # One row at a time or static batches of 16 at 0.3-1 rows/s: these run on the first rows of the same plan.
 SLOW_BACKENDS = {"recipe": 16, "torch": 64, "ipex": 64}
-EXAMPLE_SPEC = Path(__file__).resolve().parents[3] / "examples" / "customer_service.yaml"
+EXAMPLE_SPEC = Path(__file__).resolve().parents[1] / "examples" / "customer_service.yaml"  # package data
+SOURCE_TREE = Path(__file__).resolve().parents[3]  # the checkout, when sdgen runs from one (git commit, .venv-ipex)
 CELL_TIMEOUT_S = 3 * 3600
 
 
@@ -83,7 +84,7 @@ def ipex_python(explicit: str | None = None) -> str | None:
 
     if importlib.util.find_spec("intel_extension_for_pytorch"):
         return sys.executable
-    for root in (Path.cwd(), EXAMPLE_SPEC.parents[1]):
+    for root in (Path.cwd(), SOURCE_TREE):
         candidate = root / ".venv-ipex" / "bin" / "python"
         if candidate.is_file():
             return str(candidate)
@@ -142,7 +143,7 @@ class Bench:
         self.config = config
         self.common: dict = {"run": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine_info(config.threads),
                              "versions": versions(),
-                             "git_commit": git_commit(EXAMPLE_SPEC.parents[1])}  # fmt: skip
+                             "git_commit": git_commit(SOURCE_TREE)}  # fmt: skip
         self.anchors: dict[tuple[str, str], dict[str, dict]] = {}
         self._ipex = ipex_python(config.ipex_python)
         self._peak: float | None = None

@@ -5,22 +5,24 @@ from __future__ import annotations
 import importlib.metadata as md
 import json
 import os
-import platform
 import subprocess
 import time
 from pathlib import Path
 
+from sdgen.hardware import cpu_class, cpu_name, has_bf16
 from sdgen.models.registry import ResolvedModel
 
 
 def matmul_peak_gflops(threads: int, seconds: float = 1.5) -> dict[str, float]:
-    """Best dense matmul GFLOP/s on `threads` cores: torch bf16 and fp32 when torch is there, else numpy fp32."""
+    """Best dense matmul GFLOP/s on `threads` cores: torch fp32 (and bf16 where the CPU has it in hardware)
+    when torch is there, else numpy fp32."""
     results: dict[str, float] = {}
     try:
         import torch
 
         torch.set_num_threads(threads)
-        for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        dtypes = [("bf16", torch.bfloat16)] if has_bf16() else []
+        for name, dtype in [*dtypes, ("fp32", torch.float32)]:
             a = torch.randn(2048, 2048, dtype=dtype)
             b = torch.randn(2048, 2048, dtype=dtype)
             results[f"torch-{name}"] = _best_rate(lambda: torch.mm(a, b), 2 * 2048**3, seconds)
@@ -79,16 +81,6 @@ def _config_matmul_params(cfg: dict) -> int | None:
     return layers * (attention + 3 * hidden * inter) + hidden * vocab
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def versions() -> dict[str, str]:
     found = {}
     for dist in ("sdgen", "openvino", "openvino-genai", "torch", "transformers", "optimum-intel",
@@ -114,5 +106,5 @@ def git_commit(where: Path | None = None) -> str | None:
 
 
 def machine_info(threads: int) -> dict[str, object]:
-    return {"cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)), "threads": threads,
+    return {"cpu": cpu_name(), "cpu_class": cpu_class(), "cores": len(os.sched_getaffinity(0)), "threads": threads,
             "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}  # fmt: skip

@@ -15,20 +15,13 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from sdgen.engines.base import Engine, Request, Result
+from sdgen.hardware import has_bf16
 from sdgen.errors import EngineError, ModelError
 from sdgen.models.hf_compat import dtype_kwargs
 from sdgen.models.registry import CACHE_DIR, ResolvedModel
 from sdgen.spec import EngineOptions, GenerationParams
 
 STOP_WINDOW = 16  # tokens decoded at each step to look for stop strings
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def hf_model_dir(model: ResolvedModel) -> Path:
@@ -69,7 +62,7 @@ class TorchEngine(Engine):
         self.options = options
         if options.dtype == "int8" and self.backend != "ipex":
             raise EngineError("dtype int8 (weight-only) is an ipex backend option; use bf16 or fp32 with torch")
-        bf16 = options.dtype in ("bf16", "int8") or (options.dtype == "auto" and cpu_has_bf16())
+        bf16 = options.dtype in ("bf16", "int8") or (options.dtype == "auto" and has_bf16())
         self.dtype = torch.bfloat16 if bf16 else torch.float32
         path = hf_model_dir(model)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
