@@ -103,14 +103,18 @@ class RayOptions(_Strict):
 
 
 class Example(_Strict):
-    label: str
-    category: str
-    type: str
-    output: str = Field(min_length=1)
-    reasoning: str | None = None
+    """A demonstrated row: shown to the model as a request and its answer (never written to the dataset)."""
+
+    label: str = Field(description="One of the spec's labels.")
+    category: str = Field(description="One of the spec's categories.")
+    type: str = Field(description="A type of that category.")
+    output: str = Field(min_length=1, description="The example text.")
+    reasoning: str | None = Field(None, description="Why it has its label (the reasoning style shows it).")
 
 
 class ModelChoice(_Strict):
+    """A model and its share of the rows (a plain string means weight 1)."""
+
     name: str = Field(min_length=1, description="Built-in model name, OpenVINO IR dir or GGUF path.")
     weight: float = Field(1.0, gt=0.0, description="Relative share of rows for this model.")
 
@@ -172,23 +176,29 @@ class VerifyOptions(_Strict):
 class Spec(_Strict):
     """A generation task: what to generate, how much, with which models, and where it goes."""
 
-    name: str = Field("dataset", min_length=1)
+    name: str = Field("dataset", min_length=1, description="Dataset name; the default output is <name>.csv.")
     task: str = Field(min_length=1, description="One line on the use case; it goes into the prompt.")
-    labels: dict[str, str] = Field(description="Label -> description (a plain list is accepted).")
+    labels: dict[str, str] = Field(description="Label -> description (a plain list is accepted); descriptions go "
+                                   "into the prompt.")
     categories: dict[str, list[str]] = Field(description="Category -> list of types.")
-    examples: list[Example] = Field(default_factory=list)
+    examples: list[Example] = Field(default_factory=list, description="Few-shot examples (see examples[]).")
     prompt_style: str = Field("fewshot", description="fewshot | reasoning | path to a Jinja template.")
-    system_prompt: str | None = None
+    system_prompt: str | None = Field(None, description="Replaces sdgen's system text (a model without a system "
+                                      "role gets it in its first user turn).")
     sample_size: int = Field(gt=0, description="Rows to generate.")
     batch_size: int = Field(32, gt=0, description="Rows per flush to the output file.")
     seed: int = Field(0, ge=0, description="Run seed; the whole plan derives from it.")
-    models: list[ModelChoice] = Field(default_factory=lambda: [ModelChoice(name=DEFAULT_MODEL)], min_length=1)
-    generation: GenerationParams = Field(default_factory=GenerationParams)
-    engine: EngineOptions = Field(default_factory=EngineOptions)
-    dedup: DedupOptions = Field(default_factory=DedupOptions)
-    balance: BalanceOptions = Field(default_factory=BalanceOptions)
-    verify: VerifyOptions | None = None
-    ray: RayOptions | None = Field(None, description="Run the engines on a Ray cluster (see README, Ray).")
+    models: list[ModelChoice] = Field(
+        default_factory=lambda: [ModelChoice(name=DEFAULT_MODEL)], min_length=1,
+        description="Built-in names, GGUF files or OpenVINO IR dirs, or {name, weight} to mix models (see models[]).",
+    )
+    generation: GenerationParams = Field(default_factory=GenerationParams, description="Sampling (see generation).")
+    engine: EngineOptions = Field(default_factory=EngineOptions, description="Engine settings (see engine).")
+    dedup: DedupOptions = Field(default_factory=DedupOptions, description="Dedup and conflicts, or false (see dedup).")
+    balance: BalanceOptions = Field(default_factory=BalanceOptions, description="random, exact, or the long form.")
+    verify: VerifyOptions | None = Field(None, description="A model that labels every kept text (see verify).")
+    ray: RayOptions | None = Field(None, description="Run the engines on a Ray cluster: true, an address, or the "
+                                   "long form (see ray, and docs/ray.md).")
     output: Path | None = Field(None, description="Output path (.csv, .jsonl or .parquet); default <name>.csv.")
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True, description="Where relative paths resolve.")
 
