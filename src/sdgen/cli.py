@@ -51,12 +51,18 @@ def generate_cmd(
         None, "--ray", is_flag=False, flag_value="", metavar="[ADDRESS]",
         help="Run on a Ray cluster: ADDRESS (host:port) or, alone, the spec's or this machine's cluster.",
     ),  # fmt: skip
+    eval_real: Optional[Path] = typer.Option(
+        None, "--eval", metavar="REAL", help="Score the dataset against this real labelled file when done (see `sdgen eval`)."
+    ),
+    text_col: str = typer.Option("text", "--text-col", help="--eval: the real file's text column."),
+    label_col: str = typer.Option("label", "--label-col", help="--eval: the real file's label column."),
 ) -> None:
     """Generate a dataset from a task spec (plus its conflicts file, run stats and report.md beside it)."""
     overrides = {"output": output, "rows": rows, "model": model, "seed": seed, "threads": threads,
                  "keep_duplicates": keep_duplicates or None, "ray": ray}  # fmt: skip
     progress = NullProgress() if quiet else RichProgress(err)
-    summary = generate(spec, overwrite=overwrite, resume=resume, backend=backend, progress=progress, **overrides)
+    summary = generate(spec, overwrite=overwrite, resume=resume, backend=backend, progress=progress,
+                       evaluate=eval_real, eval_columns=(text_col, label_col), **overrides)  # fmt: skip
     if quiet:
         out.print(str(summary.output), highlight=False)
     else:
@@ -92,6 +98,8 @@ def _print_summary(s: Summary) -> None:
     for name, m in s.per_model.items():
         if m.workers:
             table.add_row(f"  workers ({name})", ", ".join(f"{w}: {n}" for w, n in m.workers.items()))
+    if s.evaluation is not None:
+        table.add_row("eval on real data", s.evaluation.summary())
     for what, path in (("conflicts", s.conflicts_file), ("rejected", s.rejected_file), ("report", s.report_file)):
         if path is not None:
             table.add_row(what, str(path))
@@ -104,6 +112,35 @@ def report_cmd(output: Path = typer.Argument(..., help="A dataset file written b
     from sdgen.quality.report import build_report
 
     out.print(str(build_report(output)), highlight=False)
+
+
+@app.command("eval")
+def eval_cmd(
+    dataset: Path = typer.Argument(..., help="A dataset written by sdgen generate (or any file with text and label)."),
+    real: Path = typer.Option(..., "--real", help="Real, human-labelled rows with the same labels (CSV, JSONL, Parquet)."),
+    text_col: str = typer.Option("text", "--text-col", help="The real file's text column."),
+    label_col: str = typer.Option("label", "--label-col", help="The real file's label column."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the real file's test split and the classifiers."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Train on the dataset, test on real data: macro-F1 against a real-trained reference, agreement, diversity.
+
+    Writes <stem>.eval.md, <stem>.eval.json and a confusion matrix PNG beside the dataset.
+    """
+    from sdgen.quality.evaluate import evaluate
+
+    report = evaluate(dataset, real, text_col=text_col, label_col=label_col, seed=seed)
+    if as_json:
+        out.print(json.dumps(report.to_json()), highlight=False, soft_wrap=True)
+        return
+    table = Table(title=f"sdgen eval: {dataset.name} against {real.name}", show_header=True, title_justify="left")
+    for col in ("label", "F1 on real", "agreement"):
+        table.add_column(col)
+    for label in report.labels:
+        table.add_row(label, f"{report.per_label_f1[label]:.3f}", f"{report.agreement_by_label.get(label, 0):.1%}")
+    out.print(table)
+    out.print(report.summary(), highlight=False)
+    out.print(f"report: {dataset.with_name(dataset.stem + '.eval.md')}", highlight=False)
 
 
 @app.command("models")

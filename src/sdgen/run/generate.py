@@ -21,6 +21,8 @@ from sdgen.plan import PlannedRow, make_plan, quotas
 from sdgen.progress import NullProgress, ProgressListener
 from sdgen.prompts import PromptBuilder, detect_mode
 from sdgen.quality.curate import Curator, RowBuffer
+from sdgen.quality.evaluate import check_real_labels, render_eval
+from sdgen.quality.evaluate import evaluate as evaluate_dataset
 from sdgen.run.feed import Refill, RequestFeed
 from sdgen.run.finish import count_filled, finish_dataset, write_report
 from sdgen.run.settle import Settle
@@ -40,6 +42,8 @@ def generate(
     backend: str = "openvino",
     progress: ProgressListener | None = None,
     report: bool = True,
+    evaluate: str | Path | None = None,
+    eval_columns: tuple[str, str] = ("text", "label"),
     **overrides: Any,
 ) -> Summary:
     """Run a spec end to end and return its summary.
@@ -48,10 +52,19 @@ def generate(
     field name). ``resume`` finishes an interrupted run of the same spec (see docs/resume.md). Besides
     the dataset: ``<stem>.conflicts<ext>`` when texts conflicted across labels, ``<stem>.rejected<ext>``
     when verification dropped rows, ``<stem>.stats.json``, ``<stem>.report.md``, and the run state
-    (``<stem>.manifest.json``, ``<stem>.journal.jsonl``).
+    (``<stem>.manifest.json``, ``<stem>.journal.jsonl``). ``evaluate``: a real labelled file (columns
+    ``eval_columns``) to score the finished dataset against (`sdgen.evaluate`); checked before any row is made.
     """
     spec = apply_overrides(spec_or_path, **overrides) if isinstance(spec_or_path, Spec) else load_spec(spec_or_path, **overrides)
-    return Run(spec, backend=backend, progress=progress, overwrite=overwrite, resume=resume).execute(report=report)
+    if evaluate is not None:
+        check_real_labels(Path(evaluate), *eval_columns, list(spec.labels))
+    summary = Run(spec, backend=backend, progress=progress, overwrite=overwrite, resume=resume).execute(report=report)
+    if evaluate is not None:
+        summary.evaluation = evaluate_dataset(summary.output, evaluate, text_col=eval_columns[0], label_col=eval_columns[1])
+        if summary.report_file is not None:
+            with summary.report_file.open("a", encoding="utf-8") as f:
+                f.write("\n" + render_eval(summary.evaluation, heading="##"))
+    return summary
 
 
 class Run:

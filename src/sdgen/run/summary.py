@@ -9,6 +9,7 @@ from typing import Any
 
 from sdgen.plan import Cell
 from sdgen.quality.curate import QualityCounts
+from sdgen.quality.evaluate import EvalReport
 from sdgen.quality.verify import Verification
 from sdgen.spec import Spec
 
@@ -44,6 +45,7 @@ class Summary:
     rejected_file: Path | None = None
     report_file: Path | None = None
     finalize_seconds: float = 0.0  # moving conflicts out, rewriting the dataset (verification excluded)
+    evaluation: EvalReport | None = None  # `generate(..., evaluate=REAL)`: the dataset scored against real data
 
     def model(self, name: str) -> ModelStats:
         return self.per_model.setdefault(name, ModelStats())

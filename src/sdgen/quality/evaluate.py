@@ -1,0 +1,268 @@
+"""What a generated dataset is worth to a classifier, measured against real, human-labelled text.
+
+- **Train on synthetic, test on real**: a TF-IDF + logistic-regression classifier trained on the
+  generated rows, scored on held-out real rows (macro-F1, per-label F1, a confusion matrix).
+- **Reference**: the same classifier trained on as many real rows, from the rest of the real file,
+  scored on the same held-out rows; the ratio of the two F1s is the figure to watch.
+- **Agreement**: a classifier trained on real rows labels every generated row; the share that gets
+  the label it was generated for, per label and per model.
+- **Diversity**: distinct-1/2 over the generated texts and their mean pairwise TF-IDF similarity.
+
+scikit-learn only: no torch. ``evaluate()`` writes ``<stem>.eval.md``, ``<stem>.eval.json`` and
+``<stem>.eval.confusion.png`` beside the dataset.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sdgen.errors import SdgenError
+from sdgen.quality.report import distinct_n
+from sdgen.store.files import read_dataset, sidecar
+
+TEST_ROWS = 2000  # held-out real rows at most (stratified); the rest is the reference's pool
+PAIRWISE_SAMPLE = 2000  # texts sampled for the mean pairwise similarity
+
+
+class EvalError(SdgenError):
+    """The dataset or the real file cannot be evaluated as given."""
+
+
+@dataclass
+class EvalReport:
+    dataset: str
+    real: str
+    labels: list[str]
+    synthetic_rows: int
+    real_test_rows: int
+    macro_f1: float
+    per_label_f1: dict[str, float]
+    reference_rows: int | None = None  # real rows the reference classifier trained on
+    reference_macro_f1: float | None = None
+    agreement: float = 0.0
+    agreement_by_label: dict[str, float] = field(default_factory=dict)
+    agreement_by_model: dict[str, float] = field(default_factory=dict)
+    distinct_1: float = 0.0
+    distinct_2: float = 0.0
+    mean_pairwise_similarity: float = 0.0
+    confusion: list[list[int]] = field(default_factory=list)  # rows: true label, columns: predicted (labels order)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float | None:
+        return round(self.macro_f1 / self.reference_macro_f1, 3) if self.reference_macro_f1 else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ratio_to_reference": self.ratio}
+
+    def summary(self) -> str:
+        ref = f" ({self.ratio:.2f} of real-trained {self.reference_macro_f1:.3f})" if self.reference_macro_f1 else ""
+        return f"macro-F1 {self.macro_f1:.3f}{ref}, agreement {self.agreement:.0%}, distinct-2 {self.distinct_2:.3f}"
+
+
+def _classifier(seed: int):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, strip_accents="unicode"),
+        LogisticRegression(max_iter=2000, C=4.0, class_weight="balanced", random_state=seed),
+    )
+
+
+def read_real(path: Path, text_col: str, label_col: str):
+    """The real file's text and label columns (CSV, JSONL or Parquet), with a one-line error naming a missing one."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise EvalError(f"{path}: real data file not found")
+    suffix = path.suffix.lower()
+    try:
+        df = (pd.read_csv(path, dtype=str, keep_default_na=False) if suffix == ".csv"
+              else pd.read_json(path, lines=True, dtype=False) if suffix == ".jsonl" else pd.read_parquet(path))  # fmt: skip
+    except (OSError, ValueError) as exc:
+        raise EvalError(f"cannot read {path}: {exc}") from None
+    missing = [c for c in (text_col, label_col) if c not in df.columns]
+    if missing:
+        raise EvalError(f"{path}: no column {', '.join(map(repr, missing))} (columns: {', '.join(map(str, df.columns))}); "
+                        "name them with --text-col / --label-col")  # fmt: skip
+    df = df.rename(columns={text_col: "text", label_col: "label"})
+    df["text"], df["label"] = df["text"].astype(str), df["label"].astype(str)
+    return df[df["text"].str.strip() != ""].reset_index(drop=True)
+
+
+def check_real_labels(real: Path, text_col: str, label_col: str, labels: list[str]) -> None:
+    """Fail now, before a long run, when the real file cannot score a dataset with these labels."""
+    df = read_real(real, text_col, label_col)
+    _check_labels(real, labels, df)
+
+
+def _check_labels(real: Path, labels: list[str], real_df) -> None:
+    unknown = [label for label in labels if label not in set(real_df["label"])]
+    if unknown:
+        raise EvalError(f"{real}: has no rows labelled {', '.join(map(repr, unknown))} "
+                        f"(its labels: {', '.join(sorted(set(real_df['label'])))}); evaluate against a file with the same labels")  # fmt: skip
+
+
+def _split(real, labels: list[str], seed: int):
+    """(test rows, reference pool): the file's own test split when it has a `split` column, else a stratified split."""
+    from sklearn.model_selection import train_test_split
+
+    real = real[real["label"].isin(labels)].reset_index(drop=True)
+    if "split" in real.columns and set(real["split"]) >= {"train", "test"}:
+        return real[real["split"] == "test"].reset_index(drop=True), real[real["split"] != "test"].reset_index(drop=True)
+    test_size = min(TEST_ROWS, len(real) // 2)
+    pool, test = train_test_split(real, test_size=test_size, stratify=real["label"], random_state=seed)
+    return test.reset_index(drop=True), pool.reset_index(drop=True)
+
+
+def _sample(pool, rows: int, seed: int):
+    """``rows`` rows of ``pool``, stratified by label (the whole pool when it has no more)."""
+    from sklearn.model_selection import train_test_split
+
+    if rows >= len(pool):
+        return pool
+    sample, _ = train_test_split(pool, train_size=rows, stratify=pool["label"], random_state=seed)
+    return sample
+
+
+def _mean_pairwise_similarity(texts: list[str], seed: int) -> float:
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    if len(texts) < 2:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    if len(texts) > PAIRWISE_SAMPLE:
+        texts = [texts[i] for i in rng.choice(len(texts), PAIRWISE_SAMPLE, replace=False)]
+    vectors = TfidfVectorizer(sublinear_tf=True).fit_transform(texts)
+    sims = (vectors @ vectors.T).toarray()
+    n = len(texts)
+    return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
+
+
+def evaluate(dataset: str | Path, real: str | Path, *, text_col: str = "text", label_col: str = "label",
+             seed: int = 0, write: bool = True) -> EvalReport:  # fmt: skip
+    """Score a generated dataset against a real labelled file (see the module docstring)."""
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    dataset = Path(dataset)
+    if not dataset.exists():
+        raise EvalError(f"{dataset}: no such dataset file")
+    synthetic = read_dataset(dataset)
+    if not {"text", "label"} <= set(synthetic.columns):
+        raise EvalError(f"{dataset}: not a labelled dataset (it needs text and label columns)")
+    if "duplicate" in synthetic.columns:
+        synthetic = synthetic[synthetic["duplicate"].eq("")]  # rows flagged by --keep-duplicates are not data
+    real_df = read_real(Path(real), text_col, label_col)
+    labels = sorted(set(synthetic["label"]))
+    _check_labels(Path(real), labels, real_df)
+    if len(labels) < 2:
+        raise EvalError(f"{dataset}: a classifier needs at least two labels, the dataset has {len(labels)}")
+    notes = []
+    extra = sorted(set(real_df["label"]) - set(labels))
+    if extra:
+        notes.append(f"real rows labelled {', '.join(extra)} (not in the dataset) are left out")
+    test, pool = _split(real_df, labels, seed)
+    model = _classifier(seed).fit(synthetic["text"], synthetic["label"])
+    predicted = model.predict(test["text"])
+    report = EvalReport(
+        dataset=str(dataset), real=str(real), labels=labels, synthetic_rows=len(synthetic), real_test_rows=len(test),
+        macro_f1=round(float(f1_score(test["label"], predicted, labels=labels, average="macro", zero_division=0)), 4),
+        per_label_f1={lab: round(float(f), 4) for lab, f in zip(labels, f1_score(
+            test["label"], predicted, labels=labels, average=None, zero_division=0))},
+        confusion=confusion_matrix(test["label"], predicted, labels=labels).tolist(), notes=notes,
+    )  # fmt: skip
+    reference_train = _sample(pool, len(synthetic), seed)
+    if reference_train["label"].nunique() == len(labels):
+        ref = _classifier(seed).fit(reference_train["text"], reference_train["label"])
+        report.reference_rows = len(reference_train)
+        report.reference_macro_f1 = round(float(f1_score(test["label"], ref.predict(test["text"]), labels=labels,
+                                                          average="macro", zero_division=0)), 4)  # fmt: skip
+        if len(reference_train) < len(synthetic):
+            notes.append(f"the reference trained on all {len(reference_train)} real rows outside the test set")
+    else:
+        notes.append("the real file has too few rows outside the test set for a reference")
+    judge = _classifier(seed).fit(pool["text"], pool["label"])
+    agrees = judge.predict(synthetic["text"]) == synthetic["label"].to_numpy()
+    report.agreement = round(float(agrees.mean()), 4)
+    report.agreement_by_label = _rates(agrees, synthetic["label"])
+    if "model" in synthetic.columns:
+        report.agreement_by_model = _rates(agrees, synthetic["model"])
+    texts = synthetic["text"].tolist()
+    report.distinct_1, report.distinct_2 = round(distinct_n(texts, 1), 4), round(distinct_n(texts, 2), 4)
+    report.mean_pairwise_similarity = round(_mean_pairwise_similarity(texts, seed), 4)
+    if write:
+        write_eval(dataset, report)
+    return report
+
+
+def _rates(agrees, keys) -> dict[str, float]:
+    out: dict[str, list[int]] = {}
+    for ok, key in zip(agrees, keys):
+        out.setdefault(str(key), []).append(int(ok))
+    return {k: round(sum(v) / len(v), 4) for k, v in sorted(out.items())}
+
+
+def write_eval(dataset: Path, report: EvalReport) -> tuple[Path, Path]:
+    """``<stem>.eval.json``, ``<stem>.eval.md`` and the confusion-matrix PNG beside the dataset."""
+    json_path = sidecar(dataset, "eval", ".json")
+    json_path.write_text(json.dumps(report.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    png = sidecar(dataset, "eval.confusion", ".png")
+    _confusion_png(report, png)
+    md_path = sidecar(dataset, "eval", ".md")
+    md_path.write_text(render_eval(report, png.name), encoding="utf-8")
+    return md_path, json_path
+
+
+def render_eval(report: EvalReport, png: str | None = None, heading: str = "#") -> str:
+    r = report
+    ref = (f"{r.reference_macro_f1:.3f} (trained on {r.reference_rows} real rows); ratio **{r.ratio:.2f}**"
+           if r.reference_macro_f1 is not None else "none")  # fmt: skip
+    lines = [
+        f"{heading} Evaluation against real data", "",
+        f"Dataset `{Path(r.dataset).name}` ({r.synthetic_rows} rows) against `{Path(r.real).name}` "
+        f"({r.real_test_rows} held-out real rows).", "",
+        f"- Train on synthetic, test on real: macro-F1 **{r.macro_f1:.3f}**",
+        f"- Reference, the same classifier trained on real rows: {ref}",
+        f"- Agreement (a real-trained classifier gives a generated row its label): **{r.agreement:.1%}**",
+        f"- Diversity: distinct-1 {r.distinct_1:.3f}, distinct-2 {r.distinct_2:.3f}, "
+        f"mean pairwise TF-IDF similarity {r.mean_pairwise_similarity:.3f}", "",
+        "| label | F1 on real | agreement |", "|---|---|---|",
+    ]  # fmt: skip
+    lines += [f"| {lab} | {r.per_label_f1[lab]:.3f} | {r.agreement_by_label.get(lab, 0):.1%} |" for lab in r.labels]
+    if r.agreement_by_model:
+        lines += ["", "| model | agreement |", "|---|---|"]
+        lines += [f"| {m} | {a:.1%} |" for m, a in r.agreement_by_model.items()]
+    lines += [""] + [f"Note: {n}." for n in r.notes]
+    if png:
+        lines += ["", f"![confusion matrix]({png})"]
+    lines.append("Classifier: TF-IDF (word 1-2 grams) + logistic regression (scikit-learn).")
+    return "\n".join(lines) + "\n"
+
+
+def _confusion_png(report: EvalReport, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(report.labels)
+    fig, ax = plt.subplots(figsize=(1.2 * n + 2.5, 1.1 * n + 2))
+    ax.imshow(report.confusion, cmap="Blues")
+    ax.set_xticks(range(n), report.labels, rotation=30, ha="right")
+    ax.set_yticks(range(n), report.labels)
+    ax.set_xlabel("predicted by the synthetic-trained classifier")
+    ax.set_ylabel("real label")
+    for i, row in enumerate(report.confusion):
+        for j, value in enumerate(row):
+            ax.text(j, i, str(value), ha="center", va="center", fontsize=9)
+    ax.set_title(f"macro-F1 {report.macro_f1:.3f} on real rows")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

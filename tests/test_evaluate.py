@@ -1,0 +1,105 @@
+"""`sdgen eval` on a vendored real sample (180 politeness rows, 60 per label; tests/data/README.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+import sdgen
+from sdgen.quality.evaluate import EvalError, _sample, _split, evaluate, read_real
+
+from conftest import ROOT
+
+REAL = ROOT / "tests" / "data" / "politeness_sample.csv"
+LABELS = ["impolite", "neutral", "polite"]
+
+
+def reference_rows(n: int) -> pd.DataFrame:
+    """The real rows the reference classifier trains on for an n-row dataset (seed 0)."""
+    _, pool = _split(read_real(REAL, "text", "label"), LABELS, 0)
+    return _sample(pool, n, 0)
+
+
+def write(df: pd.DataFrame, path):
+    df.assign(model="m")[["text", "label", "model"]].to_csv(path, index=False)
+    return path
+
+
+def test_counts_of_the_split_the_reference_and_the_confusion_matrix(tmp_path):
+    """180 real rows: 90 held out (30 per label), 90 in the pool; a 30-row dataset gets a 30-row reference."""
+    data = write(reference_rows(30), tmp_path / "same.csv")
+    report = evaluate(data, REAL)
+    assert report.labels == LABELS and report.synthetic_rows == 30 and report.real_test_rows == 90
+    assert report.reference_rows == 30
+    assert [sum(row) for row in report.confusion] == [30, 30, 30]
+    # a dataset made of the very rows the reference trains on scores exactly the reference
+    assert report.macro_f1 == report.reference_macro_f1 and report.ratio == 1.0
+    assert report.agreement > 0.8  # real rows, so a real-trained classifier mostly agrees
+    assert 0 < report.distinct_2 <= 1 and 0 <= report.mean_pairwise_similarity < 0.2
+    written = json.loads((tmp_path / "same.eval.json").read_text())
+    assert written["macro_f1"] == report.macro_f1 and written["ratio_to_reference"] == 1.0
+    assert (tmp_path / "same.eval.confusion.png").read_bytes()[:4] == b"\x89PNG"
+    md = (tmp_path / "same.eval.md").read_text()
+    assert "macro-F1 **" in md and "| polite |" in md and "same.eval.confusion.png" in md
+
+
+def test_wrong_labels_lose_agreement_and_f1(tmp_path):
+    rows = reference_rows(60)
+    right = evaluate(write(rows, tmp_path / "right.csv"), REAL)
+    shifted = rows.assign(label=rows["label"].map(dict(zip(LABELS, LABELS[1:] + LABELS[:1]))))
+    wrong = evaluate(write(shifted, tmp_path / "wrong.csv"), REAL)
+    assert wrong.agreement < 0.3 < right.agreement
+    assert wrong.macro_f1 < right.macro_f1
+    assert set(wrong.agreement_by_model) == {"m"}
+
+
+def test_agreement_by_model_and_label(tmp_path):
+    rows = reference_rows(60).reset_index(drop=True)
+    rows["model"] = ["a" if i % 2 else "b" for i in range(len(rows))]
+    rows[["text", "label", "model"]].to_csv(tmp_path / "two.csv", index=False)
+    report = evaluate(tmp_path / "two.csv", REAL)
+    assert set(report.agreement_by_model) == {"a", "b"} and set(report.agreement_by_label) == set(LABELS)
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    data = write(reference_rows(30), tmp_path / "d.csv")
+    with pytest.raises(EvalError, match=r"no column 'sentence' \(columns: text, label, domain\); name them with --text-col"):
+        evaluate(data, REAL, text_col="sentence")
+    odd = pd.read_csv(data).assign(label=lambda d: d["label"].replace({"polite": "courteous"}))
+    odd.to_csv(tmp_path / "odd.csv", index=False)
+    with pytest.raises(EvalError, match=r"has no rows labelled 'courteous' \(its labels: impolite, neutral, polite\)"):
+        evaluate(tmp_path / "odd.csv", REAL)
+    with pytest.raises(EvalError, match="real data file not found"):
+        evaluate(data, tmp_path / "nope.csv")
+    proc = subprocess.run([sys.executable, "-m", "sdgen.cli", "eval", str(data), "--real", str(REAL), "--label-col", "y"],
+                          capture_output=True, text=True)  # fmt: skip
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and "no column 'y'" in lines[0]
+
+
+def test_the_cli_prints_the_table(tmp_path):
+    data = write(reference_rows(30), tmp_path / "d.csv")
+    proc = subprocess.run([sys.executable, "-m", "sdgen.cli", "eval", str(data), "--real", str(REAL), "--json"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["real_test_rows"] == 90
+
+
+def test_generate_checks_the_real_file_first_and_appends_the_eval_to_the_report(tmp_path, monkeypatch):
+    import test_curation  # noqa: F401  (the crafted engine)
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    spec = sdgen.build_spec({"task": "t", "labels": LABELS, "categories": {"c": ["x"]}, "sample_size": 30,
+                             "models": [str(model)], "output": str(tmp_path / "out.csv")}, base_dir=tmp_path)  # fmt: skip
+    with pytest.raises(EvalError, match="no column 'body'"):
+        sdgen.generate(spec, backend="crafted", evaluate=REAL, eval_columns=("body", "label"))
+    assert not (tmp_path / "out.csv").exists()  # refused before any row was made
+    summary = sdgen.generate(spec, backend="crafted", evaluate=REAL)
+    assert summary.evaluation is not None and summary.evaluation.synthetic_rows == summary.written
+    assert "## Evaluation against real data" in summary.report_file.read_text()
+    assert (tmp_path / "out.eval.json").is_file()
