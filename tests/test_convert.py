@@ -103,7 +103,7 @@ def test_bad_quantization_options(options, message):
 
 
 def test_bad_sources(tmp_path, tiny_hf):
-    with pytest.raises(ConvertError, match="is not a built-in model, a GGUF file"):
+    with pytest.raises(ConvertError, match="is not a GGUF file, a model dir or a hub id"):
         convert(str(tmp_path / "missing.gguf"), tmp_path / "o")
     junk = tmp_path / "junk.gguf"
     junk.write_text("not a model")

@@ -61,16 +61,45 @@ def test_same_seed_same_rows_and_new_seed_new_rows(tmp_path, tiny_models):
     assert set(a["text"]) != set(c["text"])
 
 
-@pytest.mark.parametrize("ext", [".jsonl", ".parquet"])
-def test_reasoning_style_other_formats(tmp_path, tiny_models, ext):
-    spec = tiny_spec(tmp_path, tiny_models["chat"], prompt_style="reasoning", output=str(tmp_path / f"o{ext}"))
+class ReasoningEngine(Engine):
+    """Answers every request in the reasoning style's format (after the prompt's "OUTPUT:" prefix)."""
+
+    backend = "reasoning"
+    chat_template = None
+
+    def __init__(self, model, options) -> None:
+        pass
+
+    def render_chat(self, messages):
+        raise AssertionError("base model")
+
+    def generate(self, requests):
+        for req in requests:
+            (row,) = req.rows
+            yield Result(req.id, f" Row {row} says hello, thanks, and good day.\nREASONING: Row {row} is kind.", 9, "stop")
+
+
+@pytest.mark.parametrize("ext", [".csv", ".jsonl", ".parquet"])
+def test_reasoning_style_writes_text_and_reasoning_in_every_format(tmp_path, ext):
+    register_engine("reasoning", ReasoningEngine)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    spec = tiny_spec(tmp_path, model, prompt_style="reasoning", output=str(tmp_path / f"o{ext}"), sample_size=12)
+    summary = sdgen.generate(spec, backend="reasoning")
+    df = read(summary.output).sort_values("row")
+    assert summary.written == len(df) == 12 and summary.unparseable == 0
+    assert list(df.columns) == ["text", "label", "category", "type", "model", "reasoning", "row", "seed"]
+    assert df["text"].tolist() == [f"Row {r} says hello, thanks, and good day." for r in range(12)]
+    assert df["reasoning"].tolist() == [f"Row {r} is kind." for r in range(12)]
+
+
+def test_a_random_model_in_the_reasoning_style_writes_nothing_unparsed(tmp_path, tiny_models):
+    """Random words never carry OUTPUT/REASONING: every row is unparseable after its attempts, nothing junk lands."""
+    spec = tiny_spec(tmp_path, tiny_models["chat"], prompt_style="reasoning", output=str(tmp_path / "r.jsonl"),
+                     sample_size=8)  # fmt: skip
     summary = sdgen.generate(spec)
-    # A random model never writes OUTPUT/REASONING: every row is counted as unparseable, nothing junk is written.
-    assert summary.unparseable + summary.written == 40
-    df = read(summary.output) if summary.written else None
-    if df is not None:
-        assert "reasoning" in df.columns and df["reasoning"].str.len().min() > 0
-    assert summary.per_model[str(tiny_models["chat"])].attempts >= 40 + summary.unparseable
+    assert summary.written == 0 and summary.unparseable == 8
+    assert summary.per_model[str(tiny_models["chat"])].attempts == 8 * spec.engine.max_attempts
 
 
 def test_sample_size_not_multiple_of_batch_size(tmp_path, tiny_models):

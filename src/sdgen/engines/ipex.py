@@ -14,6 +14,13 @@ from pathlib import Path
 from sdgen.engines.base import Request, Result
 from sdgen.engines.torch import TorchEngine
 from sdgen.errors import EngineError
+from sdgen.hardware import cpu_class, cpu_flags
+
+
+def ipex_bf16_ok() -> bool:
+    """IPEX prepacks bf16 weights only with these instruction sets (it asserts otherwise)."""
+    flags = cpu_flags()
+    return "avx_ne_convert" in flags or {"avx512bw", "avx512vl", "avx512dq"} <= flags
 
 
 class IpexEngine(TorchEngine):
@@ -27,6 +34,9 @@ class IpexEngine(TorchEngine):
                 "the ipex backend runs in its own environment: `make ipex-env`, then `.venv-ipex/bin/sdgen ...`"
             ) from None
         torch = self.torch
+        if self.dtype == torch.bfloat16 and self.options.dtype != "int8" and not ipex_bf16_ok():
+            raise EngineError(f"IPEX bf16 needs AVX-512 (bw, vl, dq) or AVX-NE-CONVERT; this CPU is {cpu_class()}: "
+                              "use engine.dtype fp32 or int8")  # fmt: skip
         model = super()._load(auto_class, path)
         if self.options.dtype == "int8":
             from intel_extension_for_pytorch.quantization import WoqWeightDtype, get_weight_only_quant_qconfig_mapping
