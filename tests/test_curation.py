@@ -83,7 +83,7 @@ def spec_for(tmp_path, model_path, **changes):
     data = {
         "task": "Crafted texts.", "labels": ["a", "b"], "categories": {"topic": ["x", "y"], "place": ["z"]},
         "sample_size": 40, "batch_size": 8, "seed": 3, "models": [str(model_path)], "prompt_style": "fewshot",
-        "output": str(tmp_path / "out.csv"),
+        "output": str(tmp_path / "out.csv"), "balance": {"replacements": 0},  # no replacements: losses stay visible
     }  # fmt: skip
     data.update(changes)
     return build_spec(data, base_dir=tmp_path)
@@ -181,59 +181,86 @@ def test_exact_plan_deals_exact_quotas(tmp_path, model_path):
 
 
 def test_exact_balance_replaces_lost_rows_until_every_cell_is_full(tmp_path, model_path):
-    spec = spec_for(tmp_path, model_path, sample_size=24, balance={"mode": "exact", "by": "label_category", "extra_budget": 3},
+    spec = spec_for(tmp_path, model_path, sample_size=24, balance={"mode": "exact", "by": "label_category", "replacements": 3},
                     engine={"max_attempts": 1})  # fmt: skip
-    # every 3rd row is unparseable, every 4th repeats row 0's text: each loss is replaced by a new row id
+    # every 3rd planned row is unparseable, every 4th repeats row 0's text: each loss is replaced by a new row id
     CraftedEngine.script = staticmethod(
-        lambda row, label, attempt: "" if row % 3 == 1 else words(0) if row % 4 == 2 and row else words(row)
+        lambda row, label, attempt: "" if row % 3 == 1 and row < 24 else words(0) if row % 4 == 2 and 0 < row < 24 else words(row)
     )
     summary = sdgen.generate(spec, backend="crafted")
     df = read(summary.output)
     assert Counter(zip(df["label"], df["category"])) == Counter({c: q for c, q in quotas(spec).items()})
     assert summary.shortfall == {} and summary.written == 24
-    assert df["row"].is_unique and df["row"].max() >= 24  # replacements got ids after the plan's
+    assert df["row"].is_unique and df["row"].max() >= 24  # replacement of row r is row r + 24, r + 48, ...
+    plan = {r.row: r for r in make_plan(spec)}
+    assert all((r.label, r.category, r.type) == (plan[r.row % 24].label, plan[r.row % 24].category, plan[r.row % 24].type)
+               for r in df.itertuples())  # a replacement keeps its planned row's cell  # fmt: skip
     stats = summary.per_model[str(model_path)]
     assert stats.extra_rows == stats.unparseable + summary.exact_duplicates + summary.conflicts
 
 
 def test_exact_balance_reports_the_cells_it_could_not_fill(tmp_path, model_path):
-    spec = spec_for(tmp_path, model_path, sample_size=20, balance={"mode": "exact", "extra_budget": 0.5})
+    spec = spec_for(tmp_path, model_path, sample_size=20, balance={"mode": "exact", "replacements": 1})
     CraftedEngine.script = staticmethod(lambda row, label, attempt: words(row) if label == "a" else words(999))
     summary = sdgen.generate(spec, backend="crafted")
     assert summary.filled == {("a",): 10, ("b",): 1}
     assert summary.shortfall == {("b",): 9}
-    assert summary.per_model[str(model_path)].extra_rows == 10  # ceil(0.5 x 20) replacements, all spent on b
-    assert summary.exact_duplicates == 9 + 10
+    assert summary.per_model[str(model_path)].extra_rows == 9  # one replacement per lost b row, all duplicates again
+    assert summary.exact_duplicates == 9 + 9
+    assert summary.missing_note.startswith("9 of 20 rows missing: their planned rows were lost 2 times")
     stats = json.loads((tmp_path / "out.stats.json").read_text())
     assert {tuple(q["cell"]): (q["quota"], q["filled"]) for q in stats["quotas"]} == {("a",): (10, 10), ("b",): (10, 1)}
     assert "1 of 2 cells full" in (tmp_path / "out.report.md").read_text()
 
 
 @pytest.mark.parametrize("action", ["flag", "drop"])
-def test_verification_agreement_and_action(tmp_path, model_path, action):
-    spec = spec_for(tmp_path, model_path, sample_size=30, verify={"model": str(model_path), "action": action})
-    # a text "says" the label the verifier will give: rows 0, 5, 10, ... are mislabelled
+def test_the_judge_rejects_mislabelled_rows_and_they_are_replaced(tmp_path, model_path, action):
+    """The engine judges each parsed row in the same run; a row it gives another label goes to the rejected file
+    and a new row for the same cell takes its place (drop), or stays flagged (flag)."""
+    spec = spec_for(tmp_path, model_path, sample_size=30, judge={"action": action}, balance={"replacements": 1})
+    # a text "says" the label the judge will give: planned rows 0, 5, 10, ... are mislabelled, replacements are not
     CraftedEngine.script = staticmethod(
-        lambda row, label, attempt: f"{words(row)} says { ({'a': 'b', 'b': 'a'}[label] if row % 5 == 0 else label) }"
+        lambda row, label, attempt: f"{words(row)} says {({'a': 'b', 'b': 'a'}[label] if row % 5 == 0 and row < 30 else label)}"
     )
     summary = sdgen.generate(spec, backend="crafted")
     df = read(summary.output)
     wrong = {r for r in range(30) if r % 5 == 0}
     labels = {r.row: r.label for r in make_plan(spec)}
-    v = summary.verification
-    assert (v.overall.agree, v.overall.total) == (24, 30)
+    j = summary.judge
     for label in ("a", "b"):
         rows = [r for r in range(30) if labels[r] == label]
-        assert (v.by_label[label].agree, v.by_label[label].total) == (len(set(rows) - wrong), len(rows))
+        judged = j.by_label[label]
+        assert judged.total - judged.agree == len(set(rows) & wrong)
     if action == "flag":
-        assert len(df) == 30 and set(df.loc[~df["agrees"], "row"]) == wrong
-        assert all(
-            df["verified_label"]
-            == [labels[r] if r not in wrong else {"a": "b", "b": "a"}[labels[r]] for r in df["row"]]
-        )
+        assert (j.overall.agree, j.overall.total) == (24, 30) and len(df) == 30
+        assert set(df.loc[~df["agrees"], "row"]) == wrong
+        assert all(df["judged_label"] == [labels[r] if r not in wrong else {"a": "b", "b": "a"}[labels[r]] for r in df["row"]])
+        assert not (tmp_path / "out.rejected.csv").exists()
     else:
-        assert sorted(df["row"]) == sorted(set(range(30)) - wrong)
-        assert set(read(tmp_path / "out.rejected.csv")["row"]) == wrong
+        assert (j.overall.agree, j.overall.total) == (30, 36)  # 6 replacements, all judged right
+        assert summary.written == 30 and summary.missing_note is None
+        assert sorted(df["row"]) == sorted((set(range(30)) - wrong) | {r + 30 for r in wrong})  # r's replacement: r + 30
+        rejected = read(tmp_path / "out.rejected.csv")
+        assert set(rejected["row"]) == wrong and set(rejected["judged_label"]) <= {"a", "b"}
+        assert Counter(df["label"]) == Counter(labels.values())  # each replacement took its rejected row's cell
+        assert "rejected and replaced" in (tmp_path / "out.report.md").read_text()
+
+
+def test_spec_examples_are_never_copied_into_the_data(tmp_path, model_path):
+    """A generated text equal to a spec example (after normalisation) or nearly so is dropped and replaced."""
+    example = words(9999)
+    spec = spec_for(tmp_path, model_path, sample_size=20, balance={"replacements": 1},
+                    examples=[{"label": "b", "category": "topic", "type": "x", "output": example}])  # fmt: skip
+    CraftedEngine.script = staticmethod(
+        lambda row, label, attempt: example.upper() + "!" if row in (3, 7) else example + " again" if row == 11 else words(row)
+    )
+    summary = sdgen.generate(spec, backend="crafted")
+    df = read(summary.output)
+    q = summary.quality[str(model_path)]
+    assert q.example_copies == 3 and summary.written == 20
+    assert not {3, 7, 11} & set(df["row"])
+    normalised = {" ".join(t.lower().replace("!", "").split()) for t in df["text"]}
+    assert example not in normalised
 
 
 def test_report_has_tables_and_charts_and_rebuilds(tmp_path, model_path):
@@ -284,8 +311,8 @@ def test_quality_fields_validate_with_clear_errors(tmp_path, model_path):
     from sdgen.errors import SpecError
     from sdgen.spec import apply_overrides
 
-    spec = spec_for(tmp_path, model_path, dedup=False, balance="exact", verify=str(model_path))
-    assert not spec.dedup.enabled and spec.balance.mode == "exact" and spec.verify.action == "flag"
+    spec = spec_for(tmp_path, model_path, dedup=False, balance="exact", judge=True)
+    assert not spec.dedup.enabled and spec.balance.mode == "exact" and spec.judge.enabled and spec.judge.action == "drop"
     assert apply_overrides(spec, keep_duplicates=True).dedup.keep_duplicates
     assert not apply_overrides(spec, keep_duplicates=True).dedup.enabled  # the flag does not re-enable dedup
     cases = {
@@ -293,8 +320,10 @@ def test_quality_fields_validate_with_clear_errors(tmp_path, model_path):
         "balance.mode: Input should be 'random' or 'exact'": dict(balance="even"),
         "dedup.threshold: Input should be less than or equal to 1": dict(dedup={"threshold": 1.5}),
         "dedup.conflicts: Input should be 'separate' or 'keep'": dict(dedup={"conflicts": "drop"}),
-        "verify.action: Input should be 'flag' or 'drop'": dict(verify={"model": "m", "action": "fix"}),
-        "verify.model: required field is missing": dict(verify={"action": "drop"}),
+        "judge.action: Input should be 'drop' or 'flag'": dict(judge={"action": "fix"}),
+        "verify: the end-of-run verification is now the online judge: use `judge: true`": dict(verify={"model": "m"}),
+        "labels.a: unknown field 'nto'": dict(labels={"a": {"description": "A.", "nto": "B."}, "b": "B."}),
+        "label_contrasts: 'c' is not one of the labels": dict(label_contrasts={"c": "x"}),
         "dedup.near_threshold: unknown field": dict(dedup={"near_threshold": 0.9}),
     }
     for message, changes in cases.items():
@@ -302,20 +331,20 @@ def test_quality_fields_validate_with_clear_errors(tmp_path, model_path):
             spec_for(tmp_path, model_path, **changes)
 
 
-def test_missing_verifier_fails_before_anything_is_written(tmp_path, model_path):
-    from sdgen.errors import ModelError
+def test_a_separate_judge_model_is_refused_before_anything_is_written(tmp_path, model_path):
+    from sdgen.errors import SpecError
 
-    spec = spec_for(tmp_path, model_path, verify={"model": str(tmp_path / "nope.gguf")})
-    with pytest.raises(ModelError, match="nope.gguf"):
+    spec = spec_for(tmp_path, model_path, judge={"model": str(model_path)})
+    with pytest.raises(SpecError, match="judge.model: the online judge runs on the generating engine"):
         sdgen.generate(spec, backend="crafted")
     assert not (tmp_path / "out.csv").exists()
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
-def test_conflicts_and_verification_rewrite_every_format(tmp_path, model_path, suffix):
+def test_conflicts_and_judge_flags_rewrite_every_format(tmp_path, model_path, suffix):
     from sdgen.store.files import read_dataset
 
-    spec = spec_for(tmp_path, model_path, output=str(tmp_path / f"out{suffix}"), verify={"model": str(model_path)})
+    spec = spec_for(tmp_path, model_path, output=str(tmp_path / f"out{suffix}"), judge={"action": "flag"})
     rows = crafted_scenario(spec)
     summary = sdgen.generate(spec, backend="crafted", keep_duplicates=True)
     df = read_dataset(summary.output)

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 import sdgen
-from sdgen.quality.evaluate import EvalError, _sample, _split, evaluate, read_real
+from sdgen.errors import SdgenError
+from sdgen.quality.evaluate import _sample, _split, evaluate
+from sdgen.realdata import read_real
 
 from conftest import ROOT
 
@@ -67,13 +69,13 @@ def test_agreement_by_model_and_label(tmp_path):
 
 def test_bad_inputs_are_one_line_errors(tmp_path):
     data = write(reference_rows(30), tmp_path / "d.csv")
-    with pytest.raises(EvalError, match=r"no column 'sentence' \(columns: text, label, domain\); name them with --text-col"):
+    with pytest.raises(SdgenError, match=r"no column 'sentence' \(columns: text, label, domain\); name them with --text-col"):
         evaluate(data, REAL, text_col="sentence")
     odd = pd.read_csv(data).assign(label=lambda d: d["label"].replace({"polite": "courteous"}))
     odd.to_csv(tmp_path / "odd.csv", index=False)
-    with pytest.raises(EvalError, match=r"has no rows labelled 'courteous' \(its labels: impolite, neutral, polite\)"):
+    with pytest.raises(SdgenError, match=r"has no rows labelled 'courteous' \(its labels: impolite, neutral, polite\)"):
         evaluate(tmp_path / "odd.csv", REAL)
-    with pytest.raises(EvalError, match="real data file not found"):
+    with pytest.raises(SdgenError, match="real data file not found"):
         evaluate(data, tmp_path / "nope.csv")
     proc = subprocess.run([sys.executable, "-m", "sdgen.cli", "eval", str(data), "--real", str(REAL), "--label-col", "y"],
                           capture_output=True, text=True)  # fmt: skip
@@ -96,7 +98,7 @@ def test_generate_checks_the_real_file_first_and_appends_the_eval_to_the_report(
     model.write_bytes(b"GGUF")
     spec = sdgen.build_spec({"task": "t", "labels": LABELS, "categories": {"c": ["x"]}, "sample_size": 30,
                              "models": [str(model)], "output": str(tmp_path / "out.csv")}, base_dir=tmp_path)  # fmt: skip
-    with pytest.raises(EvalError, match="no column 'body'"):
+    with pytest.raises(SdgenError, match="no column 'body'"):
         sdgen.generate(spec, backend="crafted", evaluate=REAL, eval_columns=("body", "label"))
     assert not (tmp_path / "out.csv").exists()  # refused before any row was made
     summary = sdgen.generate(spec, backend="crafted", evaluate=REAL)

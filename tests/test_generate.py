@@ -94,12 +94,15 @@ def test_reasoning_style_writes_text_and_reasoning_in_every_format(tmp_path, ext
 
 
 def test_a_random_model_in_the_reasoning_style_writes_nothing_unparsed(tmp_path, tiny_models):
-    """Random words never carry OUTPUT/REASONING: every row is unparseable after its attempts, nothing junk lands."""
+    """Random words never carry OUTPUT/REASONING: every row and every replacement is unparseable after its attempts;
+    nothing junk lands, and the summary says in one line that the replacement budget ran out."""
     spec = tiny_spec(tmp_path, tiny_models["chat"], prompt_style="reasoning", output=str(tmp_path / "r.jsonl"),
                      sample_size=8)  # fmt: skip
     summary = sdgen.generate(spec)
-    assert summary.written == 0 and summary.unparseable == 8
-    assert summary.per_model[str(tiny_models["chat"])].attempts == 8 * spec.engine.max_attempts
+    assert summary.written == 0 and summary.unparseable == 8 * 3  # 8 planned rows, each replaced twice (the default)
+    assert summary.per_model[str(tiny_models["chat"])].attempts == 24 * spec.engine.max_attempts
+    assert summary.missing_note == ("8 of 8 rows missing: their planned rows were lost 3 times (balance.replacements 2; "
+                                    "16 replacement rows ran); raise balance.replacements to fill them")
 
 
 def test_sample_size_not_multiple_of_batch_size(tmp_path, tiny_models):
@@ -162,7 +165,7 @@ def test_generate_path_needs_no_torch(tmp_path, tiny_models):
         f"spec = build_spec(base_spec(sample_size=4, models=[{str(tiny_models['chat'])!r}],"
         f" output={str(tmp_path / 'nt.csv')!r}, generation={{'max_new_tokens': 8}}))\n"
         "s = sdgen.generate(spec)\n"
-        "assert s.written + s.unparseable == 4\n"
+        "assert s.written + s.missing == s.planned == 4\n"
         "print('ok')\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -177,7 +180,7 @@ class ScriptedEngine(Engine):
     runs: list[list[tuple[int, int]]] = []
 
     def __init__(self, model, options) -> None:
-        self.fail_attempts = {row: row % 3 for row in range(1000)}  # row 3k+2 fails twice, 3k+1 once, 3k never
+        self.fail_attempts = {row: row % 3 for row in range(30)}  # planned row 3k+2 fails twice, 3k+1 once, 3k never
 
     chat_template = None
 
@@ -191,23 +194,28 @@ class ScriptedEngine(Engine):
             (row,) = req.rows
             attempt = sum(1 for r, _ in fed if r == row)
             fed.append((row, req.seed))
-            ok = attempt >= self.fail_attempts[row]
+            ok = attempt >= self.fail_attempts.get(row, 0)  # replacements (rows 30+) parse at once
             yield Result(req.id, f" Row {row} attempt {attempt} was fine, thanks." if ok else "", 5, "stop")
 
 
-def test_unparseable_rows_retry_in_the_same_engine_run_with_new_seeds(tmp_path, tiny_models):
+def test_unparseable_rows_retry_in_the_same_engine_run_then_get_replaced(tmp_path, tiny_models):
+    """A row that fails to parse is retried with new seeds in the same run; after its last attempt it is lost,
+    and under balance: random too its replacement (row + sample_size, same cell) fills its place."""
     register_engine("scripted", ScriptedEngine)
     ScriptedEngine.runs.clear()
     spec = tiny_spec(tmp_path, tiny_models["base"], sample_size=30)
     summary = sdgen.generate(spec, backend="scripted", engine={**ENGINE, "max_attempts": 2})
     assert len(ScriptedEngine.runs) == 1  # retries joined the running batch, no second pass
     fed = ScriptedEngine.runs[0]
-    assert len(fed) == 30 + 20  # rows 3k+1 and 3k+2 retried once; 3k+2 then spent its 2 attempts
+    assert len(fed) == 30 + 20 + 10  # rows 3k+1 and 3k+2 retried once; 3k+2 spent its 2 attempts and was replaced
     seeds: dict[int, list[int]] = {}
     for row, seed in fed:
         seeds.setdefault(row, []).append(seed)
     assert all(len(set(s)) == len(s) for s in seeds.values())
     df = read(summary.output)
-    assert sorted(df["row"]) == [r for r in range(30) if r % 3 != 2]
-    assert summary.unparseable == 10 and summary.per_model[str(tiny_models["base"])].attempts == 50
+    assert sorted(df["row"]) == [r for r in range(30) if r % 3 != 2] + [r + 30 for r in range(30) if r % 3 == 2]
+    assert summary.unparseable == 10 and summary.per_model[str(tiny_models["base"])].attempts == 60
+    assert summary.written == 30 and summary.missing_note is None
+    plan = {r.row: r for r in make_plan(spec)}
+    assert all(rec.label == plan[rec.row % 30].label for rec in df.itertuples())
     assert all(df.set_index("row").loc[r, "seed"] == seeds[r][-1] for r in df["row"])

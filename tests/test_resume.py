@@ -43,7 +43,12 @@ CHILD = textwrap.dedent("""
             if self.at and self.rows >= self.at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    tc.CraftedEngine.script = staticmethod(tc.SCENARIO)
+    def judged(row, label, attempt):  # the judge gives planned rows 6, 19, 32, ... the other label
+        text = tc.SCENARIO(row, label, attempt)
+        other = {{"a": "b", "b": "c", "c": "a"}}[label]
+        return text and f"{{text}} says {{other if row % 13 == 6 and row < 400 else label}}"
+
+    tc.CraftedEngine.script = staticmethod(judged if sys.argv[4] == "judge" else tc.SCENARIO)
     register_engine("slow", tc.CraftedEngine)
     spec = sdgen.build_spec({spec!r}, base_dir=__import__("pathlib").Path(sys.argv[1]))
     sdgen.generate(spec, backend="slow", resume=sys.argv[2] == "resume", report=False, progress=KillAt(int(sys.argv[3])))
@@ -65,7 +70,8 @@ def crafted_spec(tmp_path, suffix, **changes):
 def run_child(data, tmp_path, mode, kill_at=0):
     """Run a child to completion, or until it kills itself after ``kill_at`` settled rows."""
     code = CHILD.format(tests=str(TESTS), spec=data)
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), mode, str(kill_at)], cwd=ROOT,
+    script = "judge" if data.get("judge") else "plain"
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), mode, str(kill_at), script], cwd=ROOT,
                           capture_output=True, text=True)  # fmt: skip
     return proc.returncode, proc.stderr
 
@@ -82,15 +88,31 @@ def final_rows(path):
     return df[["row", "text", "label", "category", "type", "seed"]]  # the model path differs between dirs
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
-def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_dataset(tmp_path, suffix):
+def settled_once(run_dir, suffix) -> set[int]:
+    """Every row id the run settled, checking that no row settled twice (dataset, conflicts, rejected, journal)."""
+    seen: list[int] = []
+    for name in ("out", "out.conflicts", "out.rejected"):
+        path = run_dir / f"{name}{suffix}"
+        if path.exists():
+            seen += read_dataset(path)["row"].astype(int).tolist()
+    journal = [json.loads(line) for line in (run_dir / "out.journal.jsonl").read_text().splitlines()]
+    seen += [e["row"] for e in journal if e["event"] != "replacement"]
+    pulled = set(read_dataset(run_dir / f"out.conflicts{suffix}")["row"]) & set(read_dataset(run_dir / f"out{suffix}")["row"])
+    assert not pulled  # the earlier side of a conflict left the dataset
+    assert len(seen) == len(set(seen)), "a row settled twice"
+    return set(seen)
+
+
+@pytest.mark.parametrize("suffix, judge", [(".csv", False), (".jsonl", False), (".parquet", False), (".jsonl", True)])
+def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_dataset(tmp_path, suffix, judge):
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
     ref_dir.mkdir(), run_dir.mkdir()
-    code, err = run_child(crafted_spec(ref_dir, suffix), ref_dir, "fresh")
+    extra = {"judge": True} if judge else {}
+    code, err = run_child(crafted_spec(ref_dir, suffix, **extra), ref_dir, "fresh")
     assert code == 0, err
     reference = final_rows(ref_dir / f"out{suffix}")
     ref_conflicts = final_rows(ref_dir / f"out.conflicts{suffix}")
-    data = crafted_spec(run_dir, suffix)
+    data = crafted_spec(run_dir, suffix, **extra)
     rng = random.Random(suffix)
     kills = 0
     for _ in range(3):  # killed after a random number of settled rows, resumed and killed again, ...
@@ -102,6 +124,13 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_dataset(t
     pd.testing.assert_frame_equal(final_rows(run_dir / f"out{suffix}"), reference)
     pd.testing.assert_frame_equal(final_rows(run_dir / f"out.conflicts{suffix}"), ref_conflicts)
     assert json.loads((run_dir / "out.manifest.json").read_text())["status"] == "finished"
+    settled = settled_once(run_dir, suffix)
+    assert settled >= set(range(400)) and settled == settled_once(ref_dir, suffix)
+    if judge:
+        rejected = final_rows(run_dir / f"out.rejected{suffix}")
+        pd.testing.assert_frame_equal(rejected, final_rows(ref_dir / f"out.rejected{suffix}"))
+        assert set(rejected["row"]) == {r for r in range(400) if r % 13 == 6}  # parsed ones: 6, 19, 32, ...
+        assert len(reference) == 400  # every loss (duplicates, unparseable, rejections) was replaced
 
 
 def test_resume_repairs_a_torn_last_line(tmp_path):

@@ -65,6 +65,8 @@ def generate_cmd(
                        evaluate=eval_real, eval_columns=(text_col, label_col), **overrides)  # fmt: skip
     if quiet:
         out.print(str(summary.output), highlight=False)
+        if summary.missing_note:
+            err.print(f"[yellow]{escape(summary.missing_note)}[/yellow]", highlight=False, soft_wrap=True)
     else:
         _print_summary(summary)
 
@@ -80,13 +82,16 @@ def _print_summary(s: Summary) -> None:
     for what, count in (("exact duplicates", s.exact_duplicates), ("near duplicates", s.near_duplicates),
                         ("label conflicts", s.conflicts)):  # fmt: skip
         table.add_row(what, f"{count} ({100 * count / max(parsed, 1):.1f}% of parsed rows)")
+    if s.missing_note:
+        table.add_row("missing", f"[yellow]{escape(s.missing_note)}[/yellow]")
     if s.quotas:
         short = s.shortfall
         table.add_row("quotas", f"{len(s.quotas) - len(short)} of {len(s.quotas)} cells full"
                       + (": short " + ", ".join(f"{' x '.join(c)} by {n}" for c, n in short.items()) if short else ""))  # fmt: skip
-    if s.verification is not None:
-        v = s.verification.overall
-        table.add_row("verification", f"{v.agree} of {v.total} agree ({100 * v.rate:.1f}%) with {s.verification.model}")
+    if s.judge is not None:
+        j = s.judge.overall
+        table.add_row("judge", f"{j.agree} of {j.total} rows got their own label ({100 * j.rate:.1f}%); "
+                      f"{j.total - j.agree} {'flagged' if s.judge.action == 'flag' else 'rejected'}")  # fmt: skip
     table.add_row("generated tokens", f"{s.generated_tokens:,}")
     table.add_row("throughput", f"{s.tokens_per_s:,.0f} tok/s, {s.rows_per_s:.2f} rows/s")
     table.add_row("wall time", f"{s.wall_time:.1f} s")

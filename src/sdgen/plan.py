@@ -2,9 +2,14 @@
 
 With ``balance: random`` each row is derived from ``(run seed, row id)`` alone, so row ``i`` is
 the same whatever the sample size. With ``balance: exact`` the quota cells (label, or label x
-category) are dealt out exactly and shuffled by the run seed; rows added later to refill a cell
-(ids from ``sample_size`` up) get their cell and model from the scheduler, the rest from their id.
-Either way any subset of rows can be rebuilt without the others.
+category) are dealt out exactly and shuffled by the run seed. Either way any subset of rows can be
+rebuilt without the others.
+
+A row that is lost (unparseable after its attempts, a duplicate, a conflict, rejected by the judge)
+is replaced by row ``id + sample_size``: the same label, category, type and model with a seed of its
+own, up to ``balance.replacements`` times per planned row. Replacements are thus a function of the
+lost row alone, not of the order losses happened in, which is what lets ``--resume`` rebuild them
+from the files.
 """
 
 from __future__ import annotations
@@ -79,6 +84,19 @@ def make_plan(spec: Spec) -> list[PlannedRow]:
     deal = [cell for cell, count in quotas(spec).items() for _ in range(count)]
     random.Random(derive_seed(spec.seed, "balance")).shuffle(deal)
     return [plan_row(spec, row, cell) for row, cell in enumerate(deal)]
+
+
+def replacement(spec: Spec, lost: PlannedRow) -> PlannedRow | None:
+    """The row that takes a lost row's place, or None when that planned row has used its replacements."""
+    if generation(spec, lost.row) >= spec.balance.replacements:
+        return None
+    new = lost.row + spec.sample_size
+    return PlannedRow(new, lost.label, lost.category, lost.type, lost.model, derive_seed(spec.seed, "sample", new, 0))
+
+
+def generation(spec: Spec, row: int) -> int:
+    """0 for a planned row, n for its n-th replacement."""
+    return row // spec.sample_size
 
 
 def retry_seed(spec: Spec, row: int, attempt: int) -> int:

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 class ProgressListener(Protocol):
     def start(self, total_rows: int, description: str, *, new: bool = False) -> None:
-        """Begin (or, with the same bar, relabel) a phase; ``new`` starts a fresh bar (verification)."""
+        """Begin (or, with the same bar, relabel) a phase; ``new`` starts a fresh bar."""
 
     def update(self, rows: int, tokens: int) -> None:
         """Add finished rows and generated tokens."""

@@ -15,6 +15,7 @@ import jinja2.sandbox
 
 from sdgen.errors import SpecError
 from sdgen.plan import PlannedRow
+from sdgen.realdata import ExamplePool
 from sdgen.spec import Spec
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -23,6 +24,11 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 _ROW_SENTINEL = "\x00SDGEN_ROW\x00"
 _SYSTEM_SENTINEL = "\x00SDGEN_SYSTEM\x00"
+
+def _slot(i: int, part: str) -> str:
+    """A placeholder a group's i-th real example replaces (``request``, ``text`` or ``label``)."""
+    return f"\x00SDGEN_REAL_{part}_{i}\x00"
+
 
 ChatRenderer = Callable[[list[dict[str, str]]], str]
 """Renders chat messages with the model's own template, ending with the assistant turn."""
@@ -74,14 +80,23 @@ def render_around(
 
 
 class PromptBuilder:
-    """Builds the prompt string for each planned row of a spec, for one model's prompt mode."""
+    """Builds the prompt string for each planned row of a spec, for one model's prompt mode.
 
-    def __init__(self, spec: Spec, mode: PromptMode, render: ChatRenderer | None = None) -> None:
+    With real examples (``pool``), rows are grouped by plan id (``examples_from.group_rows``); each
+    group's prompt frame holds its own draw of examples and is rendered once.
+    """
+
+    def __init__(self, spec: Spec, mode: PromptMode, render: ChatRenderer | None = None, pool: ExamplePool | None = None) -> None:
         self.spec = spec
         self.mode = mode
         self.system = (spec.system_prompt or DEFAULT_SYSTEM_PROMPT).strip()
         self._template = _load_template(spec) if spec.template_path else None
+        self._pool = pool
+        self._slots = pool.slots if pool is not None else 0
+        # The chat template is rendered once, here (never during generation): real examples go in as
+        # sentinels that each group's draw replaces by plain substitution.
         self._head, self._tail = self._frame(render)
+        self._frames: dict[int, tuple[str, str]] = {}
 
     @property
     def response_prefix(self) -> str:
@@ -107,7 +122,26 @@ class PromptBuilder:
         return stops
 
     def build(self, row: PlannedRow) -> str:
-        return self._head + self._row_part(row) + self._tail + self._answer_start()
+        head, tail = self._frame_of(row.row)
+        return head + self._row_part(row) + tail + self._answer_start()
+
+    def _frame_of(self, row_id: int) -> tuple[str, str]:
+        if self._pool is None:
+            return self._head, self._tail
+        group = row_id // self.spec.examples_from.group_rows
+        if group not in self._frames:
+            if len(self._frames) > 64:  # groups come in plan order: old frames are not needed again
+                self._frames.clear()
+            self._frames[group] = self._fill(self._pool.draw(group))
+        return self._frames[group]
+
+    def _fill(self, real: list[tuple[str, str]]) -> tuple[str, str]:
+        """The frame with this group's real examples in the sentinel slots."""
+        head = self._head
+        for i, (text, label) in enumerate(real):
+            head = head.replace(_slot(i, "request"), self._request(label, None, None))
+            head = head.replace(_slot(i, "label"), label).replace(_slot(i, "text"), " ".join(text.split()))
+        return head, self._tail
 
     def _answer_start(self) -> str:
         # In completion mode the row part already ends with the marker.
@@ -115,22 +149,37 @@ class PromptBuilder:
 
     # -- shared and row-specific text ------------------------------------------------------------
 
+    def _label_lines(self) -> list[str]:
+        spec = self.spec
+        lines = ["Labels and what they mean:"]
+        for label, description in spec.labels.items():
+            line = f"- {label}: {description}" if description else f"- {label}"
+            if spec.contrast and spec.label_contrasts.get(label):
+                line += f" Not: {spec.label_contrasts[label]}"
+            lines.append(line)
+        return lines
+
     def _instructions(self) -> str:
         """The task text every chat prompt starts with (system turn, or folded into the first user turn)."""
         spec = self.spec
-        lines = [self.system, "", f"Task: {spec.task.strip()}", ""]
+        lines = [self.system, "", f"Task: {spec.task.strip()}", "", *self._label_lines(), ""]
         if spec.wants_reasoning:
-            lines.append("Labels and what they mean:")
-            lines += [f"- {k}: {v}" if v else f"- {k}" for k, v in spec.labels.items()]
-            lines += ["", "For each request, answer with OUTPUT: and the text, then REASONING: and why it has its label."]
+            lines.append("For each request, answer with OUTPUT: and the text, then REASONING: and why it has its label.")
         else:
-            lines.append(f"Labels: {', '.join(spec.labels)}.")
-            lines += ["", "For each request, return only one output: the text itself, with no title or explanation."]
+            lines.append("For each request, return only one output: the text itself, with no title or explanation.")
+        if spec.contrast and len(spec.labels) > 1:
+            lines.append("The text must fit its label and none of the others.")
         return "\n".join(lines)
 
-    def _request(self, label: str, category: str, type_: str) -> str:
+    def _contrast(self, label: str) -> str:
+        """" (not neutral, not impolite)" when the spec asks for contrasts."""
+        others = [other for other in self.spec.labels if other != label]
+        return f" (not {', not '.join(others)})" if self.spec.contrast and others else ""
+
+    def _request(self, label: str, category: str | None, type_: str | None) -> str:
         kind = "text and why it is" if self.spec.wants_reasoning else "text that is"
-        return f"Write one new {kind} {label}. Category: {category}. Type: {type_}."
+        where = f" Category: {category}. Type: {type_}." if category is not None else ""
+        return f"Write one new {kind} {label}{self._contrast(label)}.{where}"
 
     def _answer(self, output: str, reasoning: str | None) -> str:
         if self.spec.wants_reasoning:
@@ -148,7 +197,8 @@ class PromptBuilder:
         """System instructions, each example as a request/answer exchange, then the row's request.
 
         Small chat models imitate demonstrated turns far better than examples quoted in one message,
-        and all of it except the last turn is shared by every row (the prefix cache reuses it).
+        and all of it except the last turn is shared by every row of a group (the prefix cache reuses it).
+        Real examples have no category or type: their requests name the label only.
         """
         if self._template is not None:
             return [{"role": "system", "content": self.system}, {"role": "user", "content": user_turn}]
@@ -156,13 +206,15 @@ class PromptBuilder:
         for ex in self.spec.examples:
             messages.append({"role": "user", "content": self._request(ex.label, ex.category, ex.type)})
             messages.append({"role": "assistant", "content": self._answer(ex.output, ex.reasoning)})
+        if not self.spec.wants_reasoning:  # a real row has no reasoning to demonstrate
+            for i in range(self._slots):
+                messages.append({"role": "user", "content": _slot(i, "request")})
+                messages.append({"role": "assistant", "content": _slot(i, "text")})
         messages.append({"role": "user", "content": user_turn})
         return messages
 
     def _completion_shared(self) -> str:
-        lines = [self.system, "", f"Task: {self.spec.task.strip()}"]
-        if self.spec.wants_reasoning:
-            lines += ["", "Labels:"] + [f"- {k}: {v}" if v else f"- {k}" for k, v in self.spec.labels.items()]
+        lines = [self.system, "", f"Task: {self.spec.task.strip()}", "", *self._label_lines()]
         for ex in self.spec.examples:
             lines += ["", f"Label: {ex.label}", f"Category: {ex.category}", f"Type: {ex.type}"]
             if self.spec.wants_reasoning:
@@ -170,12 +222,15 @@ class PromptBuilder:
                 lines.append(f"REASONING: {(ex.reasoning or '').strip()}")
             else:
                 lines.append(f"Text: {ex.output.strip()}")
+        if not self.spec.wants_reasoning:
+            for i in range(self._slots):
+                lines += ["", f"Label: {_slot(i, 'label')}", f"Text: {_slot(i, 'text')}"]
         return "\n".join(lines) + "\n\n"
 
     # -- framing: chat template or plain completion ----------------------------------------------
 
     def _frame(self, render: ChatRenderer | None) -> tuple[str, str]:
-        """(head, tail) such that a row's prompt is head + row part + tail."""
+        """(head, tail) such that a row's prompt is head + row part + tail (real examples: sentinel slots)."""
         if self.mode is PromptMode.COMPLETION:
             return ("" if self._template else self._completion_shared()), ""  # no trailing space: BPE puts it on the next token
         assert render is not None, "chat modes need the model's chat renderer"

@@ -145,32 +145,62 @@ class BalanceOptions(_Strict):
 
     mode: Literal["random", "exact"] = Field(
         "random",
-        description="random = each row draws its label (the recipe's way); exact = the plan holds exact quotas and "
-        "rows lost to duplicates, conflicts or parsing are replaced until every quota is full.",
+        description="random = each row draws its label (the recipe's way); exact = the plan deals exact quotas per "
+        "label (or label x category).",
     )
     by: Literal["label", "label_category"] = Field("label", description="Quota cells: per label or label x category.")
-    extra_budget: float = Field(
-        1.0, ge=0.0, le=20.0, description="Replacement rows allowed per model, as a share of its planned rows."
-    )
+    replacements: int = Field(
+        2, ge=0, le=20,
+        description="How many times a planned row may be replaced when it is lost (unparseable after its attempts, a "
+        "duplicate, a conflict, rejected by the judge): the replacement keeps its label, category and type and gets "
+        "a seed of its own. This is the budget: at most replacements x sample_size extra rows.",
+    )  # fmt: skip
 
     @model_validator(mode="before")
     @classmethod
     def _from_str(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "extra_budget" in value:
+            raise ValueError("extra_budget is now replacements: how many times each planned row may be replaced "
+                             "(a whole number; 2 by default)")  # fmt: skip
         return {"mode": value} if isinstance(value, str) else value
 
 
-class VerifyOptions(_Strict):
-    """A second pass: a model classifies each kept text among the labels (its output constrained to them)."""
+class JudgeOptions(_Strict):
+    """Every parsed row's label is checked online: a model picks one of the labels for the text (its output
+    constrained to them); a row it gives another label is rejected and replaced."""
 
-    model: str = Field(min_length=1, description="Built-in model name, OpenVINO IR dir or GGUF path.")
-    action: Literal["flag", "drop"] = Field(
-        "flag", description="flag = keep every row with `verified_label`/`agrees`; drop = move disagreeing rows out."
-    )
+    enabled: bool = Field(True, description="Judge every parsed row (`judge: false` turns it off).")
+    model: str | None = Field(
+        None, description="None: the generating engine judges its own rows (in the same batches). A model name or "
+        "path is not supported yet in the online judge.",
+    )  # fmt: skip
+    action: Literal["drop", "flag"] = Field(
+        "drop", description="drop = rejected rows go to <output>.rejected and are replaced (see balance.replacements); "
+        "flag = every row is kept, with `judged_label` and `agrees` columns.",
+    )  # fmt: skip
 
     @model_validator(mode="before")
     @classmethod
-    def _from_str(cls, value: Any) -> Any:
+    def _from_scalar(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return {"enabled": value}
         return {"model": value} if isinstance(value, str) else value
+
+
+class RealExamples(_Strict):
+    """Real labelled rows shown as examples: each group of rows sees its own draw, so groups see different ones
+    while rows of a group share their prompt prefix (and the engine's prefix cache). Never written to the output."""
+
+    path: Path = Field(description="CSV, JSONL or Parquet with a text and a label column (relative to the spec).")
+    text_col: str = Field("text", description="The text column.")
+    label_col: str = Field("label", description="The label column.")
+    per_label: int = Field(1, ge=1, le=8, description="Real examples per label in each prompt.")
+    group_rows: int = Field(32, ge=1, description="Rows (by plan id) that share one draw of examples.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_path(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, (str, Path)) else value
 
 
 class Spec(_Strict):
@@ -178,10 +208,16 @@ class Spec(_Strict):
 
     name: str = Field("dataset", min_length=1, description="Dataset name; the default output is <name>.csv.")
     task: str = Field(min_length=1, description="One line on the use case; it goes into the prompt.")
-    labels: dict[str, str] = Field(description="Label -> description (a plain list is accepted); descriptions go "
-                                   "into the prompt.")
+    labels: dict[str, str] = Field(description="Label -> description, or -> {description, not} (what the label is "
+                                   "not); a plain list is accepted. Descriptions go into every prompt.")
+    label_contrasts: dict[str, str] = Field(default_factory=dict, description="Label -> what it is not; set through "
+                                            "labels.NAME.not.")
     categories: dict[str, list[str]] = Field(description="Category -> list of types.")
     examples: list[Example] = Field(default_factory=list, description="Few-shot examples (see examples[]).")
+    examples_from: RealExamples | None = Field(None, description="Real labelled rows as rotating examples: a path "
+                                               "or the long form (see examples_from).")
+    contrast: bool = Field(True, description="Say in the prompt what each label is not (labels.NAME.not, else the "
+                           "other labels' descriptions), so confusable labels separate.")
     prompt_style: str = Field("fewshot", description="fewshot | reasoning | path to a Jinja template.")
     system_prompt: str | None = Field(None, description="Replaces sdgen's system text (a model without a system "
                                       "role gets it in its first user turn).")
@@ -196,11 +232,38 @@ class Spec(_Strict):
     engine: EngineOptions = Field(default_factory=EngineOptions, description="Engine settings (see engine).")
     dedup: DedupOptions = Field(default_factory=DedupOptions, description="Dedup and conflicts, or false (see dedup).")
     balance: BalanceOptions = Field(default_factory=BalanceOptions, description="random, exact, or the long form.")
-    verify: VerifyOptions | None = Field(None, description="A model that labels every kept text (see verify).")
+    judge: JudgeOptions = Field(default_factory=lambda: JudgeOptions(enabled=False), description="Check every "
+                                "row's label online: true, false, or the long form (see judge).")
     ray: RayOptions | None = Field(None, description="Run the engines on a Ray cluster: true, an address, or the "
                                    "long form (see ray, and docs/ray.md).")
     output: Path | None = Field(None, description="Output path (.csv, .jsonl or .parquet); default <name>.csv.")
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True, description="Where relative paths resolve.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _label_forms(cls, data: Any) -> Any:
+        """``labels: {NAME: {description, not}}`` -> descriptions in ``labels``, the "not" texts in ``label_contrasts``."""
+        if not isinstance(data, dict):
+            return data
+        if "verify" in data:
+            raise ValueError("verify: the end-of-run verification is now the online judge: use `judge: true` "
+                             "(the generating model judges its rows; docs/quality.md)")  # fmt: skip
+        labels = data.get("labels")
+        if isinstance(labels, dict) and any(isinstance(v, dict) for v in labels.values()):
+            contrasts = dict(data.get("label_contrasts") or {})
+            plain = {}
+            for name, value in labels.items():
+                if isinstance(value, dict):
+                    unknown = set(value) - {"description", "not"}
+                    if unknown:
+                        raise ValueError(f"labels.{name}: unknown field {sorted(unknown)[0]!r} (use description and not)")
+                    plain[name] = value.get("description", "")
+                    if value.get("not"):
+                        contrasts[name] = value["not"]
+                else:
+                    plain[name] = value
+            data = {**data, "labels": plain, "label_contrasts": contrasts}
+        return data
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -257,6 +320,9 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Spec:
+        for name in self.label_contrasts:
+            if name not in self.labels:
+                raise ValueError(f"label_contrasts: {name!r} is not one of the labels")
         for i, ex in enumerate(self.examples):
             where = f"examples.{i}"
             if ex.label not in self.labels:
@@ -284,6 +350,13 @@ class Spec(_Strict):
         return self
 
     @property
+    def real_examples_path(self) -> Path | None:
+        if self.examples_from is None:
+            return None
+        path = self.examples_from.path.expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
     def template_path(self) -> Path | None:
         if self.prompt_style in BUILTIN_STYLES:
             return None
@@ -303,6 +376,11 @@ class Spec(_Strict):
     @property
     def wants_reasoning(self) -> bool:
         return self.prompt_style == "reasoning"
+
+    @property
+    def judge_flags(self) -> bool:
+        """Rows carry the judge's label (`judged_label`, `agrees`) instead of being dropped when it disagrees."""
+        return self.judge.enabled and self.judge.action == "flag"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -13,14 +13,14 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from sdgen.spec import (
-    BalanceOptions, DedupOptions, EngineOptions, Example, GenerationParams, ModelChoice, RayOptions, Spec,
-    VerifyOptions,
+    BalanceOptions, DedupOptions, EngineOptions, Example, GenerationParams, JudgeOptions, ModelChoice, RayOptions,
+    RealExamples, Spec,
 )  # fmt: skip
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
-    ("spec", Spec), ("examples[]", Example), ("models[]", ModelChoice), ("generation", GenerationParams),
-    ("engine", EngineOptions), ("dedup", DedupOptions), ("balance", BalanceOptions), ("verify", VerifyOptions),
-    ("ray", RayOptions),
+    ("spec", Spec), ("examples[]", Example), ("examples_from", RealExamples), ("models[]", ModelChoice),
+    ("generation", GenerationParams), ("engine", EngineOptions), ("dedup", DedupOptions), ("balance", BalanceOptions),
+    ("judge", JudgeOptions), ("ray", RayOptions),
 ]  # fmt: skip
 
 INTRO = """# Spec reference

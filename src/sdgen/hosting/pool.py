@@ -68,6 +68,7 @@ class WorkerPool(Engine):
                  on_close: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.backend = backend
         self._on_close = on_close
+        self._generating = False
         self._launch, self._recycle_every, self._restarts = launch, recycle_every, restarts
         self._cap = inflight_cap or float("inf")
         self.results_by: Counter[str] = Counter()  # results per worker (its label)
@@ -112,6 +113,8 @@ class WorkerPool(Engine):
         return self._call("count_tokens", text)
 
     def _call(self, name: str, *args: Any) -> Any:
+        if self._generating:
+            raise RuntimeError(f"{name}() was called while this pool generates: call it before generate()")
         self._restart_abandoned()
         conn = self._slots[0].handle.conn
         conn.send(("call", name, args))
@@ -122,7 +125,13 @@ class WorkerPool(Engine):
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
         self._restart_abandoned()
-        queue = _Queue(iter(requests))
+        self._generating = True
+        try:
+            yield from self._generate(_Queue(iter(requests)))
+        finally:
+            self._generating = False
+
+    def _generate(self, queue: _Queue) -> Iterator[Result]:
         for slot in self._slots:
             self._run(slot)
         while True:

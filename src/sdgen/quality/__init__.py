@@ -1,1 +1,1 @@
-"""What makes rows worth training on: the dedup index, online curation, label verification, the run report."""
+"""What makes rows worth training on: the dedup index, online curation, the online judge, evaluation against real data, the run report."""

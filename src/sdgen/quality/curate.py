@@ -3,8 +3,8 @@
 Exact and near duplicates under the same label are dropped (or written flagged with
 ``keep_duplicates``); a text (near-)equal to one kept under another label is a cross-label
 conflict: the new row goes to the conflicts file, and so does the earlier one, which is moved
-out of the dataset when the run ends (it was already written). Every loss frees its quota cell,
-so ``balance: exact`` can schedule a replacement.
+out of the dataset when the run ends (it was already written). Every call returns the rows it
+lost, so that the run can replace them (`sdgen.plan.replacement`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from sdgen.plan import Cell, cell_of
+from sdgen.plan import Cell, PlannedRow, cell_of
 from sdgen.quality.index import TextIndex, Verdict
 from sdgen.store.runstate import Journal
 from sdgen.spec import Spec
@@ -32,7 +32,14 @@ class QualityCounts:
     exact_duplicates: int = 0
     near_duplicates: int = 0
     conflicts: int = 0  # rows of this model set aside as one side of a conflict
+    example_copies: int = 0  # rows that repeated a spec example or a real example (dropped)
+    rejected: int = 0  # rows the judge gave another label (moved to the rejected file)
     seconds: float = 0.0  # time spent checking and indexing
+
+
+def as_row(record: dict[str, Any]) -> PlannedRow:
+    """The plan entry a record was written for (its seed aside: a replacement draws its own)."""
+    return PlannedRow(int(record["row"]), record["label"], record["category"], record["type"], record["model"], 0)
 
 
 class RowBuffer:
@@ -65,7 +72,7 @@ class RowBuffer:
 @dataclass
 class _Kept:
     cell: Cell
-    model: str
+    row: PlannedRow  # what a replacement needs if this row is pulled out later (a conflict)
 
 
 @dataclass
@@ -76,6 +83,7 @@ class Curator:
     dataset: RowBuffer
     conflicts: RowBuffer
     journal: Journal | None = None
+    rejected: RowBuffer | None = None
     per_model: dict[str, QualityCounts] = field(default_factory=dict)
     cells: Counter = field(default_factory=Counter)  # rows counting toward each quota cell
     pulled: dict[int, int] = field(default_factory=dict)  # earlier kept row -> the row it conflicts with
@@ -91,12 +99,31 @@ class Curator:
                 num_perm=options.num_perm,
             )
         self._kept: dict[int, _Kept] = {}
+        self._reserved: list[str] = []
 
     def counts(self, model: str) -> QualityCounts:
         return self.per_model.setdefault(model, QualityCounts())
 
-    def offer(self, record: dict[str, Any]) -> list[Cell]:
-        """Route one parsed row; return the quota cells that lost a row (this one's and/or an earlier one's)."""
+    def reserve(self, texts: list[tuple[str, str]]) -> None:
+        """Texts no generated row may repeat, exactly or nearly, under any label: the spec's examples and the
+        real examples the prompts show. They take negative row ids in the index."""
+        if self.index is None:
+            return
+        for i, (text, label) in enumerate(texts, start=len(self._reserved) + 1):
+            self.index.add(-i, text, label)
+        self._reserved += [t for t, _ in texts]
+
+    def reject(self, record: dict[str, Any]) -> list[PlannedRow]:
+        """A row the judge gave another label: to the rejected file; it is lost."""
+        self.counts(record["model"]).rejected += 1
+        self.counts(record["model"]).parsed += 1
+        assert self.rejected is not None, "a curator without a rejected file cannot reject"
+        self.rejected.add(record)
+        self._maybe_flush()
+        return [as_row(record)]
+
+    def offer(self, record: dict[str, Any]) -> list[PlannedRow]:
+        """Route one parsed row; return the rows it lost (this one and/or an earlier one it conflicts with)."""
         t0 = time.perf_counter()
         counts = self.counts(record["model"])
         counts.parsed += 1
@@ -105,6 +132,11 @@ class Curator:
         freed: list[Cell] = []
         if check is None or check.verdict is Verdict.UNIQUE:
             self._keep(record, cell)
+        elif check.match is not None and check.match < 0:  # a spec or real example, whatever its label
+            counts.example_copies += 1
+            self.index.discard(record["row"])
+            self._note("example", record["row"], record["model"])
+            freed = [as_row(record)]
         elif check.verdict is Verdict.CONFLICT:
             freed = self._conflict(record, cell, check.match)
         else:
@@ -118,7 +150,7 @@ class Curator:
                 self.dataset.add({**record, "duplicate": kind, "duplicate_of": check.match})
             else:
                 self._note(kind, record["row"], record["model"])
-            freed = [cell]
+            freed = [as_row(record)]
         counts.seconds += time.perf_counter() - t0
         self._maybe_flush()
         return freed
@@ -128,62 +160,62 @@ class Curator:
         self._note("unparseable", row, model)
         self._maybe_flush()
 
-    def replacement(self, row: int, cell: Cell, model: str) -> None:
-        """A replacement row was scheduled (its cell and model cannot be derived from its id)."""
-        if self.journal is not None:
-            self.journal.note("replacement", row, model, cell)
-
     def _note(self, event: str, row: int, model: str) -> None:
         if self.journal is not None:
             self.journal.note(event, row, model)
 
     def _maybe_flush(self) -> None:
-        pending = len(self.dataset) + len(self.conflicts) + (self.journal.pending if self.journal else 0)
+        pending = len(self.dataset) + len(self.conflicts) + len(self.rejected or ()) + (self.journal.pending if self.journal else 0)
         if pending >= self.spec.batch_size:
             self.flush()
 
     def _keep(self, record: dict[str, Any], cell: Cell, *, index: bool = True) -> None:
         if index and self.index is not None:
             self.index.add(record["row"], record["text"], record["label"])
-        self._kept[record["row"]] = _Kept(cell, record["model"])
+        self._kept[record["row"]] = _Kept(cell, as_row(record))
         self.cells[cell] += 1
         self.counts(record["model"]).kept += 1
         self.dataset.add(record)
 
-    def _conflict(self, record: dict[str, Any], cell: Cell, match: int) -> list[Cell]:
+    def _conflict(self, record: dict[str, Any], cell: Cell, match: int) -> list[PlannedRow]:
         """Both sides go to the conflicts file; under ``conflicts: separate`` neither stays in the dataset."""
         separate = self.spec.dedup.conflicts == "separate"
         self.index.add(record["row"], record["text"], record["label"])  # later variants of it are caught too
         self.counts(record["model"]).conflicts += 1
         self.conflicts.add({**record, "conflict_with": match})
-        freed = [cell] if separate else []
+        freed = [as_row(record)] if separate else []
         if not separate:
             self._keep(record, cell, index=False)
         earlier = self._kept.get(match)
         if earlier is not None and match not in self.pulled:
             self.pulled[match] = record["row"]  # copied (separate: moved) to the conflicts file when the run ends
-            counts = self.counts(earlier.model)
+            counts = self.counts(earlier.row.model)
             counts.conflicts += 1
             if separate:
                 self.cells[earlier.cell] -= 1
                 counts.kept -= 1
-                freed.append(earlier.cell)
+                freed.append(earlier.row)
         return freed
 
     def flush(self) -> None:
         """Data files first, then the journal: a journal entry never refers to rows that are not on disk."""
         self.dataset.flush()
         self.conflicts.flush()
+        if self.rejected is not None:
+            self.rejected.flush()
         if self.journal is not None:
             self.journal.flush()
 
     def close(self) -> None:
         self.dataset.close()
         self.conflicts.close()
+        if self.rejected is not None:
+            self.rejected.close()
         if self.journal is not None:
             self.journal.close()
 
-    def restore(self, dataset: pd.DataFrame, conflicts: pd.DataFrame | None, journal: list[dict[str, Any]]) -> None:
+    def restore(self, dataset: pd.DataFrame, conflicts: pd.DataFrame | None, journal: list[dict[str, Any]],
+                rejected: pd.DataFrame | None = None) -> None:  # fmt: skip
         """Rebuild the index, the counts and the pulled set of an interrupted run from what it wrote."""
         import pandas as pd
 
@@ -195,14 +227,14 @@ class Curator:
             if self.index is not None:
                 self.index.add(int(record["row"]), record["text"], record["label"])
         for record in kept_records:
-            self._kept[int(record["row"])] = _Kept(cell_of(self.spec, record["label"], record["category"]), record["model"])
+            self._kept[int(record["row"])] = _Kept(cell_of(self.spec, record["label"], record["category"]), as_row(record))
         in_conflicts = {int(r["row"]) for r in conflict_records}
         for record in conflict_records:
             match = record.get("conflict_with")
             if match is not None and not pd.isna(match) and int(match) in self._kept:
                 self.pulled.setdefault(int(match), int(record["row"]))
         for row, kept in self._kept.items():
-            counts = self.counts(kept.model)
+            counts = self.counts(kept.row.model)
             counts.parsed += 1
             if row in self.pulled or row in in_conflicts:
                 counts.conflicts += 1
@@ -216,11 +248,16 @@ class Curator:
                 counts.parsed += 1
                 counts.conflicts += 1
         duplicates = [(r["model"], r["duplicate"]) for r in dataset[flagged].to_dict("records")]
-        duplicates += [(e["model"], e["event"]) for e in journal if e["event"] in ("exact", "near")]
+        duplicates += [(e["model"], e["event"]) for e in journal if e["event"] in ("exact", "near", "example")]
         for model, kind in duplicates:
             counts = self.counts(model)
             counts.parsed += 1
             if kind == "exact":
                 counts.exact_duplicates += 1
-            else:
+            elif kind == "near":
                 counts.near_duplicates += 1
+            else:
+                counts.example_copies += 1
+        for model in (rejected["model"] if rejected is not None else []):
+            self.counts(model).parsed += 1
+            self.counts(model).rejected += 1

@@ -21,6 +21,7 @@ from typing import Any
 
 from sdgen.errors import SdgenError
 from sdgen.quality.report import distinct_n
+from sdgen.realdata import check_labels, read_real
 from sdgen.store.files import read_dataset, sidecar
 
 TEST_ROWS = 2000  # held-out real rows at most (stratified); the rest is the reference's pool
@@ -28,7 +29,7 @@ PAIRWISE_SAMPLE = 2000  # texts sampled for the mean pairwise similarity
 
 
 class EvalError(SdgenError):
-    """The dataset or the real file cannot be evaluated as given."""
+    """The dataset cannot be evaluated as given."""
 
 
 @dataclass
@@ -74,39 +75,9 @@ def _classifier(seed: int):
     )
 
 
-def read_real(path: Path, text_col: str, label_col: str):
-    """The real file's text and label columns (CSV, JSONL or Parquet), with a one-line error naming a missing one."""
-    import pandas as pd
-
-    path = Path(path)
-    if not path.is_file():
-        raise EvalError(f"{path}: real data file not found")
-    suffix = path.suffix.lower()
-    try:
-        df = (pd.read_csv(path, dtype=str, keep_default_na=False) if suffix == ".csv"
-              else pd.read_json(path, lines=True, dtype=False) if suffix == ".jsonl" else pd.read_parquet(path))  # fmt: skip
-    except (OSError, ValueError) as exc:
-        raise EvalError(f"cannot read {path}: {exc}") from None
-    missing = [c for c in (text_col, label_col) if c not in df.columns]
-    if missing:
-        raise EvalError(f"{path}: no column {', '.join(map(repr, missing))} (columns: {', '.join(map(str, df.columns))}); "
-                        "name them with --text-col / --label-col")  # fmt: skip
-    df = df.rename(columns={text_col: "text", label_col: "label"})
-    df["text"], df["label"] = df["text"].astype(str), df["label"].astype(str)
-    return df[df["text"].str.strip() != ""].reset_index(drop=True)
-
-
 def check_real_labels(real: Path, text_col: str, label_col: str, labels: list[str]) -> None:
     """Fail now, before a long run, when the real file cannot score a dataset with these labels."""
-    df = read_real(real, text_col, label_col)
-    _check_labels(real, labels, df)
-
-
-def _check_labels(real: Path, labels: list[str], real_df) -> None:
-    unknown = [label for label in labels if label not in set(real_df["label"])]
-    if unknown:
-        raise EvalError(f"{real}: has no rows labelled {', '.join(map(repr, unknown))} "
-                        f"(its labels: {', '.join(sorted(set(real_df['label'])))}); evaluate against a file with the same labels")  # fmt: skip
+    check_labels(real, labels, read_real(real, text_col, label_col))
 
 
 def _split(real, labels: list[str], seed: int):
@@ -161,7 +132,7 @@ def evaluate(dataset: str | Path, real: str | Path, *, text_col: str = "text", l
         synthetic = synthetic[synthetic["duplicate"].eq("")]  # rows flagged by --keep-duplicates are not data
     real_df = read_real(Path(real), text_col, label_col)
     labels = sorted(set(synthetic["label"]))
-    _check_labels(Path(real), labels, real_df)
+    check_labels(Path(real), labels, real_df)
     if len(labels) < 2:
         raise EvalError(f"{dataset}: a classifier needs at least two labels, the dataset has {len(labels)}")
     notes = []

@@ -108,8 +108,8 @@ def _model_rows(df: pd.DataFrame, stats: dict | None) -> list[list[str]]:
             dup, near, conflict = q.get("exact_duplicates", 0), q.get("near_duplicates", 0), q.get("conflicts", 0)
             gen_s = max(run["seconds"] - run["load_seconds"], 1e-9)
             speed = f"{run['generated_tokens'] / gen_s:.0f} / {run['rows'] / gen_s:.2f}"
-            if stats.get("verification") and model in stats["verification"]["by_model"]:
-                a = stats["verification"]["by_model"][model]
+            if stats.get("judge") and model in stats["judge"]["by_model"]:
+                a = stats["judge"]["by_model"][model]
                 agree = _pct(a["agree"], a["total"])
         else:
             found = scanned.get(model, Counter())
@@ -162,12 +162,15 @@ def render_report(output: Path, df: pd.DataFrame, stats: dict | None) -> Path:
         short = sum(1 for q in stats["quotas"] if q["filled"] < q["quota"])
         parts += ["", "## Quotas (balance: exact)", "", f"{len(rows) - short} of {len(rows)} cells full.", ""]
         parts.append(_table(["cell", "quota", "filled", "short"], rows))
-    if stats and stats.get("verification"):
-        v = stats["verification"]
-        rows = [[label, _pct(a["agree"], a["total"]), str(a["total"])] for label, a in v["by_label"].items()]
-        parts += ["", f"## Verification by {v['model']} (action: {v['action']})", ""]
-        parts.append(_table(["label", "agreement", "rows checked"], rows))
-        parts += ["", f"Verification pass: {v['seconds']:.1f} s (+{v['load_seconds']:.1f} s load)."]
+    if stats and stats.get("judge"):
+        j = stats["judge"]
+        rows = [[label, _pct(a["agree"], a["total"]), str(a["total"])] for label, a in j["by_label"].items()]
+        parts += ["", f"## Judge (the generating model labels each parsed row; action: {j['action']})", ""]
+        parts.append(_table(["label", "given its own label", "rows judged"], rows))
+        parts += ["", f"{j['requests']} judge requests shared the engine's batches; {j['rejected']} rows "
+                  f"{'flagged' if j['action'] == 'flag' else 'rejected and replaced'}."]  # fmt: skip
+    if stats and stats.get("missing_note"):
+        parts += ["", f"**{stats['missing_note']}.**"]
     parts += ["", "## Charts", ""] + [f"![{title}]({charts_dir.name}/{path.name})" for title, path in charts]
     report.write_text("\n".join(parts) + "\n", encoding="utf-8")
     return report
@@ -188,7 +191,7 @@ def _notes(stats: dict) -> str:
     if stats.get("conflicts_file"):
         lines.append(f"Conflicting rows (both sides): `{Path(stats['conflicts_file']).name}`.")
     if stats.get("rejected_file"):
-        lines.append(f"Rows the verifier disagreed with: `{Path(stats['rejected_file']).name}`.")
+        lines.append(f"Rows the judge gave another label: `{Path(stats['rejected_file']).name}`.")
     return "\n".join(lines)
 
 

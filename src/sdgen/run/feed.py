@@ -12,14 +12,14 @@ share the engine's batch.
 from __future__ import annotations
 
 import itertools
-import math
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from sdgen.engines.base import Request
-from sdgen.plan import Cell, PlannedRow, plan_row, retry_seed
+from sdgen.plan import PlannedRow, retry_seed
 from sdgen.prompts import PromptBuilder
+from sdgen.quality.judge import JUDGE_PARAMS, JudgePrompt
 from sdgen.spec import Spec
 
 
@@ -34,39 +34,60 @@ class Job:
         return self.row.seed if self.attempt == 0 else retry_seed(spec, self.row.row, self.attempt)
 
 
-class RequestFeed:
-    """Jobs in, `Request`s out: retries first, then replacement rows, then the plan in its order."""
+@dataclass(frozen=True, slots=True)
+class JudgeJob:
+    """A parsed row waiting for the judge's label."""
 
-    def __init__(self, spec: Spec, builder: PromptBuilder, rows: Iterable[PlannedRow]) -> None:
-        self.spec, self.builder = spec, builder
+    row: PlannedRow
+    record: dict[str, Any]
+
+
+class RequestFeed:
+    """Jobs in, `Request`s out: judge jobs first (short, and they unblock writing), then retries, then replacement
+    rows, then the plan in its order."""
+
+    def __init__(self, spec: Spec, builder: PromptBuilder, rows: Iterable[PlannedRow], judge: JudgePrompt | None = None) -> None:
+        self.spec, self.builder, self.judge = spec, builder, judge
         self._planned: Iterator[PlannedRow] = iter(rows)
+        self._judging: deque[JudgeJob] = deque()
         self._retries: deque[Job] = deque()
         self._extra: deque[Job] = deque()
         self._ids = itertools.count()
-        self._jobs: dict[int, Job] = {}
+        self._jobs: dict[int, Job | JudgeJob] = {}
 
     def __iter__(self) -> RequestFeed:
         return self
 
     def __next__(self) -> Request:
+        if self._judging:
+            return self._request(self._judging.popleft())
         if self._retries:
             job = self._retries.popleft()
         elif self._extra:
             job = self._extra.popleft()
         else:
             job = Job(next(self._planned))
+        return self._request(job)
+
+    def _request(self, job: Job | JudgeJob) -> Request:
         request_id = next(self._ids)
         self._jobs[request_id] = job
+        if isinstance(job, JudgeJob):
+            return Request(request_id, self.judge.build(job.record["text"]), JUDGE_PARAMS, 0, set(),
+                           self.judge.choices, rows=(job.row.row,))  # fmt: skip
         return Request(request_id, self.builder.build(job.row), self.spec.generation, job.seed(self.spec),
                        self.builder.stop_strings, rows=(job.row.row,))  # fmt: skip
 
-    def job(self, request_id: int) -> Job:
+    def job(self, request_id: int) -> Job | JudgeJob:
         """The job of a finished request (each is handed out once)."""
         return self._jobs.pop(request_id)
 
     def add(self, row: PlannedRow) -> None:
-        """Queue a row that was not in the plan given at the start (a quota replacement)."""
+        """Queue a row that was not in the rows given at the start (a replacement)."""
         self._extra.append(Job(row))
+
+    def judge_later(self, row: PlannedRow, record: dict[str, Any]) -> None:
+        self._judging.append(JudgeJob(row, record))
 
     def retry(self, job: Job) -> bool:
         """Queue the job's next attempt; False when its attempts are spent."""
@@ -74,27 +95,3 @@ class RequestFeed:
             return False
         self._retries.append(Job(job.row, job.attempt + 1))
         return True
-
-
-class Refill:
-    """Schedules replacement rows for quota cells that lost rows (``balance: exact``), within a budget per model."""
-
-    def __init__(self, spec: Spec, plan: list[PlannedRow]) -> None:
-        self.spec = spec
-        planned = Counter(row.model for row in plan)
-        exact = spec.balance.mode == "exact"
-        self.budgets = {m: math.ceil(spec.balance.extra_budget * n) if exact else 0 for m, n in planned.items()}
-        self.used: Counter[str] = Counter()
-        self._next = spec.sample_size  # replacement ids follow the plan's
-
-    def skip_to(self, next_id: int) -> None:
-        """Continue numbering after the ids an interrupted run already used."""
-        self._next = max(self._next, next_id)
-
-    def take(self, cell: Cell, model: str) -> PlannedRow | None:
-        """A new row for ``cell`` on ``model``, or None when the model's budget is spent."""
-        if self.used[model] >= self.budgets.get(model, 0):
-            return None
-        self.used[model] += 1
-        self._next += 1
-        return plan_row(self.spec, self._next - 1, cell, model)

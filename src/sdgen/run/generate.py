@@ -12,25 +12,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sdgen.engines.base import Engine
 from sdgen.engines.registry import check_backend
-from sdgen.errors import Interrupted, OutputError
+from sdgen.errors import Interrupted, OutputError, SpecError
 from sdgen.hosting import start_engine
 from sdgen.models.resolve import resolve_model
 from sdgen.plan import PlannedRow, make_plan, quotas
 from sdgen.progress import NullProgress, ProgressListener
 from sdgen.prompts import PromptBuilder, detect_mode
 from sdgen.quality.curate import Curator, RowBuffer
+from sdgen.quality.judge import JudgePrompt, JudgeStats
 from sdgen.quality.evaluate import check_real_labels, render_eval
 from sdgen.quality.evaluate import evaluate as evaluate_dataset
-from sdgen.run.feed import Refill, RequestFeed
+from sdgen.run.feed import RequestFeed
 from sdgen.run.finish import count_filled, finish_dataset, write_report
 from sdgen.run.settle import Settle
 from sdgen.run.state import Resumed, Sidecars, start_fresh
 from sdgen.run.stop import StopRequest
 from sdgen.run.summary import Summary
+from sdgen.realdata import ExamplePool
 from sdgen.spec import Spec, apply_overrides, load_spec
-from sdgen.store.files import dataset_columns, dataset_exists, open_writer
+from sdgen.store.files import columns_for, dataset_exists, open_writer
 from sdgen.store.runstate import Journal, journal_path, write_manifest
 
 
@@ -51,7 +52,7 @@ def generate(
     ``overrides`` replace spec fields (``rows``, ``model``, ``seed``, ``output``, ``keep_duplicates`` or any
     field name). ``resume`` finishes an interrupted run of the same spec (see docs/resume.md). Besides
     the dataset: ``<stem>.conflicts<ext>`` when texts conflicted across labels, ``<stem>.rejected<ext>``
-    when verification dropped rows, ``<stem>.stats.json``, ``<stem>.report.md``, and the run state
+    for rows the judge gave another label, ``<stem>.stats.json``, ``<stem>.report.md``, and the run state
     (``<stem>.manifest.json``, ``<stem>.journal.jsonl``). ``evaluate``: a real labelled file (columns
     ``eval_columns``) to score the finished dataset against (`sdgen.evaluate`); checked before any row is made.
     """
@@ -82,27 +83,42 @@ class Run:
         self.summary = Summary(self.output, len(self.plan), quotas=quotas(spec) if spec.balance.mode == "exact" else {})
         names = list(dict.fromkeys(row.model for row in self.plan))
         self.models = {name: resolve_model(name, base_dir=spec.base_dir) for name in names}  # fail before writing
-        self.verifier = resolve_model(spec.verify.model, base_dir=spec.base_dir) if spec.verify else None
-        self.columns = dataset_columns(spec.wants_reasoning, spec.dedup.keep_duplicates)
+        if spec.judge.enabled and spec.judge.model is not None:
+            raise SpecError("judge.model: the online judge runs on the generating engine for now; "
+                            "leave judge.model out (docs/quality.md)")  # fmt: skip
+        self.pool = (ExamplePool(spec.real_examples_path, spec.examples_from.text_col, spec.examples_from.label_col,
+                                 list(spec.labels), spec.examples_from.per_label, spec.seed)
+                     if spec.examples_from is not None else None)  # fmt: skip
+        self.columns = columns_for(spec)
         self.resumed = Resumed.load(spec, self.models, backend, self.columns) if resume else None
         if not resume:
             start_fresh(spec, self.models, backend, overwrite)
-        self.refill = Refill(spec, self.plan)
         self.curator = self._open_files(overwrite)
         self.summary.quality = self.curator.per_model
+        self.curator.reserve([(ex.output, ex.label) for ex in spec.examples])  # never copied into the data
+        if self.pool is not None:
+            self.curator.reserve(self.pool.all_texts())  # real rows never enter the output
+        self.summary.judge = JudgeStats(spec.judge.action) if spec.judge.enabled else None
         self.pending = self.plan
         if self.resumed is not None:
-            self.curator.restore(self.resumed.dataset, self.resumed.conflicts, self.resumed.journal)
-            self.pending = self.resumed.pending(spec, self.plan, self.refill, self.summary)
+            self.curator.restore(self.resumed.dataset, self.resumed.conflicts, self.resumed.journal, self.resumed.rejected)
+            if self.summary.judge is not None:
+                self.summary.judge.restore(self.resumed.dataset, self.resumed.rejected)
+            self.pending = self.resumed.pending(spec, self.plan, self.summary)
 
     def _open_files(self, overwrite: bool) -> Curator:
         self.writer = open_writer(self.output, self.columns, overwrite=overwrite, append=self.resumed is not None)
-        conflicts = Sidecars.of(self.output).conflicts
+        sidecars = Sidecars.of(self.output)
+
+        def sidecar_writer(path: Path, extra: str) -> RowBuffer:
+            return RowBuffer(lambda: open_writer(path, [*self.columns, extra], append=dataset_exists(path)))
+
         return Curator(
             self.spec,
             RowBuffer(lambda: self.writer),
-            RowBuffer(lambda: open_writer(conflicts, [*self.columns, "conflict_with"], append=dataset_exists(conflicts))),
+            sidecar_writer(sidecars.conflicts, "conflict_with"),
             Journal(journal_path(self.output)),
+            rejected=sidecar_writer(sidecars.rejected, "judged_label"),
         )
 
     def execute(self, *, report: bool = True) -> Summary:
@@ -117,14 +133,14 @@ class Run:
                 finally:
                     self._close_files(t0)  # completed rows are never lost, whatever stopped the run
                 stop.check()
-                df = finish_dataset(self.spec, self.summary, self.curator, self.verifier, self.backend, self.progress,
-                                    stop.check)  # fmt: skip
+                df = finish_dataset(self.spec, self.summary, self.curator)
             except KeyboardInterrupt:  # the dataset is intact: its one rewrite is an atomic rename
                 raise Interrupted(self.summary) from None
             finally:
                 self.progress.stop()
         write_manifest(self.output, self.spec, self.models, self.backend, status="finished")
         count_filled(self.spec, self.summary, df)
+        self.summary.missing_note = self.summary.budget_line(self.spec)
         self.summary.wall_time = time.perf_counter() - t0
         if report:
             self.summary.report_file = write_report(self.spec, self.summary, df)
@@ -145,8 +161,10 @@ class Run:
         with start_engine(self.backend, self.models[name], self.spec.engine, ray=self.spec.ray) as engine:
             stats.load_seconds = time.perf_counter() - t0
             self.progress.start(len(self.pending), f"{self.spec.name} · {name}")  # rates count from here
-            feed = RequestFeed(self.spec, self._prompts(engine), rows)
-            settle = Settle(self.spec, feed, self.curator, self.refill, stats, self.progress)
+            mode = detect_mode(engine.chat_template, engine.render_chat)
+            judge = JudgePrompt(self.spec, mode, engine.render_chat) if self.spec.judge.enabled else None
+            feed = RequestFeed(self.spec, PromptBuilder(self.spec, mode, engine.render_chat, self.pool), rows, judge)
+            settle = Settle(self.spec, feed, self.curator, stats, self.progress, self.summary.judge)
             for result in engine.generate(feed):
                 stop.check()  # between rows: nothing half-written
                 settle(result)
@@ -157,13 +175,13 @@ class Run:
         self.summary.unparseable += stats.unparseable
         self.summary.generated_tokens += stats.generated_tokens
 
-    def _prompts(self, engine: Engine) -> PromptBuilder:
-        return PromptBuilder(self.spec, detect_mode(engine.chat_template, engine.render_chat), engine.render_chat)
-
     def _close_files(self, t0: float) -> None:
         self.curator.close()
         self.writer.close()
         self.summary.written = self.writer.rows_written + (len(self.resumed.dataset) if self.resumed is not None else 0)
         self.summary.wall_time = time.perf_counter() - t0
-        if Sidecars.of(self.output).conflicts.exists():
-            self.summary.conflicts_file = Sidecars.of(self.output).conflicts
+        sidecars = Sidecars.of(self.output)
+        if sidecars.conflicts.exists():
+            self.summary.conflicts_file = sidecars.conflicts
+        if dataset_exists(sidecars.rejected):
+            self.summary.rejected_file = sidecars.rejected

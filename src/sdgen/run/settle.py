@@ -1,17 +1,20 @@
-"""Settling one finished request: extract the text, curate it (dedup, conflicts), store it; retry or replace what is lost.
+"""Settling one finished request: extract -> judge -> curate -> store; retry or replace what is lost.
 
-Progress counts settled plan slots: a row lost to parsing, dedup or a conflict that gets a
-replacement row does not advance it (the replacement will).
+A parsed row waits for the judge (when the spec has one): its judge request joins the same engine
+run, and only a row the judge gives its own label goes on to curation (dedup, conflicts) and the
+file. Progress counts settled plan slots: a row lost to parsing, the judge, dedup or a conflict that
+gets a replacement row does not advance it (the replacement will).
 """
 
 from __future__ import annotations
 
 from sdgen.engines.base import Result
 from sdgen.extract import extract
-from sdgen.plan import Cell, cell_of
+from sdgen.plan import PlannedRow, replacement
 from sdgen.progress import ProgressListener
 from sdgen.quality.curate import Curator
-from sdgen.run.feed import Job, Refill, RequestFeed
+from sdgen.quality.judge import JudgeStats
+from sdgen.run.feed import Job, JudgeJob, RequestFeed
 from sdgen.run.summary import ModelStats
 from sdgen.spec import Spec
 
@@ -19,13 +22,16 @@ from sdgen.spec import Spec
 class Settle:
     """Called with each result of one model's engine run, in the order results finish."""
 
-    def __init__(self, spec: Spec, feed: RequestFeed, curator: Curator, refill: Refill, stats: ModelStats,
-                 progress: ProgressListener) -> None:  # fmt: skip
-        self.spec, self.feed, self.curator, self.refill = spec, feed, curator, refill
-        self.stats, self.progress = stats, progress
+    def __init__(self, spec: Spec, feed: RequestFeed, curator: Curator, stats: ModelStats, progress: ProgressListener,
+                 judged: JudgeStats | None = None) -> None:  # fmt: skip
+        self.spec, self.feed, self.curator = spec, feed, curator
+        self.stats, self.progress, self.judged = stats, progress, judged
 
     def __call__(self, result: Result) -> None:
         job = self.feed.job(result.id)
+        if isinstance(job, JudgeJob):
+            self._verdict(job, result)
+            return
         self.stats.generated_tokens += result.generated_tokens
         self.stats.attempts += 1
         row = job.row
@@ -38,27 +44,46 @@ class Settle:
             "model": row.model, "reasoning": parsed.reasoning, "row": row.row, "seed": job.seed(self.spec),
         }  # fmt: skip
         self.stats.rows += 1
-        lost = self.curator.offer(record)
-        self.progress.update(1 - self._replace(lost, row.model), result.generated_tokens)
+        if self.judged is not None:
+            self.feed.judge_later(row, record)
+            self.progress.update(0, result.generated_tokens)
+            return
+        self._curate(record, result.generated_tokens)
+
+    def _curate(self, record: dict, tokens: int) -> None:
+        self.progress.update(1 - self._replace(self.curator.offer(record)), tokens)
+
+    def _verdict(self, job: JudgeJob, result: Result) -> None:
+        """The judge's label for a parsed row: the row goes on (it agrees, or action flag) or is rejected."""
+        judged, record = result.text.strip(), job.record
+        self.judged.requests += 1
+        self.judged.generated_tokens += result.generated_tokens
+        agrees = self.judged.record(record["label"], record["model"], judged)
+        if self.spec.judge.action == "flag":
+            self._curate({**record, "judged_label": judged, "agrees": agrees}, 0)
+        elif agrees:
+            self._curate(record, 0)
+        else:
+            self.progress.update(1 - self._replace(self.curator.reject({**record, "judged_label": judged})), 0)
 
     def _unparseable(self, job: Job, tokens: int) -> None:
         """Retry with a fresh seed in the same engine run; after the last attempt, count it lost."""
         if self.feed.retry(job):
             self.progress.update(0, tokens)
             return
-        row = job.row
         self.stats.unparseable += 1
-        self.curator.unparseable(row.row, row.model)
-        replaced = self._replace([cell_of(self.spec, row.label, row.category)], row.model)
-        self.progress.update(1 - replaced, tokens)
+        self.curator.unparseable(job.row.row, job.row.model)
+        self.progress.update(1 - self._replace([job.row]), tokens)
 
-    def _replace(self, cells: list[Cell], model: str) -> int:
-        """Queue a replacement row per lost cell while the model's budget lasts; return how many were queued."""
+    def _replace(self, lost: list[PlannedRow]) -> int:
+        """Queue the replacement of each lost row that has one left; return how many were queued."""
         queued = 0
-        for cell in cells:
-            if (extra := self.refill.take(cell, model)) is not None:
-                self.curator.replacement(extra.row, cell, model)
-                self.feed.add(extra)
-                queued += 1
+        for row in lost:
+            extra = replacement(self.spec, row)
+            if extra is None:
+                self.stats.unreplaced += 1
+                continue
+            self.feed.add(extra)
+            queued += 1
         self.stats.extra_rows += queued
         return queued

@@ -8,8 +8,7 @@ from typing import Any
 
 from sdgen.errors import OutputError
 from sdgen.models.registry import ResolvedModel
-from sdgen.plan import PlannedRow, plan_row
-from sdgen.run.feed import Refill
+from sdgen.plan import PlannedRow, replacement
 from sdgen.run.summary import Summary
 from sdgen.spec import Spec
 from sdgen.store.files import check_output, dataset_exists, read_dataset, sidecar
@@ -55,34 +54,49 @@ class Resumed:
     dataset: Any  # DataFrame
     conflicts: Any | None
     journal: list[dict[str, Any]]
+    rejected: Any | None = None
 
     @classmethod
     def load(cls, spec: Spec, models: dict[str, ResolvedModel], backend: str, columns: list[str]) -> Resumed:
         output = spec.output_path
         check_resumable(output, spec, models, backend)
-        conflicts_path = Sidecars.of(output).conflicts
-        for path in (output, conflicts_path):
+        sidecars = Sidecars.of(output)
+        for path in (output, sidecars.conflicts, sidecars.rejected):
             repair_tail(path)
         if not dataset_exists(output):
             raise OutputError(f"nothing to resume: {output} does not exist (only its manifest); pass --overwrite")
-        conflicts = read_dataset(conflicts_path, [*columns, "conflict_with"]) if dataset_exists(conflicts_path) else None
-        return cls(read_dataset(output, columns), conflicts, read_journal(journal_path(output)))
+        conflicts = read_dataset(sidecars.conflicts, [*columns, "conflict_with"]) if dataset_exists(sidecars.conflicts) else None
+        rejected = read_dataset(sidecars.rejected, [*columns, "judged_label"]) if dataset_exists(sidecars.rejected) else None
+        return cls(read_dataset(output, columns), conflicts, read_journal(journal_path(output)), rejected)
 
-    def pending(self, spec: Spec, plan: list[PlannedRow], refill: Refill, summary: Summary) -> list[PlannedRow]:
-        """The planned and replacement rows that no file says are done, in plan order; counts what is done."""
-        settled = {int(r) for r in self.dataset["row"]}
-        if self.conflicts is not None:
-            settled |= {int(r) for r in self.conflicts["row"]}
-        replacements: dict[int, PlannedRow] = {}
+    def pending(self, spec: Spec, plan: list[PlannedRow], summary: Summary) -> list[PlannedRow]:
+        """The planned rows that no file settles, then the replacements of lost rows that no file settles.
+
+        A row is settled once a file holds it: the dataset (kept), the conflicts or rejected file, or the
+        journal (dropped as a duplicate or example copy, unparseable). Every settled row but a kept one is
+        lost, as is a kept row whose conflict partner sits in the conflicts file (it leaves the dataset when
+        the run ends); each lost row has its replacement (`sdgen.plan.replacement`) while replacements last.
+        """
+        kept = {int(r) for r in self.dataset["row"]}
+        lost: set[int] = set()
+        for side in (self.conflicts, self.rejected):
+            if side is not None:
+                lost |= {int(r) for r in side["row"]}
+        if self.conflicts is not None and spec.dedup.conflicts == "separate":
+            lost |= {int(p) for p in self.conflicts["conflict_with"].dropna() if int(p) in kept}
         for entry in self.journal:
             if entry["event"] == "replacement":
-                replacements[entry["row"]] = plan_row(spec, entry["row"], tuple(entry["cell"]), entry["model"])
-                refill.used[entry["model"]] += 1
-            else:
-                settled.add(entry["row"])
-                if entry["event"] == "unparseable":
-                    summary.model(entry["model"]).unparseable += 1
-                    summary.unparseable += 1
-        refill.skip_to(max([spec.sample_size - 1, *settled, *replacements]) + 1)
+                continue  # written by sdgen before replacements were derived from the lost row
+            lost.add(entry["row"])
+            if entry["event"] == "unparseable":
+                summary.model(entry["model"]).unparseable += 1
+                summary.unparseable += 1
+        settled = kept | lost
+        planned = {r.row: r for r in plan}
         todo = [r for r in plan if r.row not in settled]
-        return todo + [r for i, r in sorted(replacements.items()) if i not in settled]
+        for row_id in sorted(lost):
+            source = planned[row_id % spec.sample_size]  # a replacement keeps its planned row's cell and model
+            nxt = replacement(spec, PlannedRow(row_id, source.label, source.category, source.type, source.model, 0))
+            if nxt is not None and nxt.row not in settled:
+                todo.append(nxt)
+        return todo

@@ -10,7 +10,7 @@ from typing import Any
 from sdgen.plan import Cell
 from sdgen.quality.curate import QualityCounts
 from sdgen.quality.evaluate import EvalReport
-from sdgen.quality.verify import Verification
+from sdgen.quality.judge import JudgeStats
 from sdgen.spec import Spec
 
 
@@ -20,7 +20,8 @@ class ModelStats:
     unparseable: int = 0
     generated_tokens: int = 0
     attempts: int = 0
-    extra_rows: int = 0  # replacement rows scheduled for quota cells (balance: exact)
+    extra_rows: int = 0  # replacement rows scheduled for lost rows
+    unreplaced: int = 0  # lost rows whose planned row had used its replacements
     seconds: float = 0.0  # load + generation
     load_seconds: float = 0.0
     workers: dict[str, int] = field(default_factory=dict)  # results per engine worker, when there are several
@@ -40,11 +41,12 @@ class Summary:
     quality: dict[str, QualityCounts] = field(default_factory=dict)
     quotas: dict[Cell, int] = field(default_factory=dict)  # balance: exact only
     filled: dict[Cell, int] = field(default_factory=dict)  # rows per quota cell in the final dataset
-    verification: Verification | None = None
+    judge: JudgeStats | None = None
+    missing_note: str | None = None  # one line: why the dataset has fewer rows than planned
     conflicts_file: Path | None = None
     rejected_file: Path | None = None
     report_file: Path | None = None
-    finalize_seconds: float = 0.0  # moving conflicts out, rewriting the dataset (verification excluded)
+    finalize_seconds: float = 0.0  # moving conflicts out, rewriting the dataset
     evaluation: EvalReport | None = None  # `generate(..., evaluate=REAL)`: the dataset scored against real data
 
     def model(self, name: str) -> ModelStats:
@@ -71,6 +73,20 @@ class Summary:
         return sum(q.conflicts for q in self.quality.values())
 
     @property
+    def missing(self) -> int:
+        """Rows the dataset lacks against the spec's sample_size (flagged duplicates aside)."""
+        return max(self.planned - self.written, 0)
+
+    def budget_line(self, spec: Spec) -> str | None:
+        """One line when the dataset has fewer rows than planned, and why."""
+        if not self.missing:
+            return None
+        extra = sum(m.extra_rows for m in self.per_model.values())
+        return (f"{self.missing} of {self.planned} rows missing: their planned rows were lost "
+                f"{spec.balance.replacements + 1} times (balance.replacements {spec.balance.replacements}; "
+                f"{extra} replacement rows ran); raise balance.replacements to fill them")
+
+    @property
     def shortfall(self) -> dict[Cell, int]:
         return {cell: quota - self.filled.get(cell, 0) for cell, quota in self.quotas.items() if self.filled.get(cell, 0) < quota}
 
@@ -93,7 +109,9 @@ class Summary:
             "dedup": spec.dedup.model_dump(),
             "quotas": [{"cell": list(cell), "quota": q, "filled": self.filled.get(cell, 0)} for cell, q in self.quotas.items()],
             "per_model": per_model,
-            "verification": self.verification.stats(spec) if self.verification is not None else None,
+            "judge": self.judge.stats(spec) if self.judge is not None else None,
+            "missing": self.missing,
+            "missing_note": self.missing_note,
             "conflicts_file": str(self.conflicts_file) if self.conflicts_file else None,
             "rejected_file": str(self.rejected_file) if self.rejected_file else None,
         }

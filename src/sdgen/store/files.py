@@ -10,15 +10,21 @@ from pathlib import Path
 from typing import Any
 
 from sdgen.errors import OutputError
+from sdgen.spec import Spec
 
 INT_COLUMNS = frozenset({"row", "seed", "duplicate_of", "conflict_with"})
 BOOL_COLUMNS = frozenset({"agrees"})
 
 
-def dataset_columns(reasoning: bool, keep_duplicates: bool = False) -> list[str]:
+def dataset_columns(reasoning: bool, keep_duplicates: bool = False, judge_flags: bool = False) -> list[str]:
     base = ["text", "label", "category", "type", "model"]
-    flags = ["duplicate", "duplicate_of"] if keep_duplicates else []
+    flags = (["duplicate", "duplicate_of"] if keep_duplicates else []) + (["judged_label", "agrees"] if judge_flags else [])
     return base + (["reasoning"] if reasoning else []) + ["row", "seed"] + flags
+
+
+def columns_for(spec: Spec) -> list[str]:
+    """The dataset columns a spec's run writes."""
+    return dataset_columns(spec.wants_reasoning, spec.dedup.keep_duplicates, spec.judge_flags)
 
 
 class Writer(ABC):

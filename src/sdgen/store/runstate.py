@@ -4,8 +4,8 @@
   validated, the identity of every model, the backend and the status. A resume with anything
   that changes the rows is refused, naming what changed.
 - ``<stem>.journal.jsonl`` (appended and fsynced after the data files, per flush): the rows whose
-  fate leaves no trace in a data file (duplicates dropped, unparseable after all attempts) and the
-  replacement rows scheduled for exact quotas.
+  fate leaves no trace in a data file (duplicates and example copies dropped, unparseable after all
+  attempts). Replacement rows need no entry: each is a function of the row it replaces.
 - The data files themselves: a row is done once it is in the dataset or the conflicts file.
 
 A crash can tear the last record of a CSV/JSONL file; ``repair_tail`` cuts it off (that row is
@@ -132,10 +132,8 @@ class Journal:
         self._pending: list[str] = []
         self._failed: Exception | None = None
 
-    def note(self, event: str, row: int, model: str, cell: tuple[str, ...] | None = None) -> None:
+    def note(self, event: str, row: int, model: str) -> None:
         entry = {"event": event, "row": row, "model": model}
-        if cell is not None:
-            entry["cell"] = list(cell)
         self._pending.append(json.dumps(entry, ensure_ascii=False) + "\n")
 
     @property
