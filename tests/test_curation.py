@@ -354,3 +354,64 @@ def test_conflicts_and_judge_flags_rewrite_every_format(tmp_path, model_path, su
     conflicts = read_dataset(tmp_path / f"out.conflicts{suffix}")
     assert dict(zip(conflicts["row"], conflicts["conflict_with"])) == {
         rows["conflict"]: rows["original"], rows["original"]: rows["conflict"]}  # fmt: skip
+
+
+class ListEngine(Engine):
+    """A chat model that answers "Write k new texts, each one LABEL" with a numbered list of k texts, each a
+    function of the request's seed and its position (so a resumed run gets the same texts); ``skip(seed, i)``
+    leaves item i out."""
+
+    backend = "list"
+    chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+    skip = staticmethod(lambda seed, i: False)
+    requests: list[tuple[int, ...]] = []
+
+    def __init__(self, model, options) -> None:
+        pass
+
+    def render_chat(self, messages):
+        return "".join(f"<{m['role']}>{m['content']}\n" for m in messages) + "<assistant>"
+
+    def generate(self, requests):
+        for req in requests:
+            if req.choices:
+                yield Result(req.id, " " + req.choices[0], 1, "stop")
+                continue
+            k = int(re.findall(r"Write (\d+) new texts?, each one", req.prompt)[-1])
+            ListEngine.requests.append(req.rows)
+            items = [f"{i}. {words(req.seed % 100_000 + 7 * i)}" for i in range(1, k + 1) if not ListEngine.skip(req.seed, i)]
+            text = "\n".join(items)
+            yield Result(req.id, text[2:] if text.startswith("1.") else " (none)\n" + text, 5 * k, "stop")
+
+
+register_engine("list", ListEngine)
+
+
+def test_several_rows_per_request_fill_their_rows_by_position(tmp_path, model_path):
+    ListEngine.requests.clear()
+    ListEngine.skip = staticmethod(lambda seed, i: False)
+    spec = spec_for(tmp_path, model_path, sample_size=40, rows_per_request=4)
+    summary = sdgen.generate(spec, backend="list")
+    df = read(summary.output).set_index("row")
+    plan = {r.row: r for r in make_plan(spec)}
+    assert summary.written == 40 and sorted(df.index) == list(range(40))
+    groups = [rows for rows in ListEngine.requests if len(rows) > 1]
+    assert groups and all(len(g) <= 4 for g in ListEngine.requests) and sum(map(len, ListEngine.requests)) == 40
+    for group in ListEngine.requests:  # one request, one seed; rows share label, category and type
+        assert len({df.loc[r, "seed"] for r in group}) == 1
+        assert len({(plan[r].label, plan[r].category, plan[r].type) for r in group}) == 1
+        for i, r in enumerate(group, 1):
+            assert df.loc[r, "text"] == words(int(df.loc[r, "seed"]) % 100_000 + 7 * i)
+    assert len(ListEngine.requests) < 40  # fewer requests than rows
+
+
+def test_items_missing_from_a_list_are_asked_again_one_row_at_a_time(tmp_path, model_path):
+    ListEngine.requests.clear()
+    ListEngine.skip = staticmethod(lambda seed, i: i == 3)  # every list lacks its third text
+    spec = spec_for(tmp_path, model_path, sample_size=24, rows_per_request=4, engine={"max_attempts": 2})
+    summary = sdgen.generate(spec, backend="list")
+    df = read(summary.output)
+    singles = [rows for rows in ListEngine.requests if len(rows) == 1]
+    thirds = {g[2] for g in ListEngine.requests if len(g) >= 3}
+    assert thirds and thirds <= {r for (r,) in singles}  # each missing third row got a request of its own
+    assert summary.written == 24 and summary.unparseable == 0 and sorted(df["row"]) == list(range(24))

@@ -77,3 +77,72 @@ def test_unicode_and_multiline_texts_survive():
 
 def test_cut_off_quote_is_dropped():
     assert extract(f'"{TEXT} And then', ROW, reasoning=False).text == f"{TEXT} And then"
+
+
+@pytest.mark.parametrize("text", [
+    "I'm sorry, but I can't assist with that.",
+    "I'm sorry, I can't help with that request.",
+    "I cannot write rude messages.",
+    "As an AI language model, I don't write insults.",
+    "Sorry, but I am unable to create that.",
+    "I am unable to provide that kind of text.",
+])  # fmt: skip
+def test_refusals_are_not_data(text):
+    assert extract(text, ROW, reasoning=False) is None
+
+
+@pytest.mark.parametrize("text", [
+    "I'm sorry, but I can't make it to the meeting on Friday, could you move it?",  # a customer's real apology
+    "I cannot believe you lost my suitcase again.",
+])  # fmt: skip
+def test_texts_that_start_like_refusals_but_are_data(text):
+    assert extract(text, ROW, reasoning=False) is not None
+
+
+def rows(k: int) -> tuple[PlannedRow, ...]:
+    return tuple(PlannedRow(i, "polite", "travel", "air", "m", 1) for i in range(k))
+
+
+def test_a_numbered_answer_gives_one_text_per_row():
+    from sdgen.extract import extract_items
+
+    raw = "1. Thank you for the quick refund, it made my day.\n2. Could you please resend the invoice?\n" \
+          "3. **Many thanks** to the crew on flight 12, they were lovely."
+    got = extract_items(raw, rows(3))
+    assert [g.text for g in got] == ["Thank you for the quick refund, it made my day.",
+                                     "Could you please resend the invoice?",
+                                     "Many thanks to the crew on flight 12, they were lovely."]  # fmt: skip
+
+
+def test_fewer_items_than_rows_leave_the_rest_missing():
+    from sdgen.extract import extract_items
+
+    got = extract_items("1. Thanks a lot for the help with my booking.\n2) Please send the tickets again, thanks.", rows(4))
+    assert [g is not None for g in got] == [True, True, False, False]
+
+
+def test_a_malformed_list_keeps_only_what_is_numbered_in_order():
+    from sdgen.extract import extract_items
+
+    assert extract_items("Here are some polite texts for you to use today.", rows(3)) == [None, None, None]
+    got = extract_items("1. Thanks so much for the lovely stay.\n3. Skipped a number here, oops.\n4. More text here.", rows(4))
+    assert [g is not None for g in got] == [True, False, False, False]  # a jump ends the list
+    got = extract_items("1. ok\n2. Could you please help me with my order number?", rows(2))
+    assert [g is not None for g in got] == [False, True]  # an item too short to be a text is missing
+
+
+def test_duplicates_inside_one_answer_are_kept_for_dedup_to_catch():
+    """The parser maps items to rows; the dedup index drops the second copy like any duplicate (test_curation)."""
+    from sdgen.extract import extract_items
+
+    got = extract_items("1. Thank you for your patience with us.\n2. Thank you for your patience with us.", rows(2))
+    assert got[0].text == got[1].text
+
+
+def test_a_single_row_takes_the_whole_answer():
+    from sdgen.extract import extract_items
+
+    (only,) = extract_items("Thank you so much for the upgrade, it was a lovely surprise.", rows(1), numbered=False)
+    assert only.text.startswith("Thank you")
+    (item,) = extract_items("1. Thank you so much for the upgrade, it was a lovely surprise.", rows(1))
+    assert item.text.startswith("Thank you")  # a single-row request in a numbered run keeps the numbering

@@ -38,6 +38,11 @@ _META_SENTENCE = re.compile(
     r"\b(?:message|text|review|example|output|response|version|sample|complaint|question|note)\b[^.!?:\n]*[.!:]\s*",
     re.IGNORECASE,
 )
+_REFUSAL = re.compile(
+    r"^(?:as an ai\b|(?:(?:i(?:'m| am) )?sorry,? (?:but )?)?i (?:can(?:no|')t|won't|will not|(?:am|'m) (?:unable|not able) to) "
+    r"(?:help|assist|provide|create|write|generate|fulfil|fulfill|comply|complete|produce|do that)\b)",
+    re.IGNORECASE,
+)
 _QUOTES = "\"'“”‘’«»`"
 
 
@@ -81,6 +86,7 @@ def _drop_preamble_and_chatter(text: str) -> str:
 
 def _tidy(text: str) -> str:
     text = _ECHO.sub("", text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"\1", text)  # bold
     text = re.sub(r"^\s*(?:#+\s*|\*\*|__)", "", text)  # leading markdown
     text = _drop_preamble_and_chatter(text)
     text = _META_SENTENCE.sub("", text.lstrip(), count=1)
@@ -88,8 +94,15 @@ def _tidy(text: str) -> str:
     return strip_quotes(text)
 
 
+def is_refusal(text: str) -> bool:
+    """An assistant declining the request ("I'm sorry, but I can't assist with that.") is not data."""
+    return bool(_REFUSAL.match(text.strip().lstrip("\"'“")))
+
+
 def _looks_like_text(text: str, row: PlannedRow) -> bool:
     if len(text.split()) < MIN_WORDS or text.endswith(":"):
+        return False
+    if is_refusal(text):
         return False
     if _BYTE_LEVEL_MARKERS.search(text):
         return False  # a broken detokenizer, not natural language
@@ -124,3 +137,28 @@ def extract(raw: str, row: PlannedRow, *, reasoning: bool) -> Extracted | None:
     if not found_reasoning or len(found_reasoning.split()) < MIN_WORDS:
         return None  # the reasoning style promises a reasoning column; a row without one is unparseable
     return Extracted(body, found_reasoning)
+
+
+_ITEM = re.compile(r"^[ \t]*(?:\*\*)?(\d{1,2})[.)](?:\*\*)?[ \t]+", re.MULTILINE)
+
+
+def extract_items(raw: str, rows: tuple[PlannedRow, ...], *, numbered: bool = True) -> list[Extracted | None]:
+    """One text per row from a numbered answer ("1. ...", "2. ..."), by position; None where an item is missing,
+    out of order or not a text. Not ``numbered``: a single row takes the whole answer (as `extract`)."""
+    if not numbered:
+        assert len(rows) == 1, "several rows need a numbered answer"
+        return [extract(raw, rows[0], reasoning=False)]
+    text = clean_raw(raw)
+    marks = list(_ITEM.finditer(text))
+    items: dict[int, str] = {}
+    for mark, nxt in zip(marks, [*marks[1:], None]):
+        number = int(mark.group(1))
+        if number == len(items) + 1:  # numbered in order: 1, 2, 3... (a restart or a jump ends the list)
+            items[number] = text[mark.end() : nxt.start() if nxt is not None else len(text)]
+        else:
+            break
+    out: list[Extracted | None] = []
+    for i, row in enumerate(rows, 1):
+        body = _tidy(items[i]) if i in items else ""
+        out.append(Extracted(body) if body and _looks_like_text(body, row) else None)
+    return out

@@ -99,6 +99,32 @@ def generation(spec: Spec, row: int) -> int:
     return row // spec.sample_size
 
 
+def request_groups(plan: list[PlannedRow], k: int) -> list[tuple[PlannedRow, ...]]:
+    """The plan cut into requests of ``k`` rows (``rows_per_request``) that share label, category, type and model.
+
+    Rows are bucketed by that key in plan order and each bucket is cut into chunks, so a group is a
+    function of the full plan: a resumed run asks the same groups again (with their own seeds) and
+    takes only the items of the rows no file settles yet.
+    """
+    if k == 1:
+        return [(row,) for row in plan]
+    buckets: dict[tuple[str, str, str, str], list[PlannedRow]] = {}
+    groups: list[tuple[PlannedRow, ...]] = []
+    for row in plan:
+        bucket = buckets.setdefault((row.label, row.category, row.type, row.model), [])
+        bucket.append(row)
+        if len(bucket) == k:
+            groups.append(tuple(bucket))
+            bucket.clear()
+    groups += [tuple(b) for b in buckets.values() if b]
+    return sorted(groups, key=lambda g: g[0].row)
+
+
+def group_seed(spec: Spec, group: tuple[PlannedRow, ...]) -> int:
+    """A group request's seed: the row's own seed for a single row, else one derived from its first row."""
+    return group[0].seed if len(group) == 1 else derive_seed(spec.seed, "group", group[0].row, len(group))
+
+
 def retry_seed(spec: Spec, row: int, attempt: int) -> int:
     """Seed for a row's n-th attempt (attempt 0 is the planned seed)."""
     return derive_seed(spec.seed, "sample", row, attempt)

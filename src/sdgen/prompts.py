@@ -122,8 +122,31 @@ class PromptBuilder:
         return stops
 
     def build(self, row: PlannedRow) -> str:
-        head, tail = self._frame_of(row.row)
-        return head + self._row_part(row) + tail + self._answer_start()
+        return self.build_group((row,))
+
+    def build_group(self, rows: tuple[PlannedRow, ...]) -> str:
+        """The prompt asking for one text per row (rows share label, category and type); a numbered list for several."""
+        head, tail = self._frame_of(rows[0].row)
+        if not self.numbered:
+            return head + self._row_part(rows[0]) + tail + self._answer_start()
+        row = rows[0]
+        return head + self._request(row.label, row.category, row.type, len(rows)) + tail + "1."
+
+    def group_stop_strings(self, k: int) -> set[str]:
+        """A numbered answer ends where item k+1 would start."""
+        return self.stop_strings | ({f"\n{k + 1}.", f"\n{k + 1})"} if self.numbered else set())
+
+    def group_prefix(self) -> str:
+        """What the prompt already wrote of the answer (the extractor sees it in front of the output)."""
+        return "1." if self.numbered else self.response_prefix
+
+    @property
+    def numbered(self) -> bool:
+        """Answers are numbered lists (``rows_per_request`` > 1, a chat model, the fewshot style); demonstrations
+        too, so that a request for k texts reads like its examples. Single-row requests (retries) keep the format."""
+        spec = self.spec
+        return spec.rows_per_request > 1 and self.mode is not PromptMode.COMPLETION and self._template is None \
+            and not spec.wants_reasoning
 
     def _frame_of(self, row_id: int) -> tuple[str, str]:
         if self._pool is None:
@@ -165,6 +188,9 @@ class PromptBuilder:
         lines = [self.system, "", f"Task: {spec.task.strip()}", "", *self._label_lines(), ""]
         if spec.wants_reasoning:
             lines.append("For each request, answer with OUTPUT: and the text, then REASONING: and why it has its label.")
+        elif self.numbered:
+            lines.append("For each request, return exactly as many texts as asked for, numbered 1., 2., 3. and so on, "
+                         "one per line, with no title or explanation. Make each text different from the others.")
         else:
             lines.append("For each request, return only one output: the text itself, with no title or explanation.")
         if spec.contrast and len(spec.labels) > 1:
@@ -176,15 +202,17 @@ class PromptBuilder:
         others = [other for other in self.spec.labels if other != label]
         return f" (not {', not '.join(others)})" if self.spec.contrast and others else ""
 
-    def _request(self, label: str, category: str | None, type_: str | None) -> str:
-        kind = "text and why it is" if self.spec.wants_reasoning else "text that is"
+    def _request(self, label: str, category: str | None, type_: str | None, k: int = 1) -> str:
         where = f" Category: {category}. Type: {type_}." if category is not None else ""
+        if self.numbered:
+            return f"Write {k} new {'text' if k == 1 else 'texts'}, each one {label}{self._contrast(label)}.{where}"
+        kind = "text and why it is" if self.spec.wants_reasoning else "text that is"
         return f"Write one new {kind} {label}{self._contrast(label)}.{where}"
 
     def _answer(self, output: str, reasoning: str | None) -> str:
         if self.spec.wants_reasoning:
             return f"OUTPUT: {output.strip()}\nREASONING: {(reasoning or '').strip()}"
-        return output.strip()
+        return f"1. {output.strip()}" if self.numbered else output.strip()
 
     def _row_part(self, row: PlannedRow) -> str:
         if self._template is not None:
@@ -209,7 +237,7 @@ class PromptBuilder:
         if not self.spec.wants_reasoning:  # a real row has no reasoning to demonstrate
             for i in range(self._slots):
                 messages.append({"role": "user", "content": _slot(i, "request")})
-                messages.append({"role": "assistant", "content": _slot(i, "text")})
+                messages.append({"role": "assistant", "content": ("1. " if self.numbered else "") + _slot(i, "text")})
         messages.append({"role": "user", "content": user_turn})
         return messages
 

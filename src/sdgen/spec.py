@@ -219,6 +219,11 @@ class Spec(_Strict):
     contrast: bool = Field(True, description="Say in the prompt what each label is not (labels.NAME.not, else the "
                            "other labels' descriptions), so confusable labels separate.")
     prompt_style: str = Field("fewshot", description="fewshot | reasoning | path to a Jinja template.")
+    rows_per_request: int = Field(
+        1, ge=1, le=32,
+        description="Texts asked for in one request (a numbered list), for rows that share label, category and type: "
+        "the request and its prefill are shared by that many rows. fewshot style only.",
+    )  # fmt: skip
     system_prompt: str | None = Field(None, description="Replaces sdgen's system text (a model without a system "
                                       "role gets it in its first user turn).")
     sample_size: int = Field(gt=0, description="Rows to generate.")
@@ -338,6 +343,9 @@ class Spec(_Strict):
                     f"prompt_style: {self.prompt_style!r} is neither 'fewshot', 'reasoning' "
                     f"nor an existing Jinja template file"
                 )
+        if self.rows_per_request > 1 and (self.prompt_style != "fewshot"):
+            raise ValueError(f"rows_per_request: {self.rows_per_request} needs prompt_style fewshot (got "
+                             f"{self.prompt_style!r}); use 1 with other styles")  # fmt: skip
         if self.balance.mode == "exact" and self.sample_size < self.cell_count:
             raise ValueError(
                 f"balance: exact needs sample_size >= {self.cell_count} (one row per {self.balance.by.replace('_', ' x ')} "

@@ -17,21 +17,40 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from sdgen.engines.base import Request
-from sdgen.plan import PlannedRow, retry_seed
+from sdgen.plan import PlannedRow, group_seed, request_groups, retry_seed
 from sdgen.prompts import PromptBuilder
 from sdgen.quality.judge import JUDGE_PARAMS, JudgePrompt
-from sdgen.spec import Spec
+from sdgen.spec import GenerationParams, Spec
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """A row to write, at its n-th attempt (each attempt has its own seed)."""
+    """A request for one text per row of ``rows`` (a group sharing label, category and type, or one row), at its
+    n-th attempt. ``todo``: the rows whose texts are taken (a resumed run re-asks a group some of whose rows a
+    file already settles); None takes them all."""
 
-    row: PlannedRow
+    rows: tuple[PlannedRow, ...]
     attempt: int = 0
+    todo: frozenset[int] | None = None
 
     def seed(self, spec: Spec) -> int:
-        return self.row.seed if self.attempt == 0 else retry_seed(spec, self.row.row, self.attempt)
+        if len(self.rows) > 1:
+            return group_seed(spec, self.rows)
+        row = self.rows[0]
+        return row.seed if self.attempt == 0 else retry_seed(spec, row.row, self.attempt)
+
+    def takes(self, row: PlannedRow) -> bool:
+        return self.todo is None or row.row in self.todo
+
+
+def jobs_for(plan: list[PlannedRow], pending: list[PlannedRow], k: int) -> list[Job]:
+    """The requests for the pending rows of one model: groups of the model's full plan (`request_groups`) that
+    still have pending rows, then each pending replacement row on its own."""
+    todo = {row.row for row in pending}
+    jobs = [Job(group, todo=frozenset(r.row for r in group if r.row in todo)) if k > 1 else Job(group)
+            for group in request_groups(plan, k) if any(r.row in todo for r in group)]  # fmt: skip
+    planned = {row.row for row in plan}
+    return jobs + [Job((row,)) for row in pending if row.row not in planned]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +65,10 @@ class RequestFeed:
     """Jobs in, `Request`s out: judge jobs first (short, and they unblock writing), then retries, then replacement
     rows, then the plan in its order."""
 
-    def __init__(self, spec: Spec, builder: PromptBuilder, rows: Iterable[PlannedRow], judge: JudgePrompt | None = None) -> None:
+    def __init__(self, spec: Spec, builder: PromptBuilder, jobs: Iterable[Job], judge: JudgePrompt | None = None) -> None:
         self.spec, self.builder, self.judge = spec, builder, judge
-        self._planned: Iterator[PlannedRow] = iter(rows)
+        self._planned: Iterator[Job] = iter(jobs)
+        self._params: dict[int, GenerationParams] = {}
         self._judging: deque[JudgeJob] = deque()
         self._retries: deque[Job] = deque()
         self._extra: deque[Job] = deque()
@@ -66,7 +86,7 @@ class RequestFeed:
         elif self._extra:
             job = self._extra.popleft()
         else:
-            job = Job(next(self._planned))
+            job = next(self._planned)
         return self._request(job)
 
     def _request(self, job: Job | JudgeJob) -> Request:
@@ -75,8 +95,16 @@ class RequestFeed:
         if isinstance(job, JudgeJob):
             return Request(request_id, self.judge.build(job.record["text"]), JUDGE_PARAMS, 0, set(),
                            self.judge.choices, rows=(job.row.row,))  # fmt: skip
-        return Request(request_id, self.builder.build(job.row), self.spec.generation, job.seed(self.spec),
-                       self.builder.stop_strings, rows=(job.row.row,))  # fmt: skip
+        k = len(job.rows)
+        return Request(request_id, self.builder.build_group(job.rows), self._params_for(k), job.seed(self.spec),
+                       self.builder.group_stop_strings(k), rows=tuple(r.row for r in job.rows if job.takes(r)))  # fmt: skip
+
+    def _params_for(self, k: int) -> GenerationParams:
+        """The spec's sampling, with room for k texts."""
+        if k not in self._params:
+            gen = self.spec.generation
+            self._params[k] = gen.model_copy(update={"max_new_tokens": min(gen.max_new_tokens * k, 8192)})
+        return self._params[k]
 
     def job(self, request_id: int) -> Job | JudgeJob:
         """The job of a finished request (each is handed out once)."""
@@ -84,14 +112,14 @@ class RequestFeed:
 
     def add(self, row: PlannedRow) -> None:
         """Queue a row that was not in the rows given at the start (a replacement)."""
-        self._extra.append(Job(row))
+        self._extra.append(Job((row,)))
 
     def judge_later(self, row: PlannedRow, record: dict[str, Any]) -> None:
         self._judging.append(JudgeJob(row, record))
 
-    def retry(self, job: Job) -> bool:
-        """Queue the job's next attempt; False when its attempts are spent."""
+    def retry(self, job: Job, row: PlannedRow) -> bool:
+        """Queue the row's next attempt, on its own; False when its attempts are spent."""
         if job.attempt + 1 >= self.spec.engine.max_attempts:
             return False
-        self._retries.append(Job(job.row, job.attempt + 1))
+        self._retries.append(Job((row,), job.attempt + 1))
         return True

@@ -23,7 +23,7 @@ from sdgen.quality.curate import Curator, RowBuffer
 from sdgen.quality.judge import JudgePrompt, JudgeStats
 from sdgen.quality.evaluate import check_real_labels, render_eval
 from sdgen.quality.evaluate import evaluate as evaluate_dataset
-from sdgen.run.feed import RequestFeed
+from sdgen.run.feed import RequestFeed, jobs_for
 from sdgen.run.finish import count_filled, finish_dataset, write_report
 from sdgen.run.settle import Settle
 from sdgen.run.state import Resumed, Sidecars, start_fresh
@@ -163,7 +163,10 @@ class Run:
             self.progress.start(len(self.pending), f"{self.spec.name} · {name}")  # rates count from here
             mode = detect_mode(engine.chat_template, engine.render_chat)
             judge = JudgePrompt(self.spec, mode, engine.render_chat) if self.spec.judge.enabled else None
-            feed = RequestFeed(self.spec, PromptBuilder(self.spec, mode, engine.render_chat, self.pool), rows, judge)
+            builder = PromptBuilder(self.spec, mode, engine.render_chat, self.pool)
+            k = self.spec.rows_per_request if builder.numbered else 1  # a base model answers one text at a time
+            jobs = jobs_for([r for r in self.plan if r.model == name], rows, k)
+            feed = RequestFeed(self.spec, builder, jobs, judge)
             settle = Settle(self.spec, feed, self.curator, stats, self.progress, self.summary.judge)
             for result in engine.generate(feed):
                 stop.check()  # between rows: nothing half-written

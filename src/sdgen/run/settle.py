@@ -9,7 +9,7 @@ gets a replacement row does not advance it (the replacement will).
 from __future__ import annotations
 
 from sdgen.engines.base import Result
-from sdgen.extract import extract
+from sdgen.extract import Extracted, extract, extract_items
 from sdgen.plan import PlannedRow, replacement
 from sdgen.progress import ProgressListener
 from sdgen.quality.curate import Curator
@@ -30,15 +30,24 @@ class Settle:
     def __call__(self, result: Result) -> None:
         job = self.feed.job(result.id)
         if isinstance(job, JudgeJob):
-            self._verdict(job, result)
+            self.progress.update(self._verdict(job, result), 0)
             return
         self.stats.generated_tokens += result.generated_tokens
         self.stats.attempts += 1
-        row = job.row
-        parsed = extract(self.feed.builder.response_prefix + result.text, row, reasoning=self.spec.wants_reasoning)
-        if parsed is None:
-            self._unparseable(job, result.generated_tokens)
-            return
+        advanced = 0
+        for row, parsed in zip(job.rows, self._texts(job, result.text)):
+            if job.takes(row):
+                advanced += self._unparseable(job, row) if parsed is None else self._parsed(job, row, parsed)
+        self.progress.update(advanced, result.generated_tokens)
+
+    def _texts(self, job: Job, text: str) -> list[Extracted | None]:
+        builder = self.feed.builder
+        raw = builder.group_prefix() + text
+        if builder.numbered:
+            return extract_items(raw, job.rows)
+        return [extract(raw, job.rows[0], reasoning=self.spec.wants_reasoning)]
+
+    def _parsed(self, job: Job, row: PlannedRow, parsed: Extracted) -> int:
         record = {
             "text": parsed.text, "label": row.label, "category": row.category, "type": row.type,
             "model": row.model, "reasoning": parsed.reasoning, "row": row.row, "seed": job.seed(self.spec),
@@ -46,34 +55,31 @@ class Settle:
         self.stats.rows += 1
         if self.judged is not None:
             self.feed.judge_later(row, record)
-            self.progress.update(0, result.generated_tokens)
-            return
-        self._curate(record, result.generated_tokens)
+            return 0
+        return self._curate(record)
 
-    def _curate(self, record: dict, tokens: int) -> None:
-        self.progress.update(1 - self._replace(self.curator.offer(record)), tokens)
+    def _curate(self, record: dict) -> int:
+        return 1 - self._replace(self.curator.offer(record))
 
-    def _verdict(self, job: JudgeJob, result: Result) -> None:
+    def _verdict(self, job: JudgeJob, result: Result) -> int:
         """The judge's label for a parsed row: the row goes on (it agrees, or action flag) or is rejected."""
         judged, record = result.text.strip(), job.record
         self.judged.requests += 1
         self.judged.generated_tokens += result.generated_tokens
         agrees = self.judged.record(record["label"], record["model"], judged)
         if self.spec.judge.action == "flag":
-            self._curate({**record, "judged_label": judged, "agrees": agrees}, 0)
-        elif agrees:
-            self._curate(record, 0)
-        else:
-            self.progress.update(1 - self._replace(self.curator.reject({**record, "judged_label": judged})), 0)
+            return self._curate({**record, "judged_label": judged, "agrees": agrees})
+        if agrees:
+            return self._curate(record)
+        return 1 - self._replace(self.curator.reject({**record, "judged_label": judged}))
 
-    def _unparseable(self, job: Job, tokens: int) -> None:
-        """Retry with a fresh seed in the same engine run; after the last attempt, count it lost."""
-        if self.feed.retry(job):
-            self.progress.update(0, tokens)
-            return
+    def _unparseable(self, job: Job, row: PlannedRow) -> int:
+        """Retry the row alone with a fresh seed in the same engine run; after its last attempt it is lost."""
+        if self.feed.retry(job, row):
+            return 0
         self.stats.unparseable += 1
-        self.curator.unparseable(job.row.row, job.row.model)
-        self.progress.update(1 - self._replace([job.row]), tokens)
+        self.curator.unparseable(row.row, row.model)
+        return 1 - self._replace([row])
 
     def _replace(self, lost: list[PlannedRow]) -> int:
         """Queue the replacement of each lost row that has one left; return how many were queued."""
