@@ -59,7 +59,7 @@ demo: install
 	@$(PY) -c "import pandas as pd; df = pd.read_csv('$(DEMO_OUT)'); print(df[['label', 'text']].head(8).to_string(max_colwidth=90))"
 
 test: install-convert
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=12
 
 # Between commits: no conversion, bench matrix, Ray cluster or built-in-model runs.
 test-fast: install-convert

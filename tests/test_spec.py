@@ -11,9 +11,11 @@ def test_example_spec_loads():
     spec = load_spec(EXAMPLE_SPEC)
     assert list(spec.labels) == ["polite", "somewhat polite", "neutral", "impolite"]
     assert spec.categories == {"travel": ["air", "train"], "stores": ["appliances", "toys and games"]}
-    assert spec.prompt_style == "reasoning" and spec.wants_reasoning
+    assert spec.prompt_style == "fewshot" and not spec.wants_reasoning
     assert spec.output_path == EXAMPLE_SPEC.parent / "customer_service.csv"
-    assert all(ex.reasoning for ex in spec.examples)
+    assert all(ex.reasoning for ex in spec.examples)  # `prompt_style: reasoning` is a one-line switch
+    reasoning = load_spec(EXAMPLE_SPEC, prompt_style="reasoning")
+    assert reasoning.wants_reasoning
 
 
 def test_labels_as_list_and_models_as_strings():
