@@ -1,7 +1,11 @@
 """What generated data is worth: generate N rows per model and real set, then `sdgen eval` each against real data.
 
     python benchmarks/quality_eval.py --models smollm2-135m-instruct,qwen2.5-coder-1.5b-instruct \\
-        --sets politeness,emotion --rows 300 [--seeds 1,2] [--set '{"engine": {...}}'] [--tag NAME]
+        --sets politeness,emotion --rows 300 [--seeds 1,2] [--set '{"engine": {...}}'] [--tag NAME] \\
+        [--real-examples]
+
+`--real-examples` sets each set's `examples_from` to the real rows outside `sdgen eval`'s test split
+(written once under --out), so the prompts never see a row the score is measured on.
 
 Each (model, set, seed) cell prints one table row and appends a JSON line (machine, CPU class, git
 commit, figures) to benchmarks/quality_history.jsonl. rows/s counts written rows per second of
@@ -29,8 +33,23 @@ SETS = {  # spec, real file
 HEADER = "| tag | model | set | seed | rows | F1 | ref F1 | ratio | agreement | distinct-2 | rows/s | gen s |"
 
 
-def run_cell(model: str, name: str, seed: int, rows: int, overrides: dict, out_dir: Path, tag: str) -> dict:
+def train_split(name: str, out_dir: Path) -> Path:
+    """The real rows `evaluate` does not test on, as a CSV for `examples_from`."""
+    from sdgen.quality.evaluate import _split, read_real
+
+    path = out_dir / f"{name}.train.csv"
+    if not path.exists():
+        real = read_real(SETS[name][1], "text", "label")
+        _, pool = _split(real, sorted(set(real["label"])), 0)
+        pool[["text", "label"]].to_csv(path, index=False)
+    return path
+
+
+def run_cell(model: str, name: str, seed: int, rows: int, overrides: dict, out_dir: Path, tag: str,
+             real_examples: bool = False) -> dict:  # fmt: skip
     spec_path, real = SETS[name]
+    if real_examples:
+        overrides = {**overrides, "examples_from": str(train_split(name, out_dir))}
     output = out_dir / f"{tag}-{name}-{model.replace('/', '_')}-s{seed}.csv"
     t0 = time.perf_counter()
     summary = sdgen.generate(spec_path, model=model, rows=rows, seed=seed, output=output, overwrite=True,
@@ -42,7 +61,7 @@ def run_cell(model: str, name: str, seed: int, rows: int, overrides: dict, out_d
     return {
         "tag": tag, "model": model, "set": name, "seed": seed, "rows_asked": rows, "written": summary.written,
         "macro_f1": report.macro_f1, "reference_f1": report.reference_macro_f1, "ratio": report.ratio,
-        "agreement": report.agreement, "agreement_by_label": report.agreement_by_label,
+        "agreement": report.agreement, "real_agreement": report.real_agreement, "agreement_by_label": report.agreement_by_label,
         "distinct_2": report.distinct_2, "similarity": report.mean_pairwise_similarity,
         "rows_per_s": round(summary.written / gen_s, 3), "gen_s": round(gen_s, 1), "wall_s": round(wall, 1),
         "generated_tokens": summary.generated_tokens, "unparseable": summary.unparseable,
@@ -65,6 +84,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="1")
     parser.add_argument("--set", dest="overrides", default="{}", help="JSON spec overrides for every cell")
     parser.add_argument("--tag", default="default")
+    parser.add_argument("--real-examples", action="store_true", help="examples_from: the real rows outside the test split")
     parser.add_argument("--out", type=Path, default=Path("/tmp/sdgen-quality"))
     parser.add_argument("--history", type=Path, default=HERE / "quality_history.jsonl")
     args = parser.parse_args()
@@ -76,7 +96,7 @@ def main() -> None:
     for model in args.models.split(","):
         for name in args.sets.split(","):
             for seed in map(int, args.seeds.split(",")):
-                cell = run_cell(model, name, seed, args.rows, overrides, args.out, args.tag)
+                cell = run_cell(model, name, seed, args.rows, overrides, args.out, args.tag, args.real_examples)
                 print(table_row(cell), flush=True)
                 with args.history.open("a") as f:
                     f.write(json.dumps({**common, **cell}) + "\n")
