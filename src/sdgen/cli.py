@@ -245,7 +245,8 @@ def bench_cmd(
     models: Optional[str] = typer.Option(None, "--models", help="Comma-separated models (default: the built-ins)."),
     styles: Optional[str] = typer.Option(None, "--styles", help="Comma-separated prompt styles (fewshot,reasoning)."),
     backends: Optional[str] = typer.Option(
-        None, "--backends", help="Comma-separated: recipe, genai-default, optimum, torch, ipex, engine, sdgen."
+        None, "--backends", help="Comma-separated: recipe, genai-default, llama.cpp, optimum, torch, ipex, engine, sdgen, "
+        "or sdgen@COMMIT (this repository's sdgen at a commit, on the same model file)."
     ),
     rows: int = typer.Option(256, "--rows", "-n", help="Rows per cell."),
     baseline_rows: Optional[int] = typer.Option(
@@ -255,6 +256,9 @@ def bench_cmd(
     spec: Optional[Path] = typer.Option(None, "--spec", help="Workload spec (default: the example spec)."),
     engine: list[str] = typer.Option([], "--engine", help="Engine option for every cell, KEY=VALUE (repeatable)."),
     history: Path = typer.Option(Path("sdgen-bench.jsonl"), "--history", help="JSONL history to append to / plot."),
+    real: Optional[Path] = typer.Option(
+        None, "--real", help="Real labelled rows (text, label columns): each cell's agreement and useful rows/s."
+    ),
     plot: bool = typer.Option(False, "--plot", help="Draw the history as a PNG instead of running."),
     plot_out: Optional[Path] = typer.Option(None, "--plot-out", help="PNG path (default: the history's, .png)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per cell instead of the table."),
@@ -262,7 +266,7 @@ def bench_cmd(
     """Benchmark backends side by side on the same rows: distinct rows/s, tok/s, TTFR, RSS, share of peak."""
     from sdgen import bench
     from sdgen.bench.history import plot_history
-    from sdgen.bench.report import bench_table, cell_line
+    from sdgen.bench.report import bench_table, cell_line, roofline_line
 
     if plot:
         path = plot_history(history, plot_out or history.with_suffix(".png"))
@@ -271,10 +275,11 @@ def bench_cmd(
     config = bench.BenchConfig(
         spec=spec or bench.EXAMPLE_SPEC, models=_csv(models) or list(BUILTINS),
         styles=_csv(styles) or list(bench.STYLES), backends=_csv(backends) or list(bench.DEFAULT_BACKENDS), rows=rows, baseline_rows=baseline_rows, history=history,
-        engine=_engine_overrides(engine), **({"threads": threads} if threads else {}),
+        engine=_engine_overrides(engine), real=real, **({"threads": threads} if threads else {}),
     )  # fmt: skip
     total = len(config.cells())
     done = 0
+    session = bench.Bench(config)
     with err.status("measuring the matmul peak") as status:
 
         def on_event(kind: str, data: dict) -> None:
@@ -286,12 +291,13 @@ def bench_cmd(
                 done += 1
                 err.print(cell_line(data), highlight=False)
 
-        cells = bench.run_bench(config, on_event)
+        cells = session.run(on_event)
     if as_json:
         for cell in cells:
             out.print(json.dumps(cell), highlight=False, soft_wrap=True)
     else:  # the table is wide: let it be when piped into a file
         (out if out.is_terminal else Console(width=220)).print(bench_table(cells))
+    err.print(roofline_line(session.common.get("matmul_peaks", {}), session.common["machine"]), highlight=False)
     for text, met in bench.check_targets(cells):
         err.print(f"[{'green' if met else 'yellow'}]{'met' if met else 'missed'}[/]: {text}", highlight=False)
     if config.history:

@@ -25,9 +25,11 @@ from sdgen.errors import SdgenError
 from sdgen.models.registry import BUILTINS
 from sdgen.spec import EngineOptions, format_validation_error
 
-BACKENDS = ["recipe", "genai-default", "optimum", "torch", "ipex", "engine", "sdgen"]  # run order: anchors first
-DEFAULT_BACKENDS = [b for b in BACKENDS if b != "engine"]  # `engine` (no retries, no writing) is opt-in
-ANCHORS = ("recipe", "genai-default")
+BACKENDS = ["recipe", "genai-default", "llama.cpp", "optimum", "torch", "ipex", "engine", "sdgen"]  # anchors first
+# `engine` (no retries, no writing) is opt-in; `llama.cpp` builds llama-server once (~10 min on 2 cores)
+DEFAULT_BACKENDS = [b for b in BACKENDS if b not in ("engine", "llama.cpp")]
+ANCHORS = ("recipe", "genai-default", "llama.cpp")
+BASELINE_PREFIX = "sdgen@"  # `sdgen@COMMIT`: this repository's sdgen at COMMIT, on the same model file
 STYLES = ["fewshot", "reasoning"]
 # One row at a time or static batches of 16 at 0.3-1 rows/s: these run on the first rows of the same plan.
 SLOW_BACKENDS = {"recipe": 16, "torch": 64, "ipex": 64}
@@ -52,9 +54,11 @@ class BenchConfig:
     history: Path | None = Path("sdgen-bench.jsonl")
     engine: dict = field(default_factory=dict)  # EngineOptions overrides for every cell
     ipex_python: str | None = None
+    real: Path | None = None  # real labelled rows: every cell's agreement, and useful rows/s
+    real_columns: tuple[str, str] = ("text", "label")
 
     def __post_init__(self) -> None:
-        unknown = [b for b in self.backends if b not in BACKENDS]
+        unknown = [b for b in self.backends if b not in BACKENDS and not b.startswith(BASELINE_PREFIX)]
         if unknown:
             raise BenchError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
         if self.rows <= 0 or (self.baseline_rows is not None and self.baseline_rows <= 0):
@@ -72,7 +76,8 @@ class BenchConfig:
         return self.rows
 
     def cells(self) -> list[tuple[str, str, str]]:
-        order = sorted(self.backends, key=BACKENDS.index)
+        order = sorted(self.backends, key=lambda b: BACKENDS.index("sdgen") - 0.5 if b.startswith(BASELINE_PREFIX)
+                       else BACKENDS.index(b))  # fmt: skip
         return [(m, s, b) for m in self.models for s in self.styles for b in order]
 
 
@@ -91,8 +96,24 @@ def ipex_python(explicit: str | None = None) -> str | None:
     return None
 
 
-def _child(python: str, args: dict, threads: int) -> dict:
+def baseline_source(commit: str) -> Path:
+    """This checkout's ``src/`` at ``commit``, exported once into the cache (for `sdgen@COMMIT` cells)."""
+    from sdgen.models.registry import CACHE_DIR
+
+    target = CACHE_DIR / "baselines" / commit
+    if not (target / "src" / "sdgen").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(SOURCE_TREE), "archive", commit, "src"], capture_output=True)
+        if archive.returncode != 0:
+            raise BenchError(f"{BASELINE_PREFIX}{commit}: not a commit of {SOURCE_TREE} ({archive.stderr.decode().strip()})")
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target / "src"
+
+
+def _child(python: str, args: dict, threads: int, pythonpath: Path | None = None) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
     proc = subprocess.run([python, "-m", "sdgen.bench.cell", json.dumps(args)], capture_output=True, text=True,
                           env=env, timeout=CELL_TIMEOUT_S)  # fmt: skip
     for line in reversed(proc.stdout.splitlines()):
@@ -109,7 +130,7 @@ def measure_peak(threads: int) -> dict[str, float]:
 
 def add_ratios(cell: dict, anchors: dict[str, dict]) -> None:
     for name, anchor in anchors.items():
-        key = name.replace("-", "_")
+        key = name.replace("-", "_").replace(".", "")
         for metric in ("distinct_rows_s", "tok_s"):
             if anchor.get(metric) and cell.get(metric) is not None:
                 cell[f"x_{key}_{metric}"] = round(cell[metric] / anchor[metric], 3)
@@ -147,6 +168,11 @@ class Bench:
         self.anchors: dict[tuple[str, str], dict[str, dict]] = {}
         self._ipex = ipex_python(config.ipex_python)
         self._peak: float | None = None
+        self._judge = None
+        if config.real is not None:
+            from sdgen.quality.evaluate import RealClassifier
+
+            self._judge = RealClassifier(config.real, *config.real_columns)
 
     def measure_peak(self) -> float | None:
         peaks = measure_peak(self.config.threads)
@@ -163,12 +189,22 @@ class Bench:
         t0 = time.perf_counter()
         if backend == "ipex" and self._ipex is None:
             result = {"skipped": "no IPEX environment: run `make ipex-env` (or set SDGEN_IPEX_PYTHON)"}
+        elif backend.startswith(BASELINE_PREFIX):  # an older sdgen: the same model file, named by path
+            from sdgen.models.resolve import resolve_model
+
+            path = str(resolve_model(model).path)
+            result = _child(sys.executable, {**args, "backend": "sdgen", "model": path}, self.config.threads,
+                            baseline_source(backend.removeprefix(BASELINE_PREFIX)))  # fmt: skip
         else:
             result = _child(self._ipex if backend == "ipex" else sys.executable, args, self.config.threads)
+        labelled = result.pop("labelled", None)
         cell = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": model, "style": style, "backend": backend,
                 "rows_asked": args["rows"], "wall_s": round(time.perf_counter() - t0, 1), **result}  # fmt: skip
         if "error" in cell or "skipped" in cell:
             return cell
+        if self._judge is not None and labelled:
+            cell["agreement"] = round(self._judge.agreement([t for t, _ in labelled], [lab for _, lab in labelled]), 4)
+            cell["useful_rows_s"] = round(cell["distinct_rows_s"] * cell["agreement"], 3)
         if self._peak and cell.get("gflops") is not None:
             cell["peak_share"] = round(cell["gflops"] / self._peak, 5)
         anchors = self.anchors.setdefault((model, style), {})

@@ -40,7 +40,7 @@ def run_cell(args: dict) -> dict:
         "distinct_rows_s": round(distinct / gen_s, 3), "rows_s": round(len(measured.texts) / gen_s, 3),
         "tok_s": round(measured.generated_tokens / gen_s, 1), "prompt_tok_s": round(measured.prompt_tokens / gen_s, 1),
         "gflops": round(2 * params * measured.generated_tokens / gen_s / 1e9, 3) if params else None,
-        "matmul_params": params, "weights": measured.weights,
+        "matmul_params": params, "weights": measured.weights, "labelled": measured.texts,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }  # fmt: skip
 

@@ -24,15 +24,24 @@ def cell_line(cell: dict) -> str:
         return f"✗ {head}: {cell['error']}"
     if "skipped" in cell:
         return f"- {head}: skipped, {cell['skipped']}"
-    return (f"✓ {head}: {cell['distinct_rows_s']:.2f} distinct rows/s, {cell['tok_s']:.0f} tok/s, "
+    useful = f", {cell['useful_rows_s']:.2f} useful rows/s" if cell.get("useful_rows_s") is not None else ""
+    return (f"✓ {head}: {cell['distinct_rows_s']:.2f} distinct rows/s{useful}, {cell['tok_s']:.0f} tok/s, "
             f"{cell['parsed']}/{cell['rows']} rows parsed ({cell['wall_s']:.0f} s)")  # fmt: skip
+
+
+def roofline_line(peaks: dict[str, float], machine: dict) -> str:
+    """What the machine can do, measured at the start of the run, beside which each cell's GFLOP/s reads."""
+    found = ", ".join(f"{name} {gflops:.0f} GFLOP/s" for name, gflops in sorted(peaks.items())) or "not measured"
+    return (f"roofline: {machine.get('cpu', '?')} ({machine.get('cpu_class', '?')}), {machine.get('threads')} threads: "
+            f"dense matmul {found}; a cell's GFLOP/s = 2 x its model's matmul weights x generated tok/s "
+            "(prompt tokens not counted), its share of the best peak in brackets")  # fmt: skip
 
 
 def bench_table(cells: list[dict]) -> Table:
     table = Table(title="sdgen bench (rates from the end of model loading; TTFR includes loading)")
-    columns = ["model", "style", "backend", "weights", "rows", "distinct rows/s", "rows/s", "gen tok/s",
-               "prompt tok/s", "TTFR s", "peak RSS MB", "GFLOP/s (peak %)", "x recipe (rows/tok)",
-               "x genai-default (rows/tok)"]  # fmt: skip
+    columns = ["model", "style", "backend", "weights", "rows", "distinct rows/s", "useful rows/s (agreement)", "rows/s",
+               "gen tok/s", "prompt tok/s", "TTFR s", "peak RSS MB", "GFLOP/s (peak %)", "x recipe (rows/tok)",
+               "x genai-default (rows/tok)", "x llama.cpp (rows/tok)"]  # fmt: skip
     for col in columns:
         table.add_column(col, justify="left" if col in ("model", "style", "backend", "weights") else "right")
     for c in cells:
@@ -42,10 +51,13 @@ def bench_table(cells: list[dict]) -> Table:
             table.add_row(*head, note, *[""] * (len(columns) - 4))
             continue
         share = f" ({100 * c['peak_share']:.0f}%)" if c.get("peak_share") is not None else ""
+        useful = (f"{c['useful_rows_s']:.2f} ({100 * c['agreement']:.0f}%)" if c.get("useful_rows_s") is not None else "-")
         table.add_row(
             *head, c.get("weights", "?"), f"{c['distinct']}/{c['parsed']}/{c['rows']}", _fmt(c["distinct_rows_s"], ".2f"),
-            _fmt(c["rows_s"], ".2f"), _fmt(c["tok_s"], ".0f"), _fmt(c["prompt_tok_s"], ".0f"), _fmt(c["ttfr_s"]),
+            useful, _fmt(c["rows_s"], ".2f"), _fmt(c["tok_s"], ".0f"), _fmt(c["prompt_tok_s"], ".0f"), _fmt(c["ttfr_s"]),
             _fmt(c["peak_rss_mb"], ".0f"), _fmt(c.get("gflops")) + share, _ratio(c, "recipe"), _ratio(c, "genai_default"),
+            _ratio(c, "llamacpp"),
         )  # fmt: skip
-    table.caption = "rows: distinct / parsed / asked. Ratios: distinct parsed rows/s and generated tok/s."
+    table.caption = ("rows: distinct / parsed / asked. Useful rows/s: distinct rows/s x agreement, the share of rows a "
+                     "classifier trained on --real gives their label. Ratios: distinct rows/s and generated tok/s.")
     return table

@@ -48,7 +48,7 @@ class Clock:
 @dataclass
 class Measured:
     rows: int  # rows asked for
-    texts: list[str]  # texts that survived extraction
+    texts: list[tuple[str, str]]  # (text, label) of the rows that survived extraction
     generated_tokens: int
     prompt_tokens: int  # of the planned rows' prompts (retries not counted)
     weights: str
@@ -148,7 +148,8 @@ def run_sdgen(spec: Spec, model: ResolvedModel) -> Measured:
         out = Path(tmp) / "rows.jsonl"
         summary = generate(spec, output=out, overwrite=True, progress=Marks(), report=False)  # charts are not the run
         clock.stop()
-        texts = pd.read_json(out, lines=True)["text"].astype(str).tolist() if summary.written else []
+        df = pd.read_json(out, lines=True, dtype=False) if summary.written else None
+        texts = list(zip(df["text"].astype(str), df["label"].astype(str))) if df is not None else []
     import openvino_genai as ov_genai
 
     tok = ov_genai.Tokenizer(str(model.path))
@@ -172,7 +173,7 @@ def _first_attempts(spec: Spec, engine, clock: Clock) -> tuple[list[str], int, d
         tokens += result.generated_tokens
         if (text := _parse(spec, builder, rows[result.id], result.text)) is not None:
             clock.row()
-            texts.append(text)
+            texts.append((text, rows[result.id].label))
     clock.stop()
     return texts, tokens, prompts
 
@@ -208,7 +209,7 @@ def run_genai_default(spec: Spec, model: ResolvedModel) -> Measured:
     config.stop_strings = builder.stop_strings
     config.apply_chat_template = False  # the prompts are rendered already, identically for every backend
     result = pipe.generate(prompts, config)
-    texts = [t for row, out in zip(rows, result.texts) if (t := _parse(spec, builder, row, out)) is not None]
+    texts = [(t, row.label) for row, out in zip(rows, result.texts) if (t := _parse(spec, builder, row, out)) is not None]
     if texts:
         clock.row()  # every row arrives at the end
     clock.stop()
@@ -240,7 +241,7 @@ def _hf_batches(spec: Spec, tok, builder: PromptBuilder, generate_batch: Callabl
                 text = text.split(stop, 1)[0]
             if (parsed := _parse(spec, builder, row, text)) is not None:
                 clock.row()
-                texts.append(parsed)
+                texts.append((parsed, row.label))
     return texts, tokens, prompts, len(rows)
 
 
@@ -323,10 +324,39 @@ def run_recipe(spec: Spec, model: ResolvedModel, *, reuse_pipeline: bool = False
         tokens += len(tok(out, add_special_tokens=False)["input_ids"])
         if (text := _parse(spec, builder, row, out)) is not None:
             clock.row()
-            texts.append(text)
+            texts.append((text, row.label))
     clock.stop()
     weights = str(pipe.model.dtype).removeprefix("torch.") if pipe else "?"
     return Measured(len(rows), texts, tokens, _hf_prompt_tokens(tok, prompts), weights, clock)
+
+
+def run_llamacpp(spec: Spec, model: ResolvedModel) -> Measured:
+    """llama.cpp's `llama-server` (built from PyPI source, cached) on the same GGUF: parallel slots, continuous
+    batching, prompt caching; every planned row's first attempt with its own seed, as many clients as slots."""
+    import openvino_genai as ov_genai
+
+    from sdgen.bench.llamacpp import LlamaServer
+
+    if model.format != "gguf":
+        raise ModelError(f"{model.path}: llama.cpp runs GGUF files")
+    slots = min(spec.engine.max_num_seqs, 16)
+    clock = Clock()
+    server = LlamaServer(model.path, threads=spec.engine.threads or 2, slots=slots, context=2048)
+    try:
+        clock.loaded()
+        tok = ov_genai.Tokenizer(str(model.path))  # the same chat template rendering as every OpenVINO cell
+        builder = _ov_builder(spec, tok)
+        rows = make_plan(spec)
+        prompts = [builder.build(row) for row in rows]
+        outs = server.complete_all(list(zip(prompts, [r.seed for r in rows])), spec.generation,
+                                   sorted(builder.stop_strings), clients=slots)  # fmt: skip
+    finally:
+        server.close()
+    texts = [(t, row.label) for row, (out, _, _) in zip(rows, outs) if (t := _parse(spec, builder, row, out)) is not None]
+    if texts:
+        clock.row()
+    clock.stop()
+    return Measured(len(rows), texts, sum(o[1] for o in outs), sum(o[2] for o in outs), "GGUF (llama.cpp)", clock)
 
 
 RUNNERS: dict[str, Callable[[Spec, ResolvedModel], Measured]] = {
@@ -335,6 +365,7 @@ RUNNERS: dict[str, Callable[[Spec, ResolvedModel], Measured]] = {
     "ipex": lambda spec, model: run_torch_engine(spec, model, "ipex"),
     "optimum": run_optimum,
     "genai-default": run_genai_default,
+    "llama.cpp": run_llamacpp,
     "engine": run_engine,
     "sdgen": run_sdgen,
 }
@@ -346,7 +377,7 @@ def runner(backend: str) -> Callable[[Spec, ResolvedModel], Measured]:
     return RUNNERS[backend]
 
 
-def count_distinct(texts: Iterable[str]) -> int:
+def count_distinct(texts: Iterable[tuple[str, str]]) -> int:
     from sdgen.quality.index import normalize_text
 
-    return len({normalize_text(t) for t in texts})
+    return len({normalize_text(t) for t, _ in texts})
