@@ -60,7 +60,7 @@ def test_shared_text_first_row_text_last(style, template):
     for row, prompt in zip(plan, prompts):
         tail = prompt[len(shared) :]
         assert row.label in tail and row.type in tail
-        assert len(tail) < 200
+        assert len(tail) < 300
 
 
 def test_chat_prompt_uses_system_turn_and_demonstrated_examples():
@@ -83,6 +83,16 @@ def test_no_system_role_is_folded_into_first_user_turn():
     assert first_user.startswith("<start_of_turn>user\n" + b.system)
     assert "Task: " in first_user
     assert prompt.endswith("<start_of_turn>model\n")
+
+
+def test_the_request_ends_with_the_label_and_what_it_means():
+    spec, b = builder(CHATML, prompt_style="fewshot", labels={"polite": "Courteous: thanks, greetings.", "rude": "API abuse.",
+                                                              "plain": ""}, examples=[])  # fmt: skip
+    requests = {row.label: b.build(row).rsplit("<|im_start|>user\n", 1)[1] for row in make_plan(spec)}
+    assert requests["polite"].split("<|im_end|>")[0].endswith("Write one new text that is polite: courteous: thanks, greetings.")
+    assert requests["polite"].startswith("Category: ")
+    assert "that is rude: API abuse." in requests["rude"]  # an acronym keeps its capitals
+    assert "that is plain (not polite, not rude)." in requests["plain"]  # no description: the other labels
 
 
 def test_fewshot_asks_for_one_output_and_has_no_reasoning():
