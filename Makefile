@@ -75,7 +75,7 @@ models: install
 
 # The spec field reference, generated from the pydantic models (a test keeps it current).
 docs: install
-	$(PY) -m sdgen.docs > docs/spec.md
+	$(PY) -m sdgen.specdoc > docs/spec.md
 
 clean:
 	rm -rf $(VENV) $(IPEX_VENV) $(PY310_VENV) demo .pytest_cache

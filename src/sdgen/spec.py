@@ -219,8 +219,9 @@ class Spec(_Strict):
     examples: list[Example] = Field(default_factory=list, description="Few-shot examples (see examples[]).")
     examples_from: RealExamples | None = Field(None, description="Real labelled rows as rotating examples: a path "
                                                "or the long form (see examples_from).")
-    contrast: bool = Field(True, description="Say in the prompt what each label is not (labels.NAME.not, else the "
-                           "other labels' descriptions), so confusable labels separate.")
+    contrast: bool = Field(True, description="Say in the prompt what each label is not: labels.NAME.not in the label "
+                           "list, the other labels' names in the request for a label without a description, and that "
+                           "a text must fit its label and none of the others.")
     prompt_style: str = Field("fewshot", description="fewshot | reasoning | path to a Jinja template.")
     rows_per_request: int = Field(
         1, ge=1, le=32,
