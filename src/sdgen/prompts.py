@@ -210,7 +210,8 @@ class PromptBuilder:
         "polite (not neutral, not impolite). Category: ..."; agreement of a real-trained classifier 57% vs 41%).
         """
         where = f"Category: {category}. Type: {type_}. " if category is not None else ""
-        what = f"{label}: {self._meaning(label)}" if self._meaning(label) else f"{label}{self._contrast(label)}"
+        meaning = self._meaning(label)
+        what = f"{label}: {meaning}" if meaning else f"{label}{self._contrast(label)}"
         if self.numbered:
             return f"{where}Write {k} new {'text' if k == 1 else 'texts'}, each one {what}."
         kind = "text and why it is" if self.spec.wants_reasoning else "text that is"

@@ -172,7 +172,7 @@ class Bench:
         if config.real is not None:
             from sdgen.quality.evaluate import RealClassifier
 
-            self._judge = RealClassifier(config.real, *config.real_columns)
+            self._judge = RealClassifier.from_file(config.real, *config.real_columns)
 
     def measure_peak(self) -> float | None:
         peaks = measure_peak(self.config.threads)

@@ -161,10 +161,10 @@ def evaluate(dataset: str | Path, real: str | Path, *, text_col: str = "text", l
             notes.append(f"the reference trained on all {len(reference_train)} real rows outside the test set")
     else:
         notes.append("the real file has too few rows outside the test set for a reference")
-    judge = _classifier(seed).fit(pool["text"], pool["label"])
-    agrees = judge.predict(synthetic["text"]) == synthetic["label"].to_numpy()
+    judge = RealClassifier(pool, seed)
+    agrees = judge.agrees(synthetic["text"], synthetic["label"])
     report.agreement = round(float(agrees.mean()), 4)
-    report.real_agreement = round(float((judge.predict(test["text"]) == test["label"].to_numpy()).mean()), 4)
+    report.real_agreement = round(judge.agreement(test["text"], test["label"]), 4)
     report.agreement_by_label = _rates(agrees, synthetic["label"])
     if "model" in synthetic.columns:
         report.agreement_by_model = _rates(agrees, synthetic["model"])
@@ -177,24 +177,27 @@ def evaluate(dataset: str | Path, real: str | Path, *, text_col: str = "text", l
 
 
 class RealClassifier:
-    """The agreement judge of `evaluate`, trained once on a real file's rows outside its test split."""
+    """The agreement judge: a classifier trained on real rows, asked which label each text has."""
 
-    def __init__(self, real: Path, text_col: str = "text", label_col: str = "label", seed: int = 0) -> None:
-        df = read_real(Path(real), text_col, label_col)
-        _, pool = _split(df, sorted(set(df["label"])), seed)
+    def __init__(self, pool, seed: int = 0) -> None:
         self.model = _classifier(seed).fit(pool["text"], pool["label"])
 
-    def agreement(self, texts: list[str], labels: list[str]) -> float:
+    @classmethod
+    def from_file(cls, real: Path, text_col: str = "text", label_col: str = "label", seed: int = 0) -> RealClassifier:
+        """Trained on a real file's rows outside its test split (as in `evaluate`)."""
+        df = read_real(Path(real), text_col, label_col)
+        _, pool = _split(df, sorted(set(df["label"])), seed)
+        return cls(pool, seed)
+
+    def agrees(self, texts, labels):
+        """Per text: does the classifier give it its label (a boolean array)."""
+        import numpy as np
+
+        return self.model.predict(list(texts)) == np.asarray(list(labels), dtype=object)
+
+    def agreement(self, texts, labels) -> float:
         """The share of ``texts`` the classifier gives their ``labels``."""
-        if not texts:
-            return 0.0
-        return float((self.model.predict(texts) == pd_array(labels)).mean())
-
-
-def pd_array(values: list[str]):
-    import numpy as np
-
-    return np.asarray(values, dtype=object)
+        return float(self.agrees(texts, labels).mean()) if len(texts) else 0.0
 
 
 def _rates(agrees, keys) -> dict[str, float]:
