@@ -11,7 +11,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 OPTIMUM_INTEL := optimum-intel==2.2.0
 
 IPEX_VENV := .venv-ipex
-PY310 ?= $(shell command -v python3.10 2>/dev/null)
+# A python3.10 that runs: a pyenv shim on PATH may exist without the version being active, so ask each candidate.
+PY310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10; do \
+	$$p -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
 PY310_VENV := .venv-py310
 
 .PHONY: install install-convert ipex-env test-ipex test-py310 test-llamacpp demo test test-fast bench models docs clean
