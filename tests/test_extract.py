@@ -99,6 +99,27 @@ def test_texts_that_start_like_refusals_but_are_data(text):
     assert extract(text, ROW, reasoning=False) is not None
 
 
+@pytest.mark.parametrize("text", [  # rows the 1.5B wrote when it lost the thread (politeness runs)
+    "IsCouldCouldHowThankHiHelloByeCouldWhySorryPraiseThanksPleaseCouldWhatPlease I appreciate your help!",
+    "WhyWouldHeyGreatQuestionBeCalledSo? Just drop me a line with the question in your email.",
+    "Hello You'VeGottenAQuestionYouWantToAsk AndIWillHelpYouFindTheAnswer SoThanksAndPleaseBeNice",
+    "CouldneutralneutralneutralneutralneutralneutralpolneutralimpneutralDo you have any suggestions?",
+])  # fmt: skip
+def test_degenerate_run_on_text_is_not_data(text):
+    assert extract(text, ROW, reasoning=False) is None
+
+
+@pytest.mark.parametrize("text", [
+    "Trump is having another meltdown. #trumpisamillionairesandbillionaires",
+    "#ThankYouVeryMuchForEverythingYouDoEveryDay you made my week!",
+    "Why does getElementById return null, and is AbstractSingletonProxyFactoryBean to blame?",
+    "The HTTPSConnectionPoolManager fails on https://example.com/SomeLongPathWithManyWordsInIt again",
+    "Hahahahahaha that is the funniest thing, noooooooo",
+])  # fmt: skip
+def test_hashtags_identifiers_and_laughter_are_data(text):
+    assert extract(text, ROW, reasoning=False) is not None
+
+
 def rows(k: int) -> tuple[PlannedRow, ...]:
     return tuple(PlannedRow(i, "polite", "travel", "air", "m", 1) for i in range(k))
 

@@ -44,6 +44,11 @@ _REFUSAL = re.compile(
     re.IGNORECASE,
 )
 _QUOTES = "\"'“”‘’«»`"
+# Degenerate decoding (a model that lost the thread until max_new_tokens): words glued into one token
+# ("IsCouldCouldHowThankHiHello...", "neutralneutralneutral..."). Hashtags, handles, URLs and code identifiers
+# ("getElementById") stay: they have few case changes and no repeats.
+_GLUED_WORDS = re.compile(r"(?<![#@/\w])[a-z']*(?:[A-Z][a-z']+[A-Z]?){6,}")
+_STUTTER = re.compile(r"([a-z]{3,})\1{3,}", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +92,7 @@ def _drop_preamble_and_chatter(text: str) -> str:
 def _tidy(text: str) -> str:
     text = _ECHO.sub("", text)
     text = re.sub(r"\*\*(.+?)\*\*", r"\1", text)  # bold
-    text = re.sub(r"^\s*(?:#+\s*|\*\*|__)", "", text)  # leading markdown
+    text = re.sub(r"^\s*(?:#+\s+|\*\*|__)", "", text)  # leading markdown (a heading; "#tag" is a hashtag)
     text = _drop_preamble_and_chatter(text)
     text = _META_SENTENCE.sub("", text.lstrip(), count=1)
     text = re.sub(r"\n{3,}", "\n\n", text)
@@ -106,6 +111,8 @@ def _looks_like_text(text: str, row: PlannedRow) -> bool:
         return False
     if _BYTE_LEVEL_MARKERS.search(text):
         return False  # a broken detokenizer, not natural language
+    if _GLUED_WORDS.search(text) or _STUTTER.search(text):
+        return False  # degenerate decoding, not natural language
     if text.casefold() in {row.label.casefold(), row.category.casefold(), row.type.casefold()}:
         return False
     return True
