@@ -172,9 +172,11 @@ def test_rss_slope_is_the_least_squares_growth_per_1k_rows_over_the_second_half(
 
 
 def test_real_data_gives_every_cell_its_agreement_and_useful_rows(tmp_path, tiny_models, write_spec):
-    """With --real, a classifier trained on the real rows scores each cell's texts: useful rows/s = distinct x agreement."""
+    """With --real, a classifier trained on the real rows scores each cell's texts: useful rows/s = distinct x agreement.
+    Rows of a label the real file lacks ("somewhat polite") are not scored."""
     real = EXAMPLE_SPEC.parents[1] / "tests" / "data" / "politeness_sample.csv"
-    spec = write_spec(base_spec(labels={"polite": "Courteous.", "neutral": "Plain.", "impolite": "Rude."}, examples=[],
+    labels = {"polite": "Courteous.", "neutral": "Plain.", "impolite": "Rude.", "somewhat polite": "Mixed."}
+    spec = write_spec(base_spec(labels=labels, examples=[], balance={"mode": "exact"},
                                 generation=FAST, prompt_style="fewshot"), "three.yaml")  # fmt: skip
     result = run_cli(["bench", "--models", str(tiny_models["chat"]), "--styles", "fewshot", "--backends", "genai-default,sdgen",
                       "--rows", "12", "--threads", "2", "--spec", str(spec), "--history", str(tmp_path / "h.jsonl"),
@@ -183,6 +185,7 @@ def test_real_data_gives_every_cell_its_agreement_and_useful_rows(tmp_path, tiny
     cells = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     for c in cells:
         assert 0 <= c["agreement"] <= 1 and "labelled" not in c
+        assert 0 < c["agreement_rows"] < c["parsed"]  # every label has rows (exact quotas); one label is not scored
         assert c["useful_rows_s"] == pytest.approx(c["distinct_rows_s"] * c["agreement"], abs=0.002)
     assert "labelled" not in (tmp_path / "h.jsonl").read_text()  # texts stay out of the history
     assert "roofline:" in result.stderr if hasattr(result, "stderr") else True

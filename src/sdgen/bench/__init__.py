@@ -202,8 +202,11 @@ class Bench:
                 "rows_asked": args["rows"], "wall_s": round(time.perf_counter() - t0, 1), **result}  # fmt: skip
         if "error" in cell or "skipped" in cell:
             return cell
-        if self._judge is not None and labelled:
-            cell["agreement"] = round(self._judge.agreement([t for t, _ in labelled], [lab for _, lab in labelled]), 4)
+        # Rows of labels the real file lacks cannot be judged: agreement is over the others.
+        judged = [(t, lab) for t, lab in labelled or [] if self._judge is not None and lab in self._judge.labels]
+        if judged:
+            cell["agreement"] = round(self._judge.agreement([t for t, _ in judged], [lab for _, lab in judged]), 4)
+            cell["agreement_rows"] = len(judged)
             cell["useful_rows_s"] = round(cell["distinct_rows_s"] * cell["agreement"], 3)
         if self._peak and cell.get("gflops") is not None:
             cell["peak_share"] = round(cell["gflops"] / self._peak, 5)

@@ -59,5 +59,5 @@ def bench_table(cells: list[dict]) -> Table:
             _ratio(c, "llamacpp"),
         )  # fmt: skip
     table.caption = ("rows: distinct / parsed / asked. Useful rows/s: distinct rows/s x agreement, the share of rows a "
-                     "classifier trained on --real gives their label. Ratios: distinct rows/s and generated tok/s.")
+                     "classifier trained on --real gives their label (rows of labels it lacks not counted). Ratios: distinct rows/s and generated tok/s.")
     return table

@@ -189,6 +189,11 @@ class RealClassifier:
         _, pool = _split(df, sorted(set(df["label"])), seed)
         return cls(pool, seed)
 
+    @property
+    def labels(self) -> set[str]:
+        """The labels it can give (the real file's)."""
+        return {str(label) for label in self.model.classes_}
+
     def agrees(self, texts, labels):
         """Per text: does the classifier give it its label (a boolean array)."""
         import numpy as np
