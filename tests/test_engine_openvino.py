@@ -70,6 +70,43 @@ def test_results_stream_before_all_requests_are_done(engine):
     assert len(fed) < 20  # the first result arrived while later requests were not even built
 
 
+def test_requests_sharing_a_prefix_wait_for_its_first_prefill_and_give_the_same_texts(engine):
+    """Rows of a group (one draw of real examples) and judge requests name their shared prefix; the engine
+    runs each prefix's first request before the others of that prefix join. Texts do not change."""
+    heads = {g: f"Group {g}: " + " ".join(f"example {g}.{i} is a fine text." for i in range(40)) for g in range(3)}
+    prompts = [engine.render_chat([{"role": "user", "content": heads[i % 3] + f" Write text {i}."}]) for i in range(18)]
+    keyed = run(engine, (Request(i, p, SAMPLING, seed=i, prefix=f"g{i % 3}") for i, p in enumerate(prompts)))
+    plain = run(engine, [Request(i, p, SAMPLING, seed=i) for i, p in enumerate(prompts)])
+    assert sorted(keyed) == list(range(18))
+    assert {i: r.text for i, r in keyed.items()} == {i: r.text for i, r in plain.items()}
+
+
+def test_prefix_warmer_holds_a_prefix_until_its_first_request_has_a_token():
+    from sdgen.engines.openvino import _PrefixWarmer
+
+    class Handle:
+        readable = False
+
+        def get_status(self):
+            return "running"
+
+        def can_read(self):
+            return self.readable
+
+    warmer = _PrefixWarmer("running")
+    a = [Request(i, "p", SAMPLING, seed=i, prefix="a") for i in range(3)]
+    b = Request(9, "q", SAMPLING, seed=9, prefix="b")
+    assert warmer.admit(a[0])
+    first = Handle()
+    warmer.warming("a", first)
+    assert not warmer.admit(a[1]) and not warmer.admit(a[2]) and warmer.held == 2
+    assert warmer.admit(b)  # another prefix is not held back
+    assert warmer.ready() == []  # "a" still prefilling
+    first.readable = True
+    assert warmer.ready() == a[1:] and warmer.held == 0
+    assert warmer.admit(Request(5, "p", SAMPLING, seed=5, prefix="a"))  # computed: no more waiting
+
+
 def test_chat_template_and_tokens(engine):
     assert "<|im_start|>" in engine.chat_template
     assert engine.count_tokens("hello world") == 2

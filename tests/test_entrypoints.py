@@ -67,7 +67,7 @@ def test_the_api_runs_from_a_script_stdin_and_dash_c(tmp_path, tiny_models, how,
     if api == "generate":
         assert proc.stdout.split() == ["done", "10"]
     df = pd.read_csv(out, keep_default_na=False)
-    assert len(df) >= 1 and df["row"].is_unique and set(df["row"]) <= set(range(10))
+    assert len(df) >= 1 and df["row"].is_unique and (df["row"] % 10).is_unique  # a lost row is replaced by row + 10
     manifest = (tmp_path / "out.manifest.json").read_text()
     assert '"status": "finished"' in manifest
 

@@ -75,7 +75,7 @@ def test_chat_prompt_uses_system_turn_and_demonstrated_examples():
 
 
 def test_no_system_role_is_folded_into_first_user_turn():
-    spec, b = builder(GEMMA, prompt_style="fewshot")
+    spec, b = builder(GEMMA, prompt_style="fewshot", rows_per_request=1)
     assert b.mode is PromptMode.CHAT_NO_SYSTEM
     prompt = b.build(make_plan(spec)[0])
     assert "system" not in prompt.split("\n")[0]
@@ -87,7 +87,7 @@ def test_no_system_role_is_folded_into_first_user_turn():
 
 def test_the_request_ends_with_the_label_and_what_it_means():
     spec, b = builder(CHATML, prompt_style="fewshot", labels={"polite": "Courteous: thanks, greetings.", "rude": "API abuse.",
-                                                              "plain": ""}, examples=[])  # fmt: skip
+                                                              "plain": ""}, examples=[], rows_per_request=1)  # fmt: skip
     requests = {row.label: b.build(row).rsplit("<|im_start|>user\n", 1)[1] for row in make_plan(spec)}
     assert requests["polite"].split("<|im_end|>")[0].endswith("Write one new text that is polite: courteous: thanks, greetings.")
     assert requests["polite"].startswith("Category: ")
@@ -96,10 +96,21 @@ def test_the_request_ends_with_the_label_and_what_it_means():
 
 
 def test_fewshot_asks_for_one_output_and_has_no_reasoning():
-    spec, b = builder(CHATML, prompt_style="fewshot")
+    spec, b = builder(CHATML, prompt_style="fewshot", rows_per_request=1)
     prompt = b.build(make_plan(spec)[0])
     assert "return only one output" in prompt
     assert "REASONING" not in prompt and b.response_prefix == ""
+
+
+def test_fewshot_asks_for_four_numbered_texts_by_default_and_other_styles_for_one():
+    spec, b = builder(CHATML, prompt_style="fewshot")
+    assert spec.texts_per_request == 4 and b.numbered
+    rows = tuple(r for r in make_plan(spec) if (r.label, r.category, r.type) == (spec.examples[0].label,
+                 spec.examples[0].category, spec.examples[0].type))[:4]  # fmt: skip
+    prompt = b.build_group(rows)
+    assert prompt.endswith("<|im_start|>assistant\n1.") and f"Write {len(rows)} new texts, each one" in prompt
+    assert builder(CHATML, prompt_style="reasoning")[0].texts_per_request == 1
+    assert not builder(None, prompt_style="fewshot")[1].numbered  # a base model answers one text at a time
 
 
 def test_completion_prompt_ends_where_output_begins():

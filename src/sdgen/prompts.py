@@ -132,6 +132,10 @@ class PromptBuilder:
         row = rows[0]
         return head + self._request(row.label, row.category, row.type, len(rows)) + tail + "1."
 
+    def prefix_of(self, row_id: int) -> str:
+        """Names the shared prompt prefix of a row's request: the rows of a group of real examples share one."""
+        return f"rows:{row_id // self.spec.examples_from.group_rows}" if self._pool is not None else "rows"
+
     def group_stop_strings(self, k: int) -> set[str]:
         """A numbered answer ends where item k+1 would start."""
         return self.stop_strings | ({f"\n{k + 1}.", f"\n{k + 1})"} if self.numbered else set())
@@ -145,7 +149,7 @@ class PromptBuilder:
         """Answers are numbered lists (``rows_per_request`` > 1, a chat model, the fewshot style); demonstrations
         too, so that a request for k texts reads like its examples. Single-row requests (retries) keep the format."""
         spec = self.spec
-        return spec.rows_per_request > 1 and self.mode is not PromptMode.COMPLETION and self._template is None \
+        return spec.texts_per_request > 1 and self.mode is not PromptMode.COMPLETION and self._template is None \
             and not spec.wants_reasoning
 
     def _frame_of(self, row_id: int) -> tuple[str, str]:

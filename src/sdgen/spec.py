@@ -206,6 +206,10 @@ class RealExamples(_Strict):
         return {"path": value} if isinstance(value, (str, Path)) else value
 
 
+# Measured on the 1.5B (politeness, 300 rows, 2-core AVX2): k=4 gave 1.6x the rows/s of k=1 at the same F1 and agreement.
+DEFAULT_ROWS_PER_REQUEST = 4
+
+
 class Spec(_Strict):
     """A generation task: what to generate, how much, with which models, and where it goes."""
 
@@ -223,10 +227,11 @@ class Spec(_Strict):
                            "list, the other labels' names in the request for a label without a description, and that "
                            "a text must fit its label and none of the others.")
     prompt_style: str = Field("fewshot", description="fewshot | reasoning | path to a Jinja template.")
-    rows_per_request: int = Field(
-        1, ge=1, le=32,
+    rows_per_request: int | None = Field(
+        None, ge=1, le=32,
         description="Texts asked for in one request (a numbered list), for rows that share label, category and type: "
-        "the request and its prefill are shared by that many rows. fewshot style only.",
+        "the request and its prefill are shared by that many rows. Default: 4 with the fewshot style (chat models; "
+        "measured: 1.6x the rows/s at the same quality), 1 otherwise; more than 1 needs the fewshot style.",
     )  # fmt: skip
     system_prompt: str | None = Field(None, description="Replaces sdgen's system text (a model without a system "
                                       "role gets it in its first user turn).")
@@ -347,7 +352,7 @@ class Spec(_Strict):
                     f"prompt_style: {self.prompt_style!r} is neither 'fewshot', 'reasoning' "
                     f"nor an existing Jinja template file"
                 )
-        if self.rows_per_request > 1 and (self.prompt_style != "fewshot"):
+        if (self.rows_per_request or 1) > 1 and (self.prompt_style != "fewshot"):
             raise ValueError(f"rows_per_request: {self.rows_per_request} needs prompt_style fewshot (got "
                              f"{self.prompt_style!r}); use 1 with other styles")  # fmt: skip
         if self.balance.mode == "exact" and self.sample_size < self.cell_count:
@@ -384,6 +389,13 @@ class Spec(_Strict):
     @property
     def cell_count(self) -> int:
         return len(self.labels) * (len(self.categories) if self.balance.by == "label_category" else 1)
+
+    @property
+    def texts_per_request(self) -> int:
+        """``rows_per_request``, or its default for the prompt style."""
+        if self.rows_per_request is not None:
+            return self.rows_per_request
+        return DEFAULT_ROWS_PER_REQUEST if self.prompt_style == "fewshot" else 1
 
     @property
     def wants_reasoning(self) -> bool:

@@ -21,6 +21,7 @@ class Request:
     stop_strings: set[str] = field(default_factory=set)
     choices: tuple[str, ...] | None = None  # constrain the output to exactly one of these (greedy)
     rows: tuple[int, ...] = ()  # the plan rows it is for (logs and test doubles; engines ignore it)
+    prefix: str = ""  # names the shared prompt prefix it starts with (a group's examples, the judge's shots)
 
 
 @dataclass(slots=True)

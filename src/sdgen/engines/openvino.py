@@ -143,24 +143,32 @@ class OpenVINOEngine(Engine):
         running = pg.GenerationStatus.RUNNING
         pending = iter(requests)
         inflight: list = []
+        prefixes = _PrefixWarmer(running)
         ids = itertools.count()
 
-        def add(req: Request) -> None:
+        def add(req: Request):
             config = generation_config(req.params, req.seed, req.stop_strings, req.choices)
-            inflight.append((self._pipe.add_request(next(ids), req.prompt, config), req))
+            handle = self._pipe.add_request(next(ids), req.prompt, config)
+            inflight.append((handle, req))
+            return handle
 
         def refill() -> None:
-            for req in itertools.islice(pending, self._window - len(inflight)):
-                add(req)
+            room = self._window - len(inflight) - prefixes.held
+            for req in itertools.islice(pending, max(room, 0)):
+                if prefixes.admit(req):
+                    prefixes.warming(req.prefix, add(req))
 
         first = next(pending, None)
         if first is None:
             return
-        add(first)
+        prefixes.warming(first.prefix, add(first))
         self._prime(inflight[0][0], running)
+        prefixes.ready()
         refill()
         while inflight:
             self._pipe.step()
+            for req in prefixes.ready():
+                add(req)
             finished, still = [], []
             for item in inflight:
                 (still if item[0].get_status() == running else finished).append(item)
@@ -194,3 +202,43 @@ class OpenVINOEngine(Engine):
     def close(self) -> None:
         self._pipe = None
         self._tokenizer = None
+
+
+class _PrefixWarmer:
+    """Holds back requests whose shared prefix (``Request.prefix``) another request is still prefilling.
+
+    The first request of a prefix runs; the others of that prefix join once it has produced a token, and
+    find the prefix in the cache instead of each prefilling it (a group's real examples, the judge's shots).
+    Requests of prefixes already computed, and of other prefixes, are not held.
+    """
+
+    def __init__(self, running) -> None:
+        self._running = running
+        self._warming: dict[str, object] = {}  # prefix -> the handle of its first request
+        self._waiting: dict[str, list[Request]] = {}
+        self._done: set[str] = set()
+        self.held = 0
+
+    def admit(self, req: Request) -> bool:
+        """True when the request may start now; else it waits for its prefix."""
+        if req.prefix in self._done or req.prefix not in self._warming:
+            return True
+        self._waiting.setdefault(req.prefix, []).append(req)
+        self.held += 1
+        return False
+
+    def warming(self, prefix: str, handle) -> None:
+        if prefix not in self._done and prefix not in self._warming:
+            self._warming[prefix] = handle
+
+    def ready(self) -> list[Request]:
+        """Held requests whose prefix is now computed."""
+        released: list[Request] = []
+        for prefix, handle in list(self._warming.items()):
+            if handle.get_status() == self._running and not handle.can_read():
+                continue
+            del self._warming[prefix]
+            self._done.add(prefix)
+            released += self._waiting.pop(prefix, [])
+        self.held -= len(released)
+        return released

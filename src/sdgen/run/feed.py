@@ -94,10 +94,11 @@ class RequestFeed:
         self._jobs[request_id] = job
         if isinstance(job, JudgeJob):
             return Request(request_id, self.judge.build(job.record["text"]), JUDGE_PARAMS, 0, set(),
-                           self.judge.choices, rows=(job.row.row,))  # fmt: skip
+                           self.judge.choices, rows=(job.row.row,), prefix="judge")  # fmt: skip
         k = len(job.rows)
         return Request(request_id, self.builder.build_group(job.rows), self._params_for(k), job.seed(self.spec),
-                       self.builder.group_stop_strings(k), rows=tuple(r.row for r in job.rows if job.takes(r)))  # fmt: skip
+                       self.builder.group_stop_strings(k), rows=tuple(r.row for r in job.rows if job.takes(r)),
+                       prefix=self.builder.prefix_of(job.rows[0].row))  # fmt: skip
 
     def _params_for(self, k: int) -> GenerationParams:
         """The spec's sampling, with room for k texts."""

@@ -164,7 +164,7 @@ class Run:
             mode = detect_mode(engine.chat_template, engine.render_chat)
             judge = JudgePrompt(self.spec, mode, engine.render_chat) if self.spec.judge.enabled else None
             builder = PromptBuilder(self.spec, mode, engine.render_chat, self.pool)
-            k = self.spec.rows_per_request if builder.numbered else 1  # a base model answers one text at a time
+            k = self.spec.texts_per_request if builder.numbered else 1  # a base model answers one text at a time
             jobs = jobs_for([r for r in self.plan if r.model == name], rows, k)
             feed = RequestFeed(self.spec, builder, jobs, judge)
             settle = Settle(self.spec, feed, self.curator, stats, self.progress, self.summary.judge)
