@@ -54,3 +54,20 @@ def test_retry_seeds_differ_from_planned_seed():
     assert retry_seed(s, 3, 0) == row.seed
     assert len({retry_seed(s, 3, a) for a in range(5)}) == 5
     assert derive_seed(1, "x") != derive_seed(2, "x")
+
+
+def test_a_shorter_run_asks_its_groups_with_the_requests_of_a_longer_one():
+    """With several texts per request, a run of 10 rows makes the same requests (width, seed, first rows) as the
+    first groups of a run of 60, so `-n 10` gives the texts of the first 10 rows of `-n 60`."""
+    from sdgen.run.feed import jobs_for
+
+    def jobs(n):
+        plan = make_plan(spec(sample_size=n, prompt_style="fewshot", rows_per_request=4))
+        return {job.rows[0].row: job for job in jobs_for(plan, plan, 4)}
+
+    short, long = jobs(10), jobs(60)
+    assert any(len(job.rows) < 4 for job in short.values())  # the 10-row plan leaves some groups short
+    for first, job in short.items():
+        full = long[first]
+        assert job.width == full.width == 4 and job.seed(spec(sample_size=10)) == full.seed(spec(sample_size=60))
+        assert full.rows[: len(job.rows)] == job.rows

@@ -124,13 +124,15 @@ class PromptBuilder:
     def build(self, row: PlannedRow) -> str:
         return self.build_group((row,))
 
-    def build_group(self, rows: tuple[PlannedRow, ...]) -> str:
-        """The prompt asking for one text per row (rows share label, category and type); a numbered list for several."""
+    def build_group(self, rows: tuple[PlannedRow, ...], k: int | None = None) -> str:
+        """The prompt asking for ``k`` texts (default: one per row) for rows that share label, category and type;
+        a numbered list for several. A planned group the plan leaves short still asks for ``rows_per_request``
+        texts, so that its request, and the texts it takes, do not depend on how many rows the run has."""
         head, tail = self._frame_of(rows[0].row)
         if not self.numbered:
             return head + self._row_part(rows[0]) + tail + self._answer_start()
         row = rows[0]
-        return head + self._request(row.label, row.category, row.type, len(rows)) + tail + "1."
+        return head + self._request(row.label, row.category, row.type, k or len(rows)) + tail + "1."
 
     def prefix_of(self, row_id: int) -> str:
         """Names the shared prompt prefix of a row's request: the rows of a group of real examples share one."""

@@ -32,9 +32,10 @@ class Job:
     rows: tuple[PlannedRow, ...]
     attempt: int = 0
     todo: frozenset[int] | None = None
+    width: int = 1  # texts asked for: ``rows_per_request`` for a planned group, even when the plan leaves it short
 
     def seed(self, spec: Spec) -> int:
-        if len(self.rows) > 1:
+        if self.width > 1:
             return group_seed(spec, self.rows)
         row = self.rows[0]
         return row.seed if self.attempt == 0 else retry_seed(spec, row.row, self.attempt)
@@ -47,7 +48,7 @@ def jobs_for(plan: list[PlannedRow], pending: list[PlannedRow], k: int) -> list[
     """The requests for the pending rows of one model: groups of the model's full plan (`request_groups`) that
     still have pending rows, then each pending replacement row on its own."""
     todo = {row.row for row in pending}
-    jobs = [Job(group, todo=frozenset(r.row for r in group if r.row in todo)) if k > 1 else Job(group)
+    jobs = [Job(group, todo=frozenset(r.row for r in group if r.row in todo), width=k) if k > 1 else Job(group)
             for group in request_groups(plan, k) if any(r.row in todo for r in group)]  # fmt: skip
     planned = {row.row for row in plan}
     return jobs + [Job((row,)) for row in pending if row.row not in planned]
@@ -95,8 +96,8 @@ class RequestFeed:
         if isinstance(job, JudgeJob):
             return Request(request_id, self.judge.build(job.record["text"]), JUDGE_PARAMS, 0, set(),
                            self.judge.choices, rows=(job.row.row,), prefix="judge")  # fmt: skip
-        k = len(job.rows)
-        return Request(request_id, self.builder.build_group(job.rows), self._params_for(k), job.seed(self.spec),
+        k = job.width
+        return Request(request_id, self.builder.build_group(job.rows, k), self._params_for(k), job.seed(self.spec),
                        self.builder.group_stop_strings(k), rows=tuple(r.row for r in job.rows if job.takes(r)),
                        prefix=self.builder.prefix_of(job.rows[0].row))  # fmt: skip
 
