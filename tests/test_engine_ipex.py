@@ -96,5 +96,6 @@ def test_cli_generate_with_the_ipex_backend(tiny_hf, tmp_path, write_spec):
     assert proc.returncode == 0, proc.stderr[-3000:]
     df = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
     summary = __import__("json").loads((tmp_path / "out.stats.json").read_text())
-    assert len(df) == summary["written"] and len(df) + summary["unparseable"] <= 8 and df["row"].is_unique
+    # lost rows are replaced by row + 8 within the budget: at most 8 rows, each planned row at most once
+    assert len(df) == summary["written"] <= 8 and df["row"].is_unique and (df["row"] % 8).is_unique
     assert set(df["model"]) == {str(tiny_hf)}
