@@ -59,6 +59,11 @@ def test_output_and_reasoning(raw):
         "Sure - Here's a polite message about shopping at supermarkets.",
         "ĠThe Ġcrew Ġwas Ġlovely",  # byte-level BPE markers: a broken detokenizer
         "The ĊflightĊ was fine today",
+        # degenerate decoding the 1.5B wrote when it lost the thread (politeness runs)
+        "IsCouldCouldHowThankHiHelloByeCouldWhySorryPraiseThanksPleaseCouldWhatPlease I appreciate your help!",
+        "WhyWouldHeyGreatQuestionBeCalledSo? Just drop me a line with the question in your email.",
+        "Hello You'VeGottenAQuestionYouWantToAsk AndIWillHelpYouFindTheAnswer SoThanksAndPleaseBeNice",
+        "CouldneutralneutralneutralneutralneutralneutralpolneutralimpneutralDo you have any suggestions?",
     ],
 )
 def test_junk_is_rejected(raw):
@@ -97,16 +102,6 @@ def test_refusals_are_not_data(text):
 ])  # fmt: skip
 def test_texts_that_start_like_refusals_but_are_data(text):
     assert extract(text, ROW, reasoning=False) is not None
-
-
-@pytest.mark.parametrize("text", [  # rows the 1.5B wrote when it lost the thread (politeness runs)
-    "IsCouldCouldHowThankHiHelloByeCouldWhySorryPraiseThanksPleaseCouldWhatPlease I appreciate your help!",
-    "WhyWouldHeyGreatQuestionBeCalledSo? Just drop me a line with the question in your email.",
-    "Hello You'VeGottenAQuestionYouWantToAsk AndIWillHelpYouFindTheAnswer SoThanksAndPleaseBeNice",
-    "CouldneutralneutralneutralneutralneutralneutralpolneutralimpneutralDo you have any suggestions?",
-])  # fmt: skip
-def test_degenerate_run_on_text_is_not_data(text):
-    assert extract(text, ROW, reasoning=False) is None
 
 
 @pytest.mark.parametrize("text", [

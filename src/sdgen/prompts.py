@@ -136,7 +136,11 @@ class PromptBuilder:
 
     def prefix_of(self, row_id: int) -> str:
         """Names the shared prompt prefix of a row's request: the rows of a group of real examples share one."""
-        return f"rows:{row_id // self.spec.examples_from.group_rows}" if self._pool is not None else "rows"
+        return f"rows:{self._group_of(row_id)}" if self._pool is not None else "rows"
+
+    def _group_of(self, row_id: int) -> int:
+        """The group of rows (by plan id) that shares one draw of real examples."""
+        return row_id // self.spec.examples_from.group_rows
 
     def group_stop_strings(self, k: int) -> set[str]:
         """A numbered answer ends where item k+1 would start."""
@@ -157,7 +161,7 @@ class PromptBuilder:
     def _frame_of(self, row_id: int) -> tuple[str, str]:
         if self._pool is None:
             return self._head, self._tail
-        group = row_id // self.spec.examples_from.group_rows
+        group = self._group_of(row_id)
         if group not in self._frames:
             if len(self._frames) > 64:  # groups come in plan order: old frames are not needed again
                 self._frames.clear()

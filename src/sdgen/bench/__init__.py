@@ -203,7 +203,8 @@ class Bench:
         if "error" in cell or "skipped" in cell:
             return cell
         # Rows of labels the real file lacks cannot be judged: agreement is over the others.
-        judged = [(t, lab) for t, lab in labelled or [] if self._judge is not None and lab in self._judge.labels]
+        known = self._judge.labels if self._judge is not None else set()
+        judged = [(t, lab) for t, lab in labelled or [] if lab in known]
         if judged:
             cell["agreement"] = round(self._judge.agreement([t for t, _ in judged], [lab for _, lab in judged]), 4)
             cell["agreement_rows"] = len(judged)

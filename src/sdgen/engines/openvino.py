@@ -217,14 +217,16 @@ class _PrefixWarmer:
         self._warming: dict[str, object] = {}  # prefix -> the handle of its first request
         self._waiting: dict[str, list[Request]] = {}
         self._done: set[str] = set()
-        self.held = 0
+
+    @property
+    def held(self) -> int:
+        return sum(map(len, self._waiting.values()))
 
     def admit(self, req: Request) -> bool:
         """True when the request may start now; else it waits for its prefix."""
         if req.prefix in self._done or req.prefix not in self._warming:
             return True
         self._waiting.setdefault(req.prefix, []).append(req)
-        self.held += 1
         return False
 
     def warming(self, prefix: str, handle) -> None:
@@ -240,5 +242,4 @@ class _PrefixWarmer:
             del self._warming[prefix]
             self._done.add(prefix)
             released += self._waiting.pop(prefix, [])
-        self.held -= len(released)
         return released
