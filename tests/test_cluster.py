@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import base_spec
 
 from sdgen.hosting.cluster import (
@@ -25,7 +26,7 @@ from sdgen.errors import EngineError, ModelError
 from sdgen.models import ResolvedModel
 from sdgen.plan import make_plan
 from sdgen.spec import RayOptions, load_spec
-from sdgen.testing import local_ray_cluster
+from sdgen.testing import local_ray_cluster, run_watched
 
 import ray  # noqa: E402 - the [ray] extra is part of every test install (`make install`)
 
@@ -126,6 +127,19 @@ def tiny_spec(tmp_path, write_spec, tiny_models):
     return write_spec(data)
 
 
+def _progress_files(output: Path) -> list[Path]:
+    return [output, output.with_name(f"{output.stem}.journal.jsonl")]
+
+
+def _ray_state() -> str:
+    """What the cluster holds when a run stalls: nodes with their free CPUs, and every actor's state."""
+    from ray.util.state import list_actors
+
+    nodes = [(n["NodeManagerAddress"], n["Alive"], n["Resources"].get("CPU")) for n in ray.nodes()]
+    actors = [(a.class_name, a.state, a.node_id and a.node_id[:8]) for a in list_actors(limit=100)]
+    return f"--- ray ---\nnodes (ip, alive, CPU): {nodes}\navailable: {ray.available_resources()}\nactors: {actors}"
+
+
 def _check_rows_match_plan(spec_path: Path, output: Path) -> pd.DataFrame:
     """Every planned row settled exactly once: written (with the plan's label, category, type and seed) or
     journalled as dropped (duplicate, unparseable), never both, never twice."""
@@ -156,8 +170,9 @@ def test_a_spec_runs_across_both_nodes_and_writes_one_exact_dataset(cluster, tin
         assert all(w.placement.threads == 1 for w in pool.workers)
         assert "<|im_start|>" in pool.chat_template
 
-    run = subprocess.run([sys.executable, "-m", "sdgen.cli", "generate", str(tiny_spec), "--ray", cluster, "--quiet"],
-                         capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    out = Path(yaml.safe_load(tiny_spec.read_text())["output"])
+    run = run_watched([sys.executable, "-m", "sdgen.cli", "generate", str(tiny_spec), "--ray", cluster, "--quiet"],
+                      _progress_files(out), on_stall=_ray_state)  # fmt: skip
     assert run.returncode == 0, run.stderr
     output = Path(run.stdout.strip())
     assert len(_check_rows_match_plan(tiny_spec, output)) > 0
@@ -186,8 +201,6 @@ def test_a_killed_worker_loses_only_its_in_flight_rows(cluster, tiny_spec, tiny_
 
 def test_a_killed_driver_resumes_on_the_cluster(cluster, tiny_spec, tmp_path):
     """SIGKILL the driver of a Ray run mid-way, resume it on Ray: every planned row settles exactly once."""
-    import yaml
-
     data = yaml.safe_load(tiny_spec.read_text())
     data["sample_size"] = 600
     tiny_spec.write_text(yaml.safe_dump(data))
@@ -203,8 +216,8 @@ def test_a_killed_driver_resumes_on_the_cluster(cluster, tiny_spec, tmp_path):
     assert 100 <= written < 600
     # `--ray` alone: the cluster RAY_ADDRESS names (or the spec's, or this machine's)
     env = {**os.environ, "RAY_ADDRESS": cluster}
-    done = subprocess.run([*cmd[:-3], "--ray", "--quiet", "--resume"], capture_output=True, text=True, timeout=600,
-                          check=False, env=env)  # fmt: skip
+    done = run_watched([*cmd[:-3], "--ray", "--quiet", "--resume"], _progress_files(output), env=env,
+                       on_stall=_ray_state)  # fmt: skip
     assert done.returncode == 0, done.stderr
     df = _check_rows_match_plan(tiny_spec, output)
     assert len(df) > written
@@ -214,8 +227,8 @@ def test_a_killed_driver_resumes_on_the_cluster(cluster, tiny_spec, tmp_path):
 def test_the_builtin_model_is_provisioned_and_runs_on_every_node(cluster, tmp_path, write_spec):
     spec = write_spec(base_spec(sample_size=8, prompt_style="fewshot", output=str(tmp_path / "b.jsonl"),
                                 models=["smollm2-135m-instruct"]))  # fmt: skip
-    run = subprocess.run([sys.executable, "-m", "sdgen.cli", "generate", str(spec), "--ray", cluster, "--quiet"],
-                         capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    run = run_watched([sys.executable, "-m", "sdgen.cli", "generate", str(spec), "--ray", cluster, "--quiet"],
+                      _progress_files(tmp_path / "b.jsonl"), on_stall=_ray_state)  # fmt: skip
     assert run.returncode == 0, run.stderr
     df = _check_rows_match_plan(spec, tmp_path / "b.jsonl")
     assert len(df) >= 6 and df["text"].str.len().min() > 10 and not df["text"].str.contains("Ġ|<\\|im_").any()

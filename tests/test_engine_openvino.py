@@ -107,6 +107,35 @@ def test_prefix_warmer_holds_a_prefix_until_its_first_request_has_a_token():
     assert warmer.admit(Request(5, "p", SAMPLING, seed=5, prefix="a"))  # computed: no more waiting
 
 
+def test_a_scheduler_that_runs_nothing_is_an_error_not_a_hang(tiny_models):
+    """Requests the scheduler never places (a step that schedules nothing returns at once) end the run with an
+    error naming the settings, after a count of such steps, instead of spinning for ever."""
+    from types import SimpleNamespace
+
+    from sdgen.engines.openvino import _STALLED_STEPS, OpenVINOEngine
+    from sdgen.errors import EngineError
+
+    class Stuck:  # the real pipeline, whose steps schedule nothing
+        def __init__(self, pipe):
+            self.pipe, self.steps = pipe, 0
+
+        def add_request(self, *args):
+            return self.pipe.add_request(*args)
+
+        def step(self):
+            self.steps += 1
+
+        def get_metrics(self):
+            return SimpleNamespace(scheduled_requests=0)
+
+    engine = OpenVINOEngine(resolve_model(str(tiny_models["chat"])), EngineOptions(threads=1, max_num_seqs=4))
+    engine._pipe = stuck = Stuck(engine._pipe)
+    with pytest.raises(EngineError, match=r"scheduler ran none of 1 waiting requests .*max_num_batched_tokens 1024"):
+        list(engine.generate([Request(0, "hello", SAMPLING, seed=0)]))
+    assert stuck.steps == _STALLED_STEPS
+    engine.close()
+
+
 def test_chat_template_and_tokens(engine):
     assert "<|im_start|>" in engine.chat_template
     assert engine.count_tokens("hello world") == 2

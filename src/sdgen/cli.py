@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from sdgen.debug import dump_stacks_on_sigusr1
 from sdgen.errors import Interrupted, SdgenError
 from sdgen.run.generate import generate
 from sdgen.run.summary import Summary
@@ -320,6 +321,7 @@ def _bare_ray_flag(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
+    dump_stacks_on_sigusr1()
     try:
         app(args=_bare_ray_flag(sys.argv[1:]))
     except Interrupted as exc:

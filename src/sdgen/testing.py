@@ -7,13 +7,15 @@ is what engine and pipeline tests need: real tokenization, real batching, real s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -188,3 +190,52 @@ def _stop_group(proc: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def run_watched(cmd: list[str], watch: list[Path], *, stall: float = 180.0, env: dict[str, str] | None = None,
+                on_stall: Callable[[], str] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+    """Run an sdgen command to its end, failing only when it stops making progress.
+
+    Progress is any growth of the files in ``watch`` (the dataset, its journal) or of the command's
+    stderr. After ``stall`` seconds without any, every sdgen process (the driver and its engine
+    workers) is asked for its threads' stacks (SIGUSR1, see `sdgen.debug`), the driver is killed, and
+    the error carries its stderr, the stacks and ``on_stall()``'s text (the state of a cluster, say).
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        last, seen = time.monotonic(), None
+        while proc.poll() is None:
+            now = (tuple(p.stat().st_size if p.exists() else -1 for p in watch), os.fstat(err.fileno()).st_size)
+            if now != seen:
+                last, seen = time.monotonic(), now
+            elif time.monotonic() - last > stall:
+                _stall_failure(proc, err, stall, on_stall)
+            time.sleep(0.2)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out.read().decode(), err.read().decode())
+
+
+def _stall_failure(proc: subprocess.Popen, err, stall: float, on_stall: Callable[[], str] | None) -> None:
+    extra = on_stall() if on_stall is not None else ""
+    for pid in [proc.pid, *_sdgen_worker_pids()]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGUSR1)
+    time.sleep(2)  # the stacks are written by the processes themselves
+    proc.kill()
+    proc.wait()
+    err.seek(0)
+    text = err.read().decode(errors="replace")
+    raise AssertionError(f"no progress for {stall:.0f} s: {proc.args}\n--- stderr (stacks last) ---\n{text[-20000:]}\n{extra}")
+
+
+def _sdgen_worker_pids() -> list[int]:
+    """Engine worker programs on this machine (local or under Ray); their stderr reaches the driver's."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"sdgen.hosting.worker" in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids

@@ -25,6 +25,11 @@ def _first_line(exc: BaseException) -> str:
     return (useful or lines or [type(exc).__name__])[0]
 
 
+# Consecutive engine steps that schedule nothing while requests wait: the scheduler cannot place them (a step
+# that schedules nothing returns at once, so a stuck run would spin here silently).
+_STALLED_STEPS = 1000
+
+
 def scheduler_config(options: EngineOptions):
     import openvino_genai as ov_genai
 
@@ -119,6 +124,7 @@ class OpenVINOEngine(Engine):
             ) from None
         self._tokenizer = self._pipe.get_tokenizer()
         self._window = max(2 * options.max_num_seqs, 8)
+        self._idle_steps = 0
 
     def _load(self):
         import openvino_genai as ov_genai
@@ -166,7 +172,7 @@ class OpenVINOEngine(Engine):
         prefixes.ready()
         refill()
         while inflight:
-            self._pipe.step()
+            self._step(len(inflight))
             for req in prefixes.ready():
                 add(req)
             finished, still = [], []
@@ -180,6 +186,19 @@ class OpenVINOEngine(Engine):
                 yield self._result(handle, req)
             refill()  # requests the consumer queued while taking these results (retries) join this run
 
+    def _step(self, waiting: int) -> None:
+        """One scheduler step; an error once steps have scheduled nothing ``_STALLED_STEPS`` times in a row."""
+        self._pipe.step()
+        self._idle_steps = self._idle_steps + 1 if self._pipe.get_metrics().scheduled_requests == 0 else 0
+        if self._idle_steps < _STALLED_STEPS:
+            return
+        o = self.options
+        raise EngineError(
+            f"the OpenVINO scheduler ran none of {waiting} waiting requests for {_STALLED_STEPS} steps "
+            f"(max_num_seqs {o.max_num_seqs}, max_num_batched_tokens {o.max_num_batched_tokens}, cache_size_gb "
+            f"{o.cache_size_gb}, dynamic_split_fuse {o.dynamic_split_fuse}): a prompt too long for these settings?"
+        )
+
     def _prime(self, handle, running) -> None:
         """Run the first request's prefill alone, so every later request finds the shared prompt prefix cached.
 
@@ -188,7 +207,7 @@ class OpenVINOEngine(Engine):
         (~500 shared prompt tokens, ~55 generated): see README.
         """
         while handle.get_status() == running and not handle.can_read():
-            self._pipe.step()
+            self._step(1)
 
     def _result(self, handle, req: Request) -> Result:
         outputs = handle.read_all()

@@ -30,6 +30,9 @@ def _die_with_parent(parent_pid: int | None) -> None:
 def main() -> None:
     job = pickle.loads(sys.stdin.buffer.read())
     _die_with_parent(job.parent_pid)
+    from sdgen.debug import dump_stacks_on_sigusr1
+
+    dump_stacks_on_sigusr1()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the driver decides
     if job.pin:
         os.sched_setaffinity(0, job.pin)
