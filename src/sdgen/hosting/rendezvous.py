@@ -6,7 +6,7 @@ import os
 import secrets
 import socket
 import threading
-from multiprocessing.connection import Client, Connection, Listener
+from multiprocessing.connection import Connection, Listener
 from typing import Callable
 
 
@@ -67,8 +67,11 @@ class Rendezvous:
         if self._closed:
             return
         self._closed = True
-        try:  # wake the accept() call with a connection of our own, then close
-            Client(self.address, authkey=self.authkey).close()
+        try:  # wake the accept() call with a bare connection (no handshake to wait on), then close
+            family = socket.AF_UNIX if isinstance(self.address, str) else socket.AF_INET
+            with socket.socket(family) as sock:
+                sock.settimeout(5)
+                sock.connect(self.address)
         except OSError:
             pass
         self._listener.close()
