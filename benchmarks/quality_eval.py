@@ -2,7 +2,7 @@
 
     python benchmarks/quality_eval.py --models smollm2-135m-instruct,qwen2.5-coder-1.5b-instruct \\
         --sets politeness,emotion --rows 300 [--seeds 1,2] [--set '{"engine": {...}}'] [--tag NAME] \\
-        [--real-examples]
+        [--real-examples] [--spec politeness=my-politeness.yaml]
 
 `--real-examples` sets each set's `examples_from` to the real rows outside `sdgen eval`'s test split
 (written once under --out), so the prompts never see a row the score is measured on.
@@ -66,7 +66,7 @@ def run_cell(model: str, name: str, seed: int, rows: int, overrides: dict, out_d
         "rows_per_s": round(summary.written / gen_s, 3), "gen_s": round(gen_s, 1), "wall_s": round(wall, 1),
         "generated_tokens": summary.generated_tokens, "unparseable": summary.unparseable,
         "duplicates": summary.exact_duplicates + summary.near_duplicates, "conflicts": summary.conflicts,
-        "overrides": overrides,
+        "overrides": overrides, "spec": str(spec_path),
     }  # fmt: skip
 
 
@@ -85,11 +85,16 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", default="{}", help="JSON spec overrides for every cell")
     parser.add_argument("--tag", default="default")
     parser.add_argument("--real-examples", action="store_true", help="examples_from: the real rows outside the test split")
+    parser.add_argument("--spec", action="append", default=[], metavar="SET=PATH",
+                        help="generate SET from this spec instead of the example spec (e.g. other label descriptions)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/sdgen-quality"))
     parser.add_argument("--history", type=Path, default=HERE / "quality_history.jsonl")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     overrides = json.loads(args.overrides)
+    for item in args.spec:
+        name, path = item.split("=", 1)
+        SETS[name] = (Path(path).resolve(), SETS[name][1])
     common = {"machine": machine_info(2), "git_commit": git_commit(HERE.parent), "run": time.strftime("%Y-%m-%dT%H:%M:%S")}
     print(HEADER)
     print("|" + "---|" * HEADER.count(" | ") + "---|")

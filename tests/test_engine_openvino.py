@@ -55,6 +55,16 @@ def test_greedy_is_deterministic(engine):
     assert a[0].text == b[0].text and a[0].generated_tokens > 0
 
 
+def test_min_p_keeps_only_tokens_near_the_likeliest(engine):
+    """min_p 0.999 leaves only the likeliest token: every seed gives the greedy text, which plain sampling does not."""
+    prompt = engine.render_chat([{"role": "user", "content": "Tell me something."}])
+    greedy = run(engine, [Request(0, prompt, SAMPLING.model_copy(update={"temperature": 0.0}), seed=0)])[0].text
+    narrow = run(engine, [Request(i, prompt, SAMPLING.model_copy(update={"min_p": 0.999}), seed=i) for i in range(8)])
+    free = run(engine, [Request(i, prompt, SAMPLING, seed=i) for i in range(8)])
+    assert {r.text for r in narrow.values()} == {greedy}
+    assert len({r.text for r in free.values()}) > 1
+
+
 def test_results_stream_before_all_requests_are_done(engine):
     prompt = engine.render_chat([{"role": "user", "content": "Hi"}])
     short = SAMPLING.model_copy(update={"max_new_tokens": 2})

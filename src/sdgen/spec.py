@@ -38,6 +38,9 @@ class GenerationParams(_Strict):
     temperature: float = Field(0.8, ge=0.0, le=5.0, description="0 means greedy decoding.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     top_k: int = Field(50, ge=0, description="0 disables top-k filtering.")
+    min_p: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Drop tokens less likely than this share of the likeliest token's probability (0 = off)."
+    )
     repetition_penalty: float = Field(1.05, gt=0.0, le=5.0, description="1.0 disables it.")
 
 

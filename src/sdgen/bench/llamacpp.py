@@ -92,7 +92,7 @@ class LlamaServer:
     def complete(self, prompt: str, *, seed: int, params, stops: list[str]) -> tuple[str, int, int]:
         """(text, generated tokens, prompt tokens evaluated) for one raw prompt (already chat-templated)."""
         body = {"prompt": prompt, "n_predict": params.max_new_tokens, "temperature": params.temperature,
-                "top_p": params.top_p, "top_k": params.top_k, "repeat_penalty": params.repetition_penalty,
+                "top_p": params.top_p, "top_k": params.top_k, "min_p": params.min_p, "repeat_penalty": params.repetition_penalty,
                 "seed": seed, "stop": stops, "cache_prompt": True}  # fmt: skip
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}/completion", json.dumps(body).encode(),
                                          {"Content-Type": "application/json"})  # fmt: skip

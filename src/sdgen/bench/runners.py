@@ -205,6 +205,7 @@ def run_genai_default(spec: Spec, model: ResolvedModel) -> Measured:
     config = pipe.get_generation_config()
     config.max_new_tokens = gen.max_new_tokens
     config.do_sample, config.temperature, config.top_p, config.top_k = True, gen.temperature, gen.top_p, gen.top_k
+    config.min_p = gen.min_p
     config.repetition_penalty = gen.repetition_penalty
     config.stop_strings = builder.stop_strings
     config.apply_chat_template = False  # the prompts are rendered already, identically for every backend
@@ -249,8 +250,8 @@ def _hf_sampling(spec: Spec, tok, builder: PromptBuilder) -> dict:
     gen = spec.generation
     stops = sorted(builder.stop_strings)
     return dict(max_new_tokens=gen.max_new_tokens, do_sample=True, temperature=gen.temperature, top_p=gen.top_p,
-                top_k=gen.top_k, repetition_penalty=gen.repetition_penalty, pad_token_id=tok.pad_token_id,
-                stop_strings=stops or None, tokenizer=tok if stops else None)  # fmt: skip
+                top_k=gen.top_k, min_p=gen.min_p or None, repetition_penalty=gen.repetition_penalty,
+                pad_token_id=tok.pad_token_id, stop_strings=stops or None, tokenizer=tok if stops else None)  # fmt: skip
 
 
 def _left_padded(tok):
@@ -312,7 +313,7 @@ def run_recipe(spec: Spec, model: ResolvedModel, *, reuse_pipeline: bool = False
     builder = _hf_builder(spec, tok)
     gen = spec.generation
     kwargs = dict(max_new_tokens=gen.max_new_tokens, do_sample=True, temperature=gen.temperature, top_p=gen.top_p,
-                  top_k=gen.top_k, repetition_penalty=gen.repetition_penalty, return_full_text=False)  # fmt: skip
+                  top_k=gen.top_k, min_p=gen.min_p or None, repetition_penalty=gen.repetition_penalty, return_full_text=False)  # fmt: skip
     pipe, texts, tokens, prompts = None, [], 0, []
     rows = make_plan(spec)
     for row in rows:

@@ -95,6 +95,8 @@ def generation_config(
         config.top_p = params.top_p
         if params.top_k:
             config.top_k = params.top_k
+        if params.min_p:
+            config.min_p = params.min_p
         config.rng_seed = seed
     if stop_strings:
         config.stop_strings = stop_strings

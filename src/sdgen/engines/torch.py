@@ -145,6 +145,8 @@ class TorchEngine(Engine):
             drop = cumulative - sorted_logits.softmax(-1) > params.top_p  # keep the token that crosses top_p
             logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
         probs = logits.softmax(-1)
+        if params.min_p:
+            probs = probs.masked_fill(probs < params.min_p * probs.max(-1, keepdim=True).values, 0.0)
         return torch.stack([torch.multinomial(probs[i], 1, generator=g)[0] for i, g in enumerate(generators)])
 
     def _hit_stop(self, tokens: list[int], stops: set[str]) -> bool:
