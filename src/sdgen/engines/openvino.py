@@ -78,7 +78,7 @@ def _regex_literal(text: str) -> str:
 
 
 def generation_config(
-    params: GenerationParams, seed: int, stop_strings: set[str], choices: tuple[str, ...] | None = None
+    params: GenerationParams, seed: int, choices: tuple[str, ...] | None = None
 ):
     import openvino_genai as ov_genai
 
@@ -98,8 +98,9 @@ def generation_config(
         if params.min_p:
             config.min_p = params.min_p
         config.rng_seed = seed
-    if stop_strings:
-        config.stop_strings = stop_strings
+    # Stop strings are cut from the text afterwards (`OpenVINOEngine._result`), not given to GenAI: its sampler
+    # matches them by detokenizing in parallel threads, and a run with them hung inside step() with every
+    # thread waiting on the tokenizer (gdb on a stuck worker, GenAI 2026.4; the CI hang of the Ray test).
     return config
 
 
@@ -155,7 +156,7 @@ class OpenVINOEngine(Engine):
         ids = itertools.count()
 
         def add(req: Request):
-            config = generation_config(req.params, req.seed, req.stop_strings, req.choices)
+            config = generation_config(req.params, req.seed, req.choices)
             handle = self._pipe.add_request(next(ids), req.prompt, config)
             inflight.append((handle, req))
             return handle
@@ -218,7 +219,9 @@ class OpenVINOEngine(Engine):
         out = outputs[0]
         ids = list(out.generated_ids)
         reason = str(out.finish_reason.name).lower()
-        return Result(req.id, self._tokenizer.decode(ids, skip_special_tokens=True), len(ids), reason)
+        text = self._tokenizer.decode(ids, skip_special_tokens=True)
+        cuts = [text.index(stop) for stop in req.stop_strings if stop in text]
+        return Result(req.id, text[: min(cuts)] if cuts else text, len(ids), "stop" if cuts else reason)
 
     def close(self) -> None:
         self._pipe = None
