@@ -49,3 +49,16 @@ def tiny_hf(tmp_path_factory) -> Path:
     from sdgen.testing import build_tiny_hf
 
     return build_tiny_hf(tmp_path_factory.mktemp("tiny-hf") / "model")
+
+
+def check_min_p_keeps_only_the_likeliest_token(engine, sampling) -> None:
+    """min_p 0.999 leaves only the likeliest token: every seed gives the greedy text, which plain sampling does not."""
+    from sdgen.engines import Request
+
+    def texts(params, seeds) -> set[str]:
+        return {r.text for r in engine.generate([Request(i, prompt, params, seed=i) for i in seeds])}
+
+    prompt = engine.render_chat([{"role": "user", "content": "Tell me something."}])
+    greedy = texts(sampling.model_copy(update={"temperature": 0.0}), [0])
+    assert texts(sampling.model_copy(update={"min_p": 0.999}), range(8)) == greedy
+    assert len(texts(sampling, range(8))) > 1

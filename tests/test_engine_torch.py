@@ -1,6 +1,7 @@
 """The transformers baseline backend: true batching with left padding and one rng per row."""
 
 import pytest
+from conftest import check_min_p_keeps_only_the_likeliest_token
 
 from sdgen.engines import Request
 from sdgen.hosting import start_engine
@@ -41,13 +42,7 @@ def test_row_result_does_not_depend_on_batch_neighbours(engine):
 
 
 def test_min_p_keeps_only_tokens_near_the_likeliest(engine):
-    """min_p 0.999 leaves only the likeliest token: every seed gives the greedy text, which plain sampling does not."""
-    prompt = engine.render_chat([{"role": "user", "content": "Tell me something."}])
-    greedy = run(engine, [Request(0, prompt, SAMPLING.model_copy(update={"temperature": 0.0}), seed=0)])[0].text
-    narrow = run(engine, [Request(i, prompt, SAMPLING.model_copy(update={"min_p": 0.999}), seed=i) for i in range(8)])
-    free = run(engine, [Request(i, prompt, SAMPLING, seed=i) for i in range(8)])
-    assert {r.text for r in narrow.values()} == {greedy}
-    assert len({r.text for r in free.values()}) > 1
+    check_min_p_keeps_only_the_likeliest_token(engine, SAMPLING)
 
 
 def test_limits_and_stop_strings(engine):

@@ -32,6 +32,12 @@ class Result:
     finish_reason: str  # "stop" | "length" | other backend reasons, lower-case
 
 
+def cut_at_stop(text: str, stops: Iterable[str]) -> str:
+    """The text before the first stop string in it (the stop string is not part of the output, as in GenAI)."""
+    cuts = [text.index(stop) for stop in stops if stop in text]
+    return text[: min(cuts)] if cuts else text
+
+
 class Engine(ABC):
     """A loaded model that generates text for many requests at once."""
 

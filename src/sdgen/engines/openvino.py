@@ -12,7 +12,7 @@ import os
 import re
 from typing import Iterable, Iterator
 
-from sdgen.engines.base import Engine, Request, Result
+from sdgen.engines.base import Engine, Request, Result, cut_at_stop
 from sdgen.errors import EngineError, ModelError
 from sdgen.models.registry import ResolvedModel
 from sdgen.spec import EngineOptions, GenerationParams
@@ -220,8 +220,8 @@ class OpenVINOEngine(Engine):
         ids = list(out.generated_ids)
         reason = str(out.finish_reason.name).lower()
         text = self._tokenizer.decode(ids, skip_special_tokens=True)
-        cuts = [text.index(stop) for stop in req.stop_strings if stop in text]
-        return Result(req.id, text[: min(cuts)] if cuts else text, len(ids), "stop" if cuts else reason)
+        cut = cut_at_stop(text, req.stop_strings)
+        return Result(req.id, cut, len(ids), "stop" if len(cut) < len(text) else reason)
 
     def close(self) -> None:
         self._pipe = None

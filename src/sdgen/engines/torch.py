@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from sdgen.engines.base import Engine, Request, Result
+from sdgen.engines.base import Engine, Request, Result, cut_at_stop
 from sdgen.hardware import has_bf16
 from sdgen.errors import EngineError, ModelError
 from sdgen.models.hf_compat import dtype_kwargs
@@ -154,10 +154,7 @@ class TorchEngine(Engine):
         return any(s in tail for s in stops)
 
     def _result(self, req: Request, tokens: list[int], reason: str) -> Result:
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        for stop in req.stop_strings:  # like GenAI: the stop string itself is not part of the output
-            if stop in text:
-                text = text[: text.index(stop)]
+        text = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), req.stop_strings)
         return Result(req.id, text, len(tokens), reason)
 
     def close(self) -> None:
