@@ -14,7 +14,7 @@ SAMPLING = GenerationParams(max_new_tokens=12, temperature=1.0, top_p=1.0, top_k
 @pytest.fixture(scope="module")
 def engine(tiny_models):
     # fp32: with bf16, CPUs with AMX pick kernels by batch shape, so a row's sampled tokens can depend on
-    # which rows share its batch (see README, "Exactness"); these tests check seeds, not kernels.
+    # which rows share its batch (see docs/resume.md); these tests check seeds, not kernels.
     options = EngineOptions(threads=2, max_num_seqs=4, max_num_batched_tokens=256, dtype="fp32")
     with start_engine("openvino", resolve_model(str(tiny_models["chat"])), options) as eng:
         yield eng
@@ -56,6 +56,20 @@ def test_greedy_is_deterministic(engine):
     assert a[0].text == b[0].text and a[0].generated_tokens > 0
 
 
+def test_a_request_stops_generating_at_its_stop_string(engine):
+    """The text ends before the stop string, and the request stops there instead of running to its token limit
+    (a base model in completion mode never ends on its own: it would write max_new_tokens for every row)."""
+    prompt = engine.render_chat([{"role": "user", "content": "Write a long story."}])
+    long = SAMPLING.model_copy(update={"max_new_tokens": 40})
+    free = run(engine, [Request(0, prompt, long, seed=3)])[0]
+    assert free.generated_tokens == 40 and len(free.text) > 30
+    stop = free.text[len(free.text) // 3 :][:3]
+    cut = free.text[: free.text.index(stop)]
+    stopped = run(engine, [Request(0, prompt, long, seed=3, stop_strings={stop})])[0]
+    assert (stopped.text, stopped.finish_reason) == (cut, "stop")
+    assert stopped.generated_tokens < 40 - 5  # stopped within a step of writing the stop string
+
+
 def test_min_p_keeps_only_tokens_near_the_likeliest(engine):
     check_min_p_keeps_only_the_likeliest_token(engine, SAMPLING)
 
@@ -87,27 +101,24 @@ def test_requests_sharing_a_prefix_wait_for_its_first_prefill_and_give_the_same_
 
 
 def test_prefix_warmer_holds_a_prefix_until_its_first_request_has_a_token():
+    from types import SimpleNamespace
+
     from sdgen.engines.openvino import _PrefixWarmer
 
-    class Handle:
-        readable = False
-
-        def get_status(self):
-            return "running"
-
-        def can_read(self):
-            return self.readable
+    class Flight:  # a request in the pipeline, still running, that has or has not produced a token
+        started = False
+        handle = SimpleNamespace(get_status=lambda: "running")
 
     warmer = _PrefixWarmer("running")
     a = [Request(i, "p", SAMPLING, seed=i, prefix="a") for i in range(3)]
     b = Request(9, "q", SAMPLING, seed=9, prefix="b")
     assert warmer.admit(a[0])
-    first = Handle()
+    first = Flight()
     warmer.warming("a", first)
     assert not warmer.admit(a[1]) and not warmer.admit(a[2]) and warmer.held == 2
     assert warmer.admit(b)  # another prefix is not held back
     assert warmer.ready() == []  # "a" still prefilling
-    first.readable = True
+    first.started = True
     assert warmer.ready() == a[1:] and warmer.held == 0
     assert warmer.admit(Request(5, "p", SAMPLING, seed=5, prefix="a"))  # computed: no more waiting
 
@@ -205,3 +216,27 @@ def test_recycled_worker_gives_the_same_rows_and_takes_retries(tiny_models):
                 assert len(eng.results_by) == 5 and max(eng.results_by.values()) <= 7, eng.results_by
     assert sorted(texts[0]) == sorted(texts[7]) == sorted([*range(30), 100, 110, 120])
     assert texts[0] == texts[7]
+
+
+def test_stop_matcher_decodes_a_window_only_when_its_pieces_show_a_stop_string():
+    """The check runs for every request after every step: cached one-token pieces first, a real decode (the
+    word on whether the stop string is there) only when they show one."""
+    from sdgen.engines.openvino import _StopMatcher
+
+    vocab = {1: "Hi", 2: " there", 3: "\n", 4: "5", 5: ".", 6: "5."}
+
+    class Tokenizer:
+        windows = 0
+
+        def decode(self, ids, skip_special_tokens=True):
+            self.windows += len(ids) > 1
+            return "".join(vocab[i] for i in ids)
+
+    tok = Tokenizer()
+    match = _StopMatcher(tok)
+    stops = {"\n5."}
+    assert not match.completes_stop([1, 2, 3], 1, stops)
+    assert not match.completes_stop([1, 2, 3, 4], 1, stops) and tok.windows == 0
+    assert match.completes_stop([1, 2, 3, 4, 5], 1, stops) and tok.windows == 1
+    assert match.completes_stop([1, 2, 3, 6], 2, stops)  # split into other tokens
+    assert not match.completes_stop([3, 4, 5] + [1] * 12, 1, stops)  # an old stop string is out of the window

@@ -116,12 +116,14 @@ def test_both_builtin_models_mixed_with_exact_quotas_and_the_judge(tmp_path):
     assert "| smollm2-135m-instruct |" in report and "| gemma3-270m |" in report and "4 of 4 cells full" in report
 
 
-def test_a_rows_text_does_not_depend_on_the_rows_sharing_its_batch(tmp_path):
-    """-n 64 and the first 64 plan rows of -n 300 give the same texts (f32 inference, hence an f32 KV cache).
+def test_a_rows_text_barely_depends_on_the_rows_sharing_its_batch(tmp_path):
+    """-n 64 and the first 64 plan rows of -n 300 give the same texts but for a rare row (f32 inference and KV cache).
 
-    This is what makes `--resume` after a kill finish the very dataset an uninterrupted run writes: a
-    resumed row shares its batch with other rows than before. With the plugin's u8 KV cache, 41 of 64
-    rows differed on an AVX2 EPYC (docs/resume.md)."""
+    This is what makes `--resume` after a kill finish nearly the very dataset an uninterrupted run writes: a
+    resumed row shares its batch with other rows than before. The CPU kernels round differently with the batch
+    shape even in f32 (log-probs differ by ~2e-5), so now and then a sampled token flips and the row's text
+    goes another way from there: 0 to 1 of 64 rows measured. With the plugin's u8 KV cache 41-46 of 64 rows
+    differ, with f16 6 (docs/resume.md)."""
     kwargs = dict(prompt_style="fewshot", engine={"threads": 2, "dtype": "fp32"}, dedup=False, report=False, model=SMALL,
                   balance={"replacements": 0})  # fmt: skip
     small = sdgen.generate(EXAMPLE_SPEC, rows=64, output=tmp_path / "small.jsonl", **kwargs)
@@ -131,7 +133,7 @@ def test_a_rows_text_does_not_depend_on_the_rows_sharing_its_batch(tmp_path):
     shared = a.index.intersection(b.index)
     assert len(shared) >= 60  # rows unparseable after their attempts are in neither file
     differ = [row for row in shared if a.loc[row, "text"] != b.loc[row, "text"]]
-    assert differ == [], f"{len(differ)} of {len(shared)} rows differ, e.g. row {differ[0]}"
+    assert len(differ) <= 3, f"{len(differ)} of {len(shared)} rows differ: {differ}"
 
 
 def test_the_default_model_provisions_from_pypi_and_generates_without_torch(tmp_path):

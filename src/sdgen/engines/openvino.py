@@ -98,9 +98,7 @@ def generation_config(
         if params.min_p:
             config.min_p = params.min_p
         config.rng_seed = seed
-    # Stop strings are cut from the text afterwards (`OpenVINOEngine._result`), not given to GenAI: its sampler
-    # matches them by detokenizing in parallel threads, and a run with them hung inside step() with every
-    # thread waiting on the tokenizer (gdb on a stuck worker, GenAI 2026.4; the CI hang of the Ray test).
+    # No stop strings: `_Flight` watches for them (GenAI's own matching deadlocked, see there).
     return config
 
 
@@ -126,6 +124,7 @@ class OpenVINOEngine(Engine):
                 f"could not load model {model.name!r} from {model.path} (corrupt or unsupported file?): {detail}"
             ) from None
         self._tokenizer = self._pipe.get_tokenizer()
+        self._stops = _StopMatcher(self._tokenizer)
         self._window = max(2 * options.max_num_seqs, 8)
         self._idle_steps = 0
 
@@ -151,15 +150,15 @@ class OpenVINOEngine(Engine):
 
         running = pg.GenerationStatus.RUNNING
         pending = iter(requests)
-        inflight: list = []
+        inflight: list[_Flight] = []
         prefixes = _PrefixWarmer(running)
         ids = itertools.count()
 
-        def add(req: Request):
+        def add(req: Request) -> _Flight:
             config = generation_config(req.params, req.seed, req.choices)
-            handle = self._pipe.add_request(next(ids), req.prompt, config)
-            inflight.append((handle, req))
-            return handle
+            flight = _Flight(self._pipe.add_request(next(ids), req.prompt, config), req)
+            inflight.append(flight)
+            return flight
 
         def refill() -> None:
             room = self._window - len(inflight) - prefixes.held
@@ -171,22 +170,24 @@ class OpenVINOEngine(Engine):
         if first is None:
             return
         prefixes.warming(first.prefix, add(first))
-        self._prime(inflight[0][0], running)
+        self._prime(inflight[0], running)
         prefixes.ready()
         refill()
         while inflight:
             self._step(len(inflight))
+            for flight in inflight:
+                flight.pull(self._stops)
             for req in prefixes.ready():
                 add(req)
             finished, still = [], []
-            for item in inflight:
-                (still if item[0].get_status() == running else finished).append(item)
+            for flight in inflight:
+                (still if flight.handle.get_status() == running else finished).append(flight)
             if not finished:
                 continue
             inflight[:] = still
             refill()  # top up before handing results out, so the engine never starves
-            for handle, req in finished:
-                yield self._result(handle, req)
+            for flight in finished:
+                yield self._result(flight)
             refill()  # requests the consumer queued while taking these results (retries) join this run
 
     def _step(self, waiting: int) -> None:
@@ -202,30 +203,95 @@ class OpenVINOEngine(Engine):
             f"{o.cache_size_gb}, dynamic_split_fuse {o.dynamic_split_fuse}): a prompt too long for these settings?"
         )
 
-    def _prime(self, handle, running) -> None:
+    def _prime(self, flight: _Flight, running) -> None:
         """Run the first request's prefill alone, so every later request finds the shared prompt prefix cached.
 
         The prefix cache only holds blocks that have been computed; requests added together
         before the first step would each prefill the whole prompt. Measured on the example spec
         (~500 shared prompt tokens, ~55 generated): see README.
         """
-        while handle.get_status() == running and not handle.can_read():
+        while flight.handle.get_status() == running and not flight.started:
             self._step(1)
+            flight.pull(self._stops)
 
-    def _result(self, handle, req: Request) -> Result:
-        outputs = handle.read_all()
-        if not outputs:
-            return Result(req.id, "", 0, str(handle.get_status().name).lower())
-        out = outputs[0]
-        ids = list(out.generated_ids)
-        reason = str(out.finish_reason.name).lower()
-        text = self._tokenizer.decode(ids, skip_special_tokens=True)
+    def _result(self, flight: _Flight) -> Result:
+        flight.pull(self._stops)
+        req = flight.req
+        if flight.reason is None:
+            return Result(req.id, "", 0, str(flight.handle.get_status().name).lower())
+        text = self._tokenizer.decode(flight.ids, skip_special_tokens=True)
         cut = cut_at_stop(text, req.stop_strings)
-        return Result(req.id, cut, len(ids), "stop" if len(cut) < len(text) else reason)
+        return Result(req.id, cut, len(flight.ids), "stop" if len(cut) < len(text) else flight.reason)
 
     def close(self) -> None:
         self._pipe = None
         self._tokenizer = None
+        self._stops = None
+
+
+# Tokens before the newest ones that a stop string may span (stop strings are a few characters: "\n5.").
+_STOP_WINDOW_TOKENS = 8
+
+
+class _StopMatcher:
+    """Tells whether a request's newest tokens complete one of its stop strings.
+
+    Runs for every running request after every step, so it first joins cached one-token pieces (a dict
+    lookup per token), and pays for a real decode of the window (~90 us in GenAI's tokenizer) only when
+    those pieces show a stop string.
+    """
+
+    def __init__(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+        self._pieces: dict[int, str] = {}
+
+    def _piece(self, token: int) -> str:
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self._tokenizer.decode([token], skip_special_tokens=True)
+        return piece
+
+    def completes_stop(self, ids: list[int], fresh: int, stops: set[str]) -> bool:
+        window = ids[-(fresh + _STOP_WINDOW_TOKENS) :]
+        rough = "".join(map(self._piece, window))
+        if not any(stop in rough for stop in stops):
+            return False
+        text = self._tokenizer.decode(window, skip_special_tokens=True)
+        return any(stop in text for stop in stops)
+
+
+class _Flight:
+    """One request in the pipeline: its handle and the tokens read from it so far.
+
+    Stop strings are watched here rather than given to GenAI: its sampler matches them by detokenizing in
+    parallel threads, and a run with them hung inside step() with every thread waiting on the tokenizer (gdb on
+    a stuck worker, GenAI 2026.4). A request is stopped after the step that wrote its stop string, so it does
+    not run on to max_new_tokens (a base model in completion mode never ends by itself).
+    """
+
+    def __init__(self, handle, req: Request) -> None:
+        self.handle, self.req = handle, req
+        self.ids: list[int] = []
+        self.reason: str | None = None  # the finish reason of the last output read; None before any output
+        self.stopped = False
+
+    @property
+    def started(self) -> bool:
+        """The request has produced a token (its prompt is computed and cached)."""
+        return bool(self.ids)
+
+    def pull(self, stops: _StopMatcher) -> None:
+        """Read the tokens generated since the last read; stop the request once they complete a stop string."""
+        fresh = 0
+        while self.handle.can_read():
+            for out in self.handle.read().values():
+                self.ids += out.generated_ids
+                fresh += len(out.generated_ids)
+                self.reason = str(out.finish_reason.name).lower()
+        if fresh and not self.stopped and self.req.stop_strings:
+            if stops.completes_stop(self.ids, fresh, self.req.stop_strings):
+                self.handle.stop()
+                self.stopped = True
 
 
 class _PrefixWarmer:
@@ -238,7 +304,7 @@ class _PrefixWarmer:
 
     def __init__(self, running) -> None:
         self._running = running
-        self._warming: dict[str, object] = {}  # prefix -> the handle of its first request
+        self._warming: dict[str, _Flight] = {}  # prefix -> its first request
         self._waiting: dict[str, list[Request]] = {}
         self._done: set[str] = set()
 
@@ -253,15 +319,15 @@ class _PrefixWarmer:
         self._waiting.setdefault(req.prefix, []).append(req)
         return False
 
-    def warming(self, prefix: str, handle) -> None:
+    def warming(self, prefix: str, flight: _Flight) -> None:
         if prefix not in self._done and prefix not in self._warming:
-            self._warming[prefix] = handle
+            self._warming[prefix] = flight
 
     def ready(self) -> list[Request]:
         """Held requests whose prefix is now computed."""
         released: list[Request] = []
-        for prefix, handle in list(self._warming.items()):
-            if handle.get_status() == self._running and not handle.can_read():
+        for prefix, flight in list(self._warming.items()):
+            if flight.handle.get_status() == self._running and not flight.started:
                 continue
             del self._warming[prefix]
             self._done.add(prefix)
