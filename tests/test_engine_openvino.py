@@ -63,7 +63,8 @@ def test_a_request_stops_generating_at_its_stop_string(engine):
     long = SAMPLING.model_copy(update={"max_new_tokens": 40})
     free = run(engine, [Request(0, prompt, long, seed=3)])[0]
     assert free.generated_tokens == 40 and len(free.text) > 30
-    stop = free.text[len(free.text) // 3 :][:3]
+    third = len(free.text) // 3
+    stop = next(free.text[i : i + 3] for i in range(third, len(free.text)) if free.text[i : i + 3].isascii())
     cut = free.text[: free.text.index(stop)]
     stopped = run(engine, [Request(0, prompt, long, seed=3, stop_strings={stop})])[0]
     assert (stopped.text, stopped.finish_reason) == (cut, "stop")
@@ -223,14 +224,14 @@ def test_stop_matcher_decodes_a_window_only_when_its_pieces_show_a_stop_string()
     word on whether the stop string is there) only when they show one."""
     from sdgen.engines.openvino import _StopMatcher
 
-    vocab = {1: "Hi", 2: " there", 3: "\n", 4: "5", 5: ".", 6: "5."}
+    vocab = {1: "Hi", 2: " there", 3: "\n", 4: "5", 5: ".", 6: "5.", 7: "\xf0\x9f", 8: "\x98\x82"}  # 7+8: an emoji
 
     class Tokenizer:
         windows = 0
 
         def decode(self, ids, skip_special_tokens=True):
             self.windows += len(ids) > 1
-            return "".join(vocab[i] for i in ids)
+            return "".join(vocab[i] for i in ids).encode("latin-1").decode("utf-8", errors="replace")
 
     tok = Tokenizer()
     match = _StopMatcher(tok)
@@ -240,3 +241,6 @@ def test_stop_matcher_decodes_a_window_only_when_its_pieces_show_a_stop_string()
     assert match.completes_stop([1, 2, 3, 4, 5], 1, stops) and tok.windows == 1
     assert match.completes_stop([1, 2, 3, 6], 2, stops)  # split into other tokens
     assert not match.completes_stop([3, 4, 5] + [1] * 12, 1, stops)  # an old stop string is out of the window
+    windows = tok.windows
+    assert match.completes_stop([1, 3, 7, 8, 4, 5], 2, {"\n😂5."})  # pieces of the emoji read as U+FFFD alone
+    assert not match.completes_stop([1, 7, 8], 1, stops) and tok.windows == windows + 2

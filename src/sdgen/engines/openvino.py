@@ -238,7 +238,7 @@ class _StopMatcher:
 
     Runs for every running request after every step, so it first joins cached one-token pieces (a dict
     lookup per token), and pays for a real decode of the window (~90 us in GenAI's tokenizer) only when
-    those pieces show a stop string.
+    those pieces show a stop string or a character they cannot show alone.
     """
 
     def __init__(self, tokenizer) -> None:
@@ -254,8 +254,8 @@ class _StopMatcher:
     def completes_stop(self, ids: list[int], fresh: int, stops: set[str]) -> bool:
         window = ids[-(fresh + _STOP_WINDOW_TOKENS) :]
         rough = "".join(map(self._piece, window))
-        if not any(stop in rough for stop in stops):
-            return False
+        if "\ufffd" not in rough and not any(stop in rough for stop in stops):  # U+FFFD: a character split
+            return False  # across tokens (emoji, accents) reads right only when its tokens are decoded together
         text = self._tokenizer.decode(window, skip_special_tokens=True)
         return any(stop in text for stop in stops)
 
