@@ -222,7 +222,7 @@ def test_recycled_worker_gives_the_same_rows_and_takes_retries(tiny_models):
 def test_stop_matcher_decodes_a_window_only_when_its_pieces_show_a_stop_string():
     """The check runs for every request after every step: cached one-token pieces first, a real decode (the
     word on whether the stop string is there) only when they show one."""
-    from sdgen.engines.openvino import _StopMatcher
+    from sdgen.engines.base import STOP_LOOKBACK_TOKENS, StopMatcher
 
     vocab = {1: "Hi", 2: " there", 3: "\n", 4: "5", 5: ".", 6: "5.", 7: "\xf0\x9f", 8: "\x98\x82"}  # 7+8: an emoji
 
@@ -234,13 +234,13 @@ def test_stop_matcher_decodes_a_window_only_when_its_pieces_show_a_stop_string()
             return "".join(vocab[i] for i in ids).encode("latin-1").decode("utf-8", errors="replace")
 
     tok = Tokenizer()
-    match = _StopMatcher(tok)
+    match = StopMatcher(tok)
     stops = {"\n5."}
     assert not match.completes_stop([1, 2, 3], 1, stops)
     assert not match.completes_stop([1, 2, 3, 4], 1, stops) and tok.windows == 0
     assert match.completes_stop([1, 2, 3, 4, 5], 1, stops) and tok.windows == 1
     assert match.completes_stop([1, 2, 3, 6], 2, stops)  # split into other tokens
-    assert not match.completes_stop([3, 4, 5] + [1] * 12, 1, stops)  # an old stop string is out of the window
+    assert not match.completes_stop([3, 4, 5] + [1] * STOP_LOOKBACK_TOKENS, 1, stops)  # out of the window
     windows = tok.windows
     assert match.completes_stop([1, 3, 7, 8, 4, 5], 2, {"\n😂5."})  # pieces of the emoji read as U+FFFD alone
     assert not match.completes_stop([1, 7, 8], 1, stops) and tok.windows == windows + 2

@@ -38,6 +38,40 @@ def cut_at_stop(text: str, stops: Iterable[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
+# Tokens before the newest ones that a stop string may span (sdgen's are a few characters: "\n5.", "\nLabel:").
+STOP_LOOKBACK_TOKENS = 15
+
+
+class StopMatcher:
+    """Tells whether a request's newest tokens complete one of its stop strings, while it generates.
+
+    Runs for every running request after every step, so it first joins cached one-token pieces (a dict
+    lookup per token), and pays for a real decode of the window (~90 us in GenAI's tokenizer) only when those
+    pieces show a stop string or a character they cannot show alone. Spaces are left out of that first look:
+    a lone token's decode may drop or add the space a word carries (SentencePiece, clean-up of " .").
+    """
+
+    def __init__(self, tokenizer) -> None:
+        self._tokenizer = tokenizer  # anything with decode(ids, skip_special_tokens=...): GenAI's or HF's
+        self._pieces: dict[int, str] = {}
+
+    def _piece(self, token: int) -> str:
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self._tokenizer.decode([token], skip_special_tokens=True)
+        return piece
+
+    def completes_stop(self, ids: list[int], fresh: int, stops: Iterable[str]) -> bool:
+        """Whether the last ``fresh`` of ``ids`` (with the tokens before them) hold a stop string."""
+        window = ids[-(fresh + STOP_LOOKBACK_TOKENS) :]
+        rough = "".join(map(self._piece, window)).replace(" ", "")
+        # U+FFFD: a character split across tokens (emoji, accents) reads right only when its tokens are decoded together
+        if "\ufffd" not in rough and not any(stop.replace(" ", "") in rough for stop in stops):
+            return False
+        text = self._tokenizer.decode(window, skip_special_tokens=True)
+        return any(stop in text for stop in stops)
+
+
 class Engine(ABC):
     """A loaded model that generates text for many requests at once."""
 

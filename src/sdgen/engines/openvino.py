@@ -12,7 +12,7 @@ import os
 import re
 from typing import Iterable, Iterator
 
-from sdgen.engines.base import Engine, Request, Result, cut_at_stop
+from sdgen.engines.base import Engine, Request, Result, StopMatcher, cut_at_stop
 from sdgen.errors import EngineError, ModelError
 from sdgen.models.registry import ResolvedModel
 from sdgen.spec import EngineOptions, GenerationParams
@@ -124,7 +124,7 @@ class OpenVINOEngine(Engine):
                 f"could not load model {model.name!r} from {model.path} (corrupt or unsupported file?): {detail}"
             ) from None
         self._tokenizer = self._pipe.get_tokenizer()
-        self._stops = _StopMatcher(self._tokenizer)
+        self._stops = StopMatcher(self._tokenizer)
         self._window = max(2 * options.max_num_seqs, 8)
         self._idle_steps = 0
 
@@ -215,7 +215,7 @@ class OpenVINOEngine(Engine):
             flight.pull(self._stops)
 
     def _result(self, flight: _Flight) -> Result:
-        flight.pull(self._stops)
+        """The request's text; its tokens were all read right after the step that finished it."""
         req = flight.req
         if flight.reason is None:
             return Result(req.id, "", 0, str(flight.handle.get_status().name).lower())
@@ -227,37 +227,6 @@ class OpenVINOEngine(Engine):
         self._pipe = None
         self._tokenizer = None
         self._stops = None
-
-
-# Tokens before the newest ones that a stop string may span (stop strings are a few characters: "\n5.").
-_STOP_WINDOW_TOKENS = 8
-
-
-class _StopMatcher:
-    """Tells whether a request's newest tokens complete one of its stop strings.
-
-    Runs for every running request after every step, so it first joins cached one-token pieces (a dict
-    lookup per token), and pays for a real decode of the window (~90 us in GenAI's tokenizer) only when
-    those pieces show a stop string or a character they cannot show alone.
-    """
-
-    def __init__(self, tokenizer) -> None:
-        self._tokenizer = tokenizer
-        self._pieces: dict[int, str] = {}
-
-    def _piece(self, token: int) -> str:
-        piece = self._pieces.get(token)
-        if piece is None:
-            piece = self._pieces[token] = self._tokenizer.decode([token], skip_special_tokens=True)
-        return piece
-
-    def completes_stop(self, ids: list[int], fresh: int, stops: set[str]) -> bool:
-        window = ids[-(fresh + _STOP_WINDOW_TOKENS) :]
-        rough = "".join(map(self._piece, window))
-        if "\ufffd" not in rough and not any(stop in rough for stop in stops):  # U+FFFD: a character split
-            return False  # across tokens (emoji, accents) reads right only when its tokens are decoded together
-        text = self._tokenizer.decode(window, skip_special_tokens=True)
-        return any(stop in text for stop in stops)
 
 
 class _Flight:
@@ -273,14 +242,13 @@ class _Flight:
         self.handle, self.req = handle, req
         self.ids: list[int] = []
         self.reason: str | None = None  # the finish reason of the last output read; None before any output
-        self.stopped = False
 
     @property
     def started(self) -> bool:
         """The request has produced a token (its prompt is computed and cached)."""
         return bool(self.ids)
 
-    def pull(self, stops: _StopMatcher) -> None:
+    def pull(self, stops: StopMatcher) -> None:
         """Read the tokens generated since the last read; stop the request once they complete a stop string."""
         fresh = 0
         while self.handle.can_read():
@@ -288,10 +256,8 @@ class _Flight:
                 self.ids += out.generated_ids
                 fresh += len(out.generated_ids)
                 self.reason = str(out.finish_reason.name).lower()
-        if fresh and not self.stopped and self.req.stop_strings:
-            if stops.completes_stop(self.ids, fresh, self.req.stop_strings):
-                self.handle.stop()
-                self.stopped = True
+        if fresh and self.req.stop_strings and stops.completes_stop(self.ids, fresh, self.req.stop_strings):
+            self.handle.stop()  # no longer running: it leaves `inflight` before the next step
 
 
 class _PrefixWarmer:

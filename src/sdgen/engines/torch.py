@@ -14,14 +14,12 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from sdgen.engines.base import Engine, Request, Result, cut_at_stop
+from sdgen.engines.base import Engine, Request, Result, StopMatcher, cut_at_stop
 from sdgen.hardware import has_bf16
 from sdgen.errors import EngineError, ModelError
 from sdgen.models.hf_compat import dtype_kwargs
 from sdgen.models.registry import CACHE_DIR, ResolvedModel
 from sdgen.spec import EngineOptions, GenerationParams
-
-STOP_WINDOW = 16  # tokens decoded at each step to look for stop strings
 
 
 def hf_model_dir(model: ResolvedModel) -> Path:
@@ -66,6 +64,7 @@ class TorchEngine(Engine):
         self.dtype = torch.bfloat16 if bf16 else torch.float32
         path = hf_model_dir(model)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self._stops = StopMatcher(self.tokenizer)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -117,7 +116,7 @@ class TorchEngine(Engine):
                         done[i], reasons[i] = True, "stop"
                         continue
                     outputs[i].append(token)
-                    if batch[i].stop_strings and self._hit_stop(outputs[i], batch[i].stop_strings):
+                    if batch[i].stop_strings and self._stops.completes_stop(outputs[i], 1, batch[i].stop_strings):
                         done[i], reasons[i] = True, "stop"
                 if all(done):
                     break
@@ -148,10 +147,6 @@ class TorchEngine(Engine):
         if params.min_p:
             probs = probs.masked_fill(probs < params.min_p * probs.max(-1, keepdim=True).values, 0.0)
         return torch.stack([torch.multinomial(probs[i], 1, generator=g)[0] for i, g in enumerate(generators)])
-
-    def _hit_stop(self, tokens: list[int], stops: set[str]) -> bool:
-        tail = self.tokenizer.decode(tokens[-STOP_WINDOW:], skip_special_tokens=True)
-        return any(s in tail for s in stops)
 
     def _result(self, req: Request, tokens: list[int], reason: str) -> Result:
         text = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), req.stop_strings)
