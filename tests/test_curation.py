@@ -5,6 +5,7 @@ below is known in advance.
 """
 
 import json
+import math
 import random
 import re
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 
 import sdgen
 from sdgen.engines import Engine, Result, register_engine
-from sdgen.errors import OutputError
+from sdgen.errors import EngineError, OutputError
 from sdgen.plan import make_plan, quotas
 from sdgen.spec import build_spec
 
@@ -57,10 +58,11 @@ class CraftedEngine(Engine):
 
     def generate(self, requests):
         for req in requests:
-            if req.choices:  # verification: the text carries the label the verifier will say
+            if req.choices:  # the judge: the text carries the label it will say, and how sure ("at 0.3")
                 text = req.prompt.rsplit("Text: ", 1)[1]
-                marked = re.search(r"says (\w+)", text)
-                yield Result(req.id, " " + (marked.group(1) if marked else req.choices[0]), 2, "stop")
+                marked = re.search(r"says (\w+)(?: at ([\d.]+))?", text)
+                sure = float(marked.group(2)) if marked and marked.group(2) else 1.0
+                yield Result(req.id, " " + (marked.group(1) if marked else req.choices[0]), 2, "stop", math.log(sure))
                 continue
             label = _LABEL.findall(req.prompt)[-1]
             (row,) = req.rows
@@ -244,6 +246,44 @@ def test_the_judge_rejects_mislabelled_rows_and_they_are_replaced(tmp_path, mode
         assert set(rejected["row"]) == wrong and set(rejected["judged_label"]) <= {"a", "b"}
         assert Counter(df["label"]) == Counter(labels.values())  # each replacement took its rejected row's cell
         assert "rejected and replaced" in (tmp_path / "out.report.md").read_text()
+
+
+@pytest.mark.parametrize("min_confidence", [0.0, 0.5])
+def test_the_judge_also_rejects_rows_it_labels_unsurely_below_min_confidence(tmp_path, model_path, min_confidence):
+    """A row the judge gives its own label with a probability under judge.min_confidence is rejected and replaced
+    like a mislabelled one; the rejected file and the summary say how sure the judge was."""
+    judge = {"min_confidence": min_confidence} if min_confidence else True
+    spec = spec_for(tmp_path, model_path, sample_size=30, judge=judge, balance={"replacements": 1})
+    # planned rows 0, 3, 6, ... get their own label at 0.3, rows 1, 4, ... at 0.7; replacements at 0.9
+    sure = {0: 0.3, 1: 0.7, 2: 1.0}
+    CraftedEngine.script = staticmethod(
+        lambda row, label, attempt: f"{words(row)} says {label} at {sure[row % 3] if row < 30 else 0.9}"
+    )
+    summary = sdgen.generate(spec, backend="crafted")
+    df = read(summary.output)
+    unsure = {r for r in range(30) if r % 3 == 0} if min_confidence else set()
+    assert summary.written == 30 and summary.missing_note is None
+    assert sorted(df["row"]) == sorted((set(range(30)) - unsure) | {r + 30 for r in unsure})
+    assert summary.judge.unsure == len(unsure) and summary.judge.rejected == len(unsure)
+    if min_confidence:
+        rejected = read(tmp_path / "out.rejected.csv")
+        assert set(rejected["row"]) == unsure and list(rejected["judged_label"]) == list(rejected["label"])
+        assert set(rejected["judge_confidence"]) == {0.3}
+        assert "10 of them given their own label below min_confidence" in (tmp_path / "out.report.md").read_text()
+    else:
+        assert not (tmp_path / "out.rejected.csv").exists()
+
+
+def test_min_confidence_needs_an_engine_that_reports_how_sure_the_judge_was(tmp_path, model_path):
+    class NoLogprobs(CraftedEngine):
+        def generate(self, requests):
+            for result in super().generate(requests):
+                yield Result(result.id, result.text, result.generated_tokens, result.finish_reason)
+
+    register_engine("nologprobs", NoLogprobs)
+    spec = spec_for(tmp_path, model_path, sample_size=6, judge={"min_confidence": 0.5})
+    with pytest.raises(EngineError, match="judge.min_confidence needs the judge's log-probs"):
+        sdgen.generate(spec, backend="nologprobs")
 
 
 def test_spec_examples_are_never_copied_into_the_data(tmp_path, model_path):

@@ -56,6 +56,22 @@ def test_greedy_is_deterministic(engine):
     assert a[0].text == b[0].text and a[0].generated_tokens > 0
 
 
+def test_a_choice_request_reports_how_likely_the_model_found_its_answer(engine):
+    """The log-probability of a constrained answer comes from the model's own distribution, before the grammar
+    masks the other tokens out: forced to one choice, the model still finds it less than certain."""
+    prompt = engine.render_chat([{"role": "user", "content": "Pick a word."}])
+    greedy = SAMPLING.model_copy(update={"temperature": 0.0, "max_new_tokens": 8})
+    choices = ("alpha", "beta", "gamma")
+    results = run(engine, [Request(0, prompt, greedy, 0, choices=choices), Request(1, prompt, SAMPLING, seed=1),
+                           *(Request(2 + i, prompt, greedy, 0, choices=(c,)) for i, c in enumerate(choices))])  # fmt: skip
+    assert results[0].text.strip() in choices and results[0].logprob is not None
+    assert results[1].logprob is None  # only choice requests carry one
+    forced = {c: results[2 + i].logprob for i, c in enumerate(choices)}
+    assert all(results[2 + i].text.strip() == c for i, c in enumerate(choices))
+    assert all(lp < -1e-3 for lp in forced.values())  # masked first, each would be log(1) = 0
+    assert len(set(forced.values())) == 3
+
+
 def test_a_request_stops_generating_at_its_stop_string(engine):
     """The text ends before the stop string, and the request stops there instead of running to its token limit
     (a base model in completion mode never ends on its own: it would write max_new_tokens for every row)."""

@@ -43,9 +43,11 @@ CHILD = textwrap.dedent("""
             if self.at and self.rows >= self.at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    def judged(row, label, attempt):  # the judge gives planned rows 6, 19, 32, ... the other label
-        text = tc.SCENARIO(row, label, attempt)
+    def judged(row, label, attempt):  # the judge gives planned rows 6, 19, 32, ... the other label, and is unsure
+        text = tc.SCENARIO(row, label, attempt)  # of 9, 22, 35, ... (below min_confidence)
         other = {{"a": "b", "b": "c", "c": "a"}}[label]
+        if row < 400 and row % 13 == 9:
+            return text and f"{{text}} says {{label}} at 0.2"
         return text and f"{{text}} says {{other if row % 13 == 6 and row < 400 else label}}"
 
     tc.CraftedEngine.script = staticmethod(judged if sys.argv[4] == "judge" else tc.SCENARIO)
@@ -111,10 +113,10 @@ def settled_once(run_dir, suffix) -> set[int]:
                                           (".csv", "rows_per_request")])  # fmt: skip
 def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_dataset(tmp_path, suffix, mode):
     """Killed after a random number of settled rows (three times), resumed, then left to finish; with the judge
-    rejecting rows mid-run, or with several rows per request (a group a kill cut is asked again)."""
+    rejecting rows mid-run (given another label, or their own below min_confidence), or with several rows per request (a group a kill cut is asked again)."""
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
     ref_dir.mkdir(), run_dir.mkdir()
-    extra = {"judge": True} if mode == "judge" else {"rows_per_request": 5} if mode else {}
+    extra = {"judge": {"min_confidence": 0.5}} if mode == "judge" else {"rows_per_request": 5} if mode else {}
     judge = mode == "judge"
     code, err = run_child(crafted_spec(ref_dir, suffix, **extra), ref_dir, "fresh")
     assert code == 0, err
@@ -137,7 +139,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_dataset(t
     if judge:
         rejected = final_rows(run_dir / f"out.rejected{suffix}")
         pd.testing.assert_frame_equal(rejected, final_rows(ref_dir / f"out.rejected{suffix}"))
-        assert set(rejected["row"]) == {r for r in range(400) if r % 13 == 6}  # parsed ones: 6, 19, 32, ...
+        assert set(rejected["row"]) == {r for r in range(400) if r % 13 in (6, 9)}  # parsed ones: 6, 9, 19, 22, ...
         assert len(reference) == 400  # every loss (duplicates, unparseable, rejections) was replaced
 
 

@@ -182,7 +182,13 @@ class JudgeOptions(_Strict):
     )  # fmt: skip
     action: Literal["drop", "flag"] = Field(
         "drop", description="drop = rejected rows go to <output>.rejected and are replaced (see balance.replacements); "
-        "flag = every row is kept, with `judged_label` and `agrees` columns.",
+        "flag = every row is kept, with `judged_label`, `judge_confidence` and `agrees` columns.",
+    )  # fmt: skip
+    min_confidence: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="Also reject a row the judge gives its own label with less than this probability (the judge "
+        "model's probability of its answer). 0: its answer alone decides. Stricter keeps rows whose label is "
+        "plainer, at more replacements per row (docs/quality.md).",
     )  # fmt: skip
 
     @model_validator(mode="before")
@@ -406,7 +412,7 @@ class Spec(_Strict):
 
     @property
     def judge_flags(self) -> bool:
-        """Rows carry the judge's label (`judged_label`, `agrees`) instead of being dropped when it disagrees."""
+        """Rows carry the judge's verdict (`judged_label`, `judge_confidence`, `agrees`) instead of being dropped when it disagrees."""
         return self.judge.enabled and self.judge.action == "flag"
 
 

@@ -30,6 +30,9 @@ class Result:
     text: str
     generated_tokens: int
     finish_reason: str  # "stop" | "length" | other backend reasons, lower-case
+    # choice requests: the model's log-probability of the choice it gave (the sum over its tokens, taken before
+    # the constraint masks the other tokens out), so exp(logprob) is how sure the model is; None elsewhere
+    logprob: float | None = None
 
 
 def cut_at_stop(text: str, stops: Iterable[str]) -> str:

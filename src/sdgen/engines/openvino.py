@@ -88,6 +88,7 @@ def generation_config(
     if choices:  # greedy, and the grammar admits nothing but one of the choices (after an optional space)
         pattern = " ?(" + "|".join(_regex_literal(c) for c in choices) + ")"
         config.structured_output_config = ov_genai.StructuredOutputConfig(regex=pattern)
+        config.logprobs = 1  # the chosen tokens' log-probs, from the logits before the grammar's mask
         return config
     if params.temperature > 0:
         config.do_sample = True
@@ -221,7 +222,8 @@ class OpenVINOEngine(Engine):
             return Result(req.id, "", 0, str(flight.handle.get_status().name).lower())
         text = self._tokenizer.decode(flight.ids, skip_special_tokens=True)
         cut = cut_at_stop(text, req.stop_strings)
-        return Result(req.id, cut, len(flight.ids), "stop" if len(cut) < len(text) else flight.reason)
+        logprob = sum(flight.logprobs) if req.choices else None
+        return Result(req.id, cut, len(flight.ids), "stop" if len(cut) < len(text) else flight.reason, logprob)
 
     def close(self) -> None:
         self._pipe = None
@@ -241,6 +243,7 @@ class _Flight:
     def __init__(self, handle, req: Request) -> None:
         self.handle, self.req = handle, req
         self.ids: list[int] = []
+        self.logprobs: list[float] = []  # filled for choice requests only (GenAI computes them when asked)
         self.reason: str | None = None  # the finish reason of the last output read; None before any output
 
     @property
@@ -254,6 +257,8 @@ class _Flight:
         while self.handle.can_read():
             for out in self.handle.read().values():
                 self.ids += out.generated_ids
+                if self.req.choices:
+                    self.logprobs += out.generated_log_probs
                 fresh += len(out.generated_ids)
                 self.reason = str(out.finish_reason.name).lower()
         if fresh and self.req.stop_strings and stops.completes_stop(self.ids, fresh, self.req.stop_strings):

@@ -35,6 +35,7 @@ class JudgeStats:
     by_label: dict[str, Agreement] = field(default_factory=dict)
     by_model: dict[str, Agreement] = field(default_factory=dict)
     confusion: Counter = field(default_factory=Counter)  # (label, judged label) -> rows
+    unsure: int = 0  # rows given their own label, below judge.min_confidence
     requests: int = 0
     prompt_chars: int = 0
     generated_tokens: int = 0
@@ -48,8 +49,10 @@ class JudgeStats:
         overall = self.overall
         return overall.total - overall.agree
 
-    def record(self, label: str, model: str, judged: str) -> bool:
-        agrees = label == judged
+    def record(self, label: str, model: str, judged: str, sure: bool = True) -> bool:
+        """Count one verdict; True when the row keeps its label (the judge gave it, and surely enough)."""
+        agrees = label == judged and sure
+        self.unsure += int(label == judged and not sure)
         for table, key in ((self.by_label, label), (self.by_model, model)):
             entry = table.setdefault(key, Agreement())
             entry.agree += int(agrees)
@@ -58,18 +61,19 @@ class JudgeStats:
         return agrees
 
     def restore(self, dataset, rejected) -> None:
-        """Counts of an interrupted run, from its files: kept rows agreed (or carry their judged label), rejected ones did not."""
+        """Counts of an interrupted run, from its files: kept rows agreed (flagged ones say so), rejected ones did not."""
         for record in dataset.to_dict("records"):
-            self.record(record["label"], record["model"], record.get("judged_label") or record["label"])
+            judged = record.get("judged_label") or record["label"]
+            self.record(record["label"], record["model"], judged, record.get("agrees", True))
         if rejected is not None:
             for record in rejected.to_dict("records"):
-                self.record(record["label"], record["model"], record["judged_label"])
+                self.record(record["label"], record["model"], record["judged_label"], sure=False)
 
     def stats(self, spec: Spec) -> dict:
         """JSON-ready figures, labels in spec order."""
         return {
             "action": self.action, "requests": self.requests, "generated_tokens": self.generated_tokens,
-            "rejected": self.rejected,
+            "rejected": self.rejected, "unsure": self.unsure,
             "by_label": {k: asdict(self.by_label[k]) for k in spec.labels if k in self.by_label},
             "by_model": {k: asdict(a) for k, a in self.by_model.items()},
         }  # fmt: skip

@@ -167,8 +167,9 @@ def render_report(output: Path, df: pd.DataFrame, stats: dict | None) -> Path:
         rows = [[label, _pct(a["agree"], a["total"]), str(a["total"])] for label, a in j["by_label"].items()]
         parts += ["", f"## Judge (the generating model labels each parsed row; action: {j['action']})", ""]
         parts.append(_table(["label", "given its own label", "rows judged"], rows))
+        unsure = f" ({j['unsure']} of them given their own label below min_confidence)" if j.get("unsure") else ""
         parts += ["", f"{j['requests']} judge requests shared the engine's batches; {j['rejected']} rows "
-                  f"{'flagged' if j['action'] == 'flag' else 'rejected and replaced'}."]  # fmt: skip
+                  f"{'flagged' if j['action'] == 'flag' else 'rejected and replaced'}{unsure}."]  # fmt: skip
     if stats and stats.get("missing_note"):
         parts += ["", f"**{stats['missing_note']}.**"]
     parts += ["", "## Charts", ""] + [f"![{title}]({charts_dir.name}/{path.name})" for title, path in charts]
@@ -191,7 +192,7 @@ def _notes(stats: dict) -> str:
     if stats.get("conflicts_file"):
         lines.append(f"Conflicting rows (both sides): `{Path(stats['conflicts_file']).name}`.")
     if stats.get("rejected_file"):
-        lines.append(f"Rows the judge gave another label: `{Path(stats['rejected_file']).name}`.")
+        lines.append(f"Rows the judge rejected: `{Path(stats['rejected_file']).name}`.")
     return "\n".join(lines)
 
 

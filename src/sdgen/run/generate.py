@@ -31,7 +31,7 @@ from sdgen.run.stop import StopRequest
 from sdgen.run.summary import Summary
 from sdgen.realdata import ExamplePool
 from sdgen.spec import Spec, apply_overrides, load_spec
-from sdgen.store.files import columns_for, dataset_exists, open_writer
+from sdgen.store.files import JUDGE_COLUMNS, columns_for, dataset_exists, open_writer
 from sdgen.store.runstate import Journal, journal_path, write_manifest
 
 
@@ -110,15 +110,15 @@ class Run:
         self.writer = open_writer(self.output, self.columns, overwrite=overwrite, append=self.resumed is not None)
         sidecars = Sidecars.of(self.output)
 
-        def sidecar_writer(path: Path, extra: str) -> RowBuffer:
-            return RowBuffer(lambda: open_writer(path, [*self.columns, extra], append=dataset_exists(path)))
+        def sidecar_writer(path: Path, *extra: str) -> RowBuffer:
+            return RowBuffer(lambda: open_writer(path, [*self.columns, *extra], append=dataset_exists(path)))
 
         return Curator(
             self.spec,
             RowBuffer(lambda: self.writer),
             sidecar_writer(sidecars.conflicts, "conflict_with"),
             Journal(journal_path(self.output)),
-            rejected=sidecar_writer(sidecars.rejected, "judged_label"),
+            rejected=sidecar_writer(sidecars.rejected, *JUDGE_COLUMNS),
         )
 
     def execute(self, *, report: bool = True) -> Summary:

@@ -8,7 +8,10 @@ gets a replacement row does not advance it (the replacement will).
 
 from __future__ import annotations
 
+import math
+
 from sdgen.engines.base import Result
+from sdgen.errors import EngineError
 from sdgen.extract import Extracted, extract, extract_items
 from sdgen.plan import PlannedRow, replacement
 from sdgen.progress import ProgressListener
@@ -64,14 +67,26 @@ class Settle:
     def _verdict(self, job: JudgeJob, result: Result) -> int:
         """The judge's label for a parsed row: the row goes on (it agrees, or action flag) or is rejected."""
         judged, record = result.text.strip(), job.record
+        confidence = self._confidence(result)
         self.judged.requests += 1
         self.judged.generated_tokens += result.generated_tokens
-        agrees = self.judged.record(record["label"], record["model"], judged)
+        sure = confidence is None or confidence >= self.spec.judge.min_confidence
+        agrees = self.judged.record(record["label"], record["model"], judged, sure)
+        verdict = {"judged_label": judged, "judge_confidence": confidence}
         if self.spec.judge.action == "flag":
-            return self._curate({**record, "judged_label": judged, "agrees": agrees})
+            return self._curate({**record, **verdict, "agrees": agrees})
         if agrees:
             return self._curate(record)
-        return 1 - self._replace(self.curator.reject({**record, "judged_label": judged}))
+        return 1 - self._replace(self.curator.reject({**record, **verdict}))
+
+    def _confidence(self, result: Result) -> float | None:
+        """How sure the judge was of its label (None from an engine that gives no log-probs)."""
+        if result.logprob is None:
+            if self.spec.judge.min_confidence:
+                raise EngineError("judge.min_confidence needs the judge's log-probs, which only the openvino "
+                                  "backend reports; leave min_confidence out with this backend")  # fmt: skip
+            return None
+        return round(math.exp(result.logprob), 4)
 
     def _unparseable(self, job: Job, row: PlannedRow) -> int:
         """Retry the row alone with a fresh seed in the same engine run; after its last attempt it is lost."""

@@ -11,7 +11,7 @@ from sdgen.models.registry import ResolvedModel
 from sdgen.plan import PlannedRow, replacement
 from sdgen.run.summary import Summary
 from sdgen.spec import Spec
-from sdgen.store.files import check_output, dataset_exists, read_dataset, sidecar
+from sdgen.store.files import JUDGE_COLUMNS, check_output, dataset_exists, read_dataset, sidecar
 from sdgen.store.runstate import check_resumable, journal_path, manifest_path, read_journal, repair_tail, write_manifest
 
 
@@ -66,7 +66,7 @@ class Resumed:
         if not dataset_exists(output):
             raise OutputError(f"nothing to resume: {output} does not exist (only its manifest); pass --overwrite")
         conflicts = read_dataset(sidecars.conflicts, [*columns, "conflict_with"]) if dataset_exists(sidecars.conflicts) else None
-        rejected = read_dataset(sidecars.rejected, [*columns, "judged_label"]) if dataset_exists(sidecars.rejected) else None
+        rejected = read_dataset(sidecars.rejected, [*columns, *JUDGE_COLUMNS]) if dataset_exists(sidecars.rejected) else None
         return cls(read_dataset(output, columns), conflicts, read_journal(journal_path(output)), rejected)
 
     def pending(self, spec: Spec, plan: list[PlannedRow], summary: Summary) -> list[PlannedRow]:

@@ -14,11 +14,13 @@ from sdgen.spec import Spec
 
 INT_COLUMNS = frozenset({"row", "seed", "duplicate_of", "conflict_with"})
 BOOL_COLUMNS = frozenset({"agrees"})
+FLOAT_COLUMNS = frozenset({"judge_confidence"})
+JUDGE_COLUMNS = ["judged_label", "judge_confidence"]  # the judge's verdict on a row: in the rejected file, and flagged rows
 
 
 def dataset_columns(reasoning: bool, keep_duplicates: bool = False, judge_flags: bool = False) -> list[str]:
     base = ["text", "label", "category", "type", "model"]
-    flags = (["duplicate", "duplicate_of"] if keep_duplicates else []) + (["judged_label", "agrees"] if judge_flags else [])
+    flags = (["duplicate", "duplicate_of"] if keep_duplicates else []) + (JUDGE_COLUMNS + ["agrees"] if judge_flags else [])
     return base + (["reasoning"] if reasoning else []) + ["row", "seed"] + flags
 
 
@@ -228,6 +230,8 @@ def write_error(path: Path, exc: OSError, rows_written: int | None = None) -> Ou
 
 
 def _arrow_type(pa, column: str):
+    if column in FLOAT_COLUMNS:
+        return pa.float64()
     return pa.int64() if column in INT_COLUMNS else pa.bool_() if column in BOOL_COLUMNS else pa.string()
 
 
@@ -266,7 +270,8 @@ def open_writer(path: Path, columns: list[str], *, overwrite: bool = False, appe
 
 
 def read_dataset(path: Path, columns: list[str] | None = None):
-    """A dataset file written by sdgen as a DataFrame: text columns as str (no NaN), integer ids as Int64.
+    """A dataset file written by sdgen as a DataFrame: text columns as str (no NaN), integer ids as Int64, the
+    judge's confidence as float.
 
     ``columns`` names the columns of a file that may hold no rows yet (an empty JSONL has no header).
     """
@@ -292,6 +297,8 @@ def read_dataset(path: Path, columns: list[str] | None = None):
             df[column] = pd.to_numeric(df[column].replace("", None), errors="raise").astype("Int64")
         elif column in BOOL_COLUMNS:
             df[column] = df[column].map(lambda v: v if isinstance(v, bool) else str(v).lower() == "true")
+        elif column in FLOAT_COLUMNS:
+            df[column] = pd.to_numeric(df[column].replace("", None), errors="raise").astype(float)
         else:
             df[column] = df[column].fillna("").astype(str)
     return df
