@@ -91,8 +91,9 @@ def _print_summary(s: Summary) -> None:
                       + (": short " + ", ".join(f"{' x '.join(c)} by {n}" for c, n in short.items()) if short else ""))  # fmt: skip
     if s.judge is not None:
         j = s.judge.overall
-        table.add_row("judge", f"{j.agree} of {j.total} rows got their own label ({100 * j.rate:.1f}%); "
-                      f"{j.total - j.agree} {'flagged' if s.judge.action == 'flag' else 'rejected'}")  # fmt: skip
+        unsure = f" ({s.judge.unsure} given their own label below min_confidence)" if s.judge.unsure else ""
+        table.add_row("judge", f"{j.agree} of {j.total} rows passed ({100 * j.rate:.1f}%); "
+                      f"{j.total - j.agree} {'flagged' if s.judge.action == 'flag' else 'rejected'}{unsure}")  # fmt: skip
     table.add_row("generated tokens", f"{s.generated_tokens:,}")
     table.add_row("throughput", f"{s.tokens_per_s:,.0f} tok/s, {s.rows_per_s:.2f} rows/s")
     table.add_row("wall time", f"{s.wall_time:.1f} s")
