@@ -160,6 +160,27 @@ def test_resume_repairs_a_torn_last_line(tmp_path):
     pd.testing.assert_frame_equal(df, final_rows(ref / "out.csv"))
 
 
+def test_a_run_started_before_an_upgrade_that_added_spec_fields_resumes(tmp_path):
+    """A manifest written by an older sdgen lacks the fields added since: left at their defaults they are no
+    change (the run resumes and finishes with the uninterrupted rows); set otherwise, the refusal names them."""
+    data = crafted_spec(tmp_path, ".csv", sample_size=120)
+    code, err = run_child(data, tmp_path, "fresh", kill_at=50)
+    assert code == -signal.SIGKILL, err
+    manifest = tmp_path / "out.manifest.json"
+    old = json.loads(manifest.read_text())
+    del old["spec"]["judge"]["min_confidence"], old["spec"]["generation"]["min_p"]  # added after this run began
+    manifest.write_text(json.dumps(old))
+    spec = sdgen.build_spec(data, base_dir=tmp_path)
+    with pytest.raises(OutputError, match=r"cannot resume out.csv: judge.min_confidence: null -> 0.5"):
+        sdgen.generate(spec, judge={"enabled": False, "min_confidence": 0.5}, resume=True, backend="slow")
+    code, err = run_child(data, tmp_path, "resume")
+    assert code == 0, err
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    code, _ = run_child(crafted_spec(ref, ".csv", sample_size=120), ref, "fresh")
+    pd.testing.assert_frame_equal(final_rows(tmp_path / "out.csv"), final_rows(ref / "out.csv"))
+
+
 def test_resume_refusals_name_what_changed(tmp_path):
     data = crafted_spec(tmp_path, ".csv", sample_size=60)
     code, err = run_child(data, tmp_path, "fresh")

@@ -83,13 +83,34 @@ def atomic_write_text(path: Path, text: str) -> None:
     commit(tmp, path, synced=True)
 
 
-def _diff(old: Any, new: Any, where: str = "") -> list[str]:
+def _diff(old: Any, new: Any, where: str = "", model: type | None = Spec) -> list[str]:
+    """What changed between two identities, as ``path: old -> new`` lines.
+
+    A spec field that the old manifest lacks (a later sdgen added it) is no change while it has its default:
+    a run started before an upgrade resumes after it.
+    """
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in sorted(set(old) | set(new), key=str):
-            out += _diff(old.get(key), new.get(key), f"{where}.{key}" if where else str(key))
+            field = _field(model, key)
+            if key not in old and field is not None and _default(field) == new[key]:
+                continue
+            sub = field.annotation if field is not None and isinstance(field.annotation, type) else None
+            out += _diff(old.get(key), new.get(key), f"{where}.{key}" if where else str(key), sub)
         return out
     return [] if old == new else [f"{where or 'value'}: {_short(old)} -> {_short(new)}"]
+
+
+def _field(model: type | None, key: str):
+    fields = getattr(model, "model_fields", None)
+    return fields.get(key) if fields else None
+
+
+def _default(field) -> Any:
+    from pydantic_core import PydanticUndefined, to_jsonable_python
+
+    value = field.default_factory() if field.default_factory is not None else field.default
+    return PydanticUndefined if value is PydanticUndefined else to_jsonable_python(value)
 
 
 def _short(value: Any) -> str:
@@ -112,7 +133,7 @@ def check_resumable(output: Path, spec: Spec, models: dict[str, ResolvedModel], 
     if manifest.get("version") != MANIFEST_VERSION:
         raise OutputError(f"{path}: manifest version {manifest.get('version')} is not {MANIFEST_VERSION}")
     changes = _diff(manifest["spec"], spec_identity(spec))
-    changes += _diff(manifest["models"], {name: model_identity(m) for name, m in models.items()}, "models")
+    changes += _diff(manifest["models"], {name: model_identity(m) for name, m in models.items()}, "models", None)
     if manifest["backend"] != backend:
         changes.append(f"backend: {manifest['backend']} -> {backend}")
     if changes:
