@@ -72,7 +72,7 @@ class Settle:
         self.judged.generated_tokens += result.generated_tokens
         sure = confidence is None or confidence >= self.spec.judge.min_confidence
         agrees = self.judged.record(record["label"], record["model"], judged, sure)
-        verdict = {"judged_label": judged, "judge_confidence": confidence}
+        verdict = {"judged_label": judged, "judge_confidence": None if confidence is None else round(confidence, 4)}
         if self.spec.judge.action == "flag":
             return self._curate({**record, **verdict, "agrees": agrees})
         if agrees:
@@ -86,7 +86,7 @@ class Settle:
                 raise EngineError("judge.min_confidence needs the judge's log-probs, which only the openvino "
                                   "backend reports; leave min_confidence out with this backend")  # fmt: skip
             return None
-        return round(math.exp(result.logprob), 4)
+        return math.exp(result.logprob)
 
     def _unparseable(self, job: Job, row: PlannedRow) -> int:
         """Retry the row alone with a fresh seed in the same engine run; after its last attempt it is lost."""
