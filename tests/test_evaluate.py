@@ -61,6 +61,22 @@ def test_wrong_labels_lose_agreement_and_f1(tmp_path):
     assert set(wrong.agreement_by_model) == {"m"}
 
 
+def test_misread_rows_name_what_they_are_read_as_and_the_words_that_mark_each_label(tmp_path):
+    """Real rows under shifted labels: every label's rows are read as the label they came from, and the words that
+    mark a label in the generated rows are those of the real label its rows came from."""
+    rows = reference_rows(60)
+    shift = dict(zip(LABELS, LABELS[1:] + LABELS[:1]))
+    right = evaluate(write(rows, tmp_path / "right.csv"), REAL)
+    wrong = evaluate(write(rows.assign(label=rows["label"].map(shift)), tmp_path / "wrong.csv"), REAL)
+    assert right.read_as == {lab: {} for lab in LABELS}
+    assert wrong.read_as == {new: {old: 1.0} for old, new in shift.items()}
+    for old, new in shift.items():
+        assert wrong.markers[new]["generated"] == right.markers[old]["generated"]
+        assert wrong.markers[new]["real"] == right.markers[new]["real"] and len(right.markers[new]["real"]) == 8
+    md = (tmp_path / "wrong.eval.md").read_text()
+    assert f"| neutral | 0.0% | impolite 100% | {', '.join(wrong.markers['neutral']['real'])} |" in md
+
+
 def test_agreement_by_model_and_label(tmp_path):
     rows = reference_rows(60).reset_index(drop=True)
     rows["model"] = ["a" if i % 2 else "b" for i in range(len(rows))]

@@ -141,10 +141,13 @@ def eval_cmd(
         out.print(json.dumps(report.to_json()), highlight=False, soft_wrap=True)
         return
     table = Table(title=f"sdgen eval: {dataset.name} against {real.name}", show_header=True, title_justify="left")
-    for col in ("label", "F1 on real", "agreement"):
+    for col in ("label", "F1 on real", "agreement", "misread as", "real rows' marker words"):
         table.add_column(col)
     for label in report.labels:
-        table.add_row(label, f"{report.per_label_f1[label]:.3f}", f"{report.agreement_by_label.get(label, 0):.1%}")
+        misread = next(iter(report.read_as.get(label, {}).items()), None)
+        table.add_row(label, f"{report.per_label_f1[label]:.3f}", f"{report.agreement_by_label.get(label, 0):.1%}",
+                      f"{misread[0]} {misread[1]:.0%}" if misread else "-",
+                      ", ".join(report.markers.get(label, {}).get("real", [])[:5]))  # fmt: skip
     out.print(table)
     out.print(report.summary(), highlight=False)
     out.print(f"report: {dataset.with_name(dataset.stem + '.eval.md')}", highlight=False)

@@ -8,6 +8,9 @@
   the label it was generated for, per label and per model. Beside it, the same classifier's agreement
   with the human labels of the held-out real rows: what real text reaches.
 - **Diversity**: distinct-1/2 over the generated texts and their mean pairwise TF-IDF similarity.
+- **Why rows are misread**: per label, which other label the real-trained classifier reads its rows
+  as, and the words that mark the label for each classifier (real-trained vs synthetic-trained): what
+  real rows of a label say that the generated ones do not is what a label description should say.
 
 scikit-learn only: no torch. ``evaluate()`` writes ``<stem>.eval.md``, ``<stem>.eval.json`` and
 ``<stem>.eval.confusion.png`` beside the dataset.
@@ -27,6 +30,7 @@ from sdgen.store.files import read_dataset, sidecar
 
 TEST_ROWS = 2000  # held-out real rows at most (stratified); the rest is the reference's pool
 PAIRWISE_SAMPLE = 2000  # texts sampled for the mean pairwise similarity
+MARKER_WORDS = 8  # words per label in "what marks each label"
 
 
 class EvalError(SdgenError):
@@ -52,6 +56,8 @@ class EvalReport:
     distinct_2: float = 0.0
     mean_pairwise_similarity: float = 0.0
     confusion: list[list[int]] = field(default_factory=list)  # rows: true label, columns: predicted (labels order)
+    read_as: dict[str, dict[str, float]] = field(default_factory=dict)  # label -> other label -> share of its rows
+    markers: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # label -> {"real", "generated"} -> words
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -166,6 +172,9 @@ def evaluate(dataset: str | Path, real: str | Path, *, text_col: str = "text", l
     report.agreement = round(float(agrees.mean()), 4)
     report.real_agreement = round(judge.agreement(test["text"], test["label"]), 4)
     report.agreement_by_label = _rates(agrees, synthetic["label"])
+    report.read_as = _read_as(judge.model.predict(list(synthetic["text"])), synthetic["label"])
+    real_words, generated_words = _markers(judge.model), _markers(model)
+    report.markers = {lab: {"real": real_words[lab], "generated": generated_words[lab]} for lab in labels}
     if "model" in synthetic.columns:
         report.agreement_by_model = _rates(agrees, synthetic["model"])
     texts = synthetic["text"].tolist()
@@ -203,6 +212,29 @@ class RealClassifier:
     def agreement(self, texts, labels) -> float:
         """The share of ``texts`` the classifier gives their ``labels``."""
         return float(self.agrees(texts, labels).mean()) if len(texts) else 0.0
+
+
+def _read_as(predicted, labels) -> dict[str, dict[str, float]]:
+    """Per generated label, the share of its rows the real-trained classifier gives each other label."""
+    out: dict[str, dict[str, float]] = {}
+    for label in sorted(set(labels)):
+        mine = [p for p, lab in zip(predicted, labels) if lab == label]
+        others = {str(o): sum(p == o for p in mine) / len(mine) for o in sorted(set(mine)) if o != label}
+        out[str(label)] = {o: round(v, 4) for o, v in sorted(others.items(), key=lambda kv: -kv[1])}
+    return out
+
+
+def _markers(pipeline, n: int = MARKER_WORDS) -> dict[str, list[str]]:
+    """The n-grams that most raise each label's score in a fitted TF-IDF + logistic-regression pipeline."""
+    import numpy as np
+
+    vectorizer, classifier = pipeline[0], pipeline[-1]
+    names = vectorizer.get_feature_names_out()
+    classes = [str(c) for c in classifier.classes_]
+    coef = classifier.coef_
+    if coef.shape[0] == 1:  # two labels: one weight row, positive for the second
+        coef = np.vstack([-coef[0], coef[0]])
+    return {label: [str(names[i]) for i in np.argsort(-coef[k])[:n]] for k, label in enumerate(classes)}
 
 
 def _rates(agrees, keys) -> dict[str, float]:
@@ -244,11 +276,29 @@ def render_eval(report: EvalReport, png: str | None = None, heading: str = "#") 
     if r.agreement_by_model:
         lines += ["", "| model | agreement |", "|---|---|"]
         lines += [f"| {m} | {a:.1%} |" for m, a in r.agreement_by_model.items()]
+    lines += _marker_lines(r)
     lines += [""] + [f"Note: {n}." for n in r.notes]
     if png:
         lines += ["", f"![confusion matrix]({png})"]
     lines.append("Classifier: TF-IDF (word 1-2 grams) + logistic regression (scikit-learn).")
     return "\n".join(lines) + "\n"
+
+
+def _marker_lines(r: EvalReport) -> list[str]:
+    """Why rows are misread: what each label's rows are read as, and the words that mark it in real and generated rows."""
+    if not r.markers:
+        return []
+    lines = ["", "What marks each label: the words that most raise a label's score for a classifier trained on real "
+             "rows and for one trained on these rows. A label's rows read as another label lack its real markers; "
+             "describe those in the spec.", "",
+             "| label | agreement | read as | real rows' marker words | generated rows' marker words |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for lab in r.labels:
+        read_as = ", ".join(f"{o} {v:.0%}" for o, v in list(r.read_as.get(lab, {}).items())[:2]) or "-"
+        words = r.markers.get(lab, {})
+        lines.append(f"| {lab} | {r.agreement_by_label.get(lab, 0):.1%} | {read_as} | "
+                     f"{', '.join(words.get('real', []))} | {', '.join(words.get('generated', []))} |")  # fmt: skip
+    return lines
 
 
 def _confusion_png(report: EvalReport, path: Path) -> None:
