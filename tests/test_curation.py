@@ -291,16 +291,17 @@ def test_spec_examples_are_never_copied_into_the_data(tmp_path, model_path):
     example = words(9999)
     spec = spec_for(tmp_path, model_path, sample_size=20, balance={"replacements": 1},
                     examples=[{"label": "b", "category": "topic", "type": "x", "output": example}])  # fmt: skip
-    CraftedEngine.script = staticmethod(
-        lambda row, label, attempt: example.upper() + "!" if row in (3, 7) else example + " again" if row == 11 else words(row)
-    )
+    inside = f"{words(5000, 6)}. {example.capitalize()}! {words(5001, 6)}"  # the example whole, inside a longer text
+    start = " ".join(example.split()[:6])  # its first words alone are no copy
+    scripts = {3: example.upper() + "!", 7: example.upper() + "!", 11: example + " again", 13: inside, 15: f"{start} {words(15, 30)}"}
+    CraftedEngine.script = staticmethod(lambda row, label, attempt: scripts.get(row, words(row)))
     summary = sdgen.generate(spec, backend="crafted")
     df = read(summary.output)
     q = summary.quality[str(model_path)]
-    assert q.example_copies == 3 and summary.written == 20
-    assert not {3, 7, 11} & set(df["row"])
-    normalised = {" ".join(t.lower().replace("!", "").split()) for t in df["text"]}
-    assert example not in normalised
+    assert q.example_copies == 4 and summary.written == 20
+    assert not {3, 7, 11, 13} & set(df["row"]) and 15 in set(df["row"])
+    normalised = [" ".join(t.lower().replace("!", " ").replace(".", " ").split()) for t in df["text"]]
+    assert not any(example in text for text in normalised)
 
 
 def test_report_has_tables_and_charts_and_rebuilds(tmp_path, model_path):

@@ -105,12 +105,12 @@ class Curator:
         return self.per_model.setdefault(model, QualityCounts())
 
     def reserve(self, texts: list[tuple[str, str]]) -> None:
-        """Texts no generated row may repeat, exactly or nearly, under any label: the spec's examples and the
-        real examples the prompts show. They take negative row ids in the index."""
+        """Texts no generated row may repeat, exactly or nearly, or hold whole, under any label: the spec's examples
+        and the real examples the prompts show. They take negative row ids in the index."""
         if self.index is None:
             return
         for i, (text, label) in enumerate(texts, start=len(self._reserved) + 1):
-            self.index.add(-i, text, label)
+            self.index.reserve(-i, text, label)
         self._reserved += [t for t, _ in texts]
 
     def reject(self, record: dict[str, Any]) -> list[PlannedRow]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 _WORD = re.compile(r"\w+")
+MIN_RESERVED_WORDS = 5  # a reserved text this long or longer may not appear inside a generated one either
 
 
 def normalize_text(text: str) -> str:
@@ -119,6 +120,7 @@ class TextIndex:
         self._slot_rows: list[int] = []  # band-index slot -> row
         self._slots: dict[int, int] = {}  # row -> slot
         self._pending: dict[int, object] = {}  # row -> signature computed by check(), reused by add()
+        self._inside: dict[str, list[tuple[str, int, str]]] = {}  # first words -> reserved (text, row, label)
         self._permutations = None
         self._scheme = None
 
@@ -126,7 +128,12 @@ class TextIndex:
         return len(self._exact)
 
     def check(self, row: int, text: str, label: str) -> Check:
-        """What `text` (for `row`, under `label`) is relative to the kept texts. Same label wins over conflicts."""
+        """What `text` (for `row`, under `label`) is relative to the kept texts. Same label wins over conflicts.
+        A text that holds a whole reserved text is its near duplicate."""
+        inside = self._reserved_inside(text)
+        if inside is not None:
+            kept_row, kept_label = inside
+            return Check(Verdict.NEAR if kept_label == label else Verdict.CONFLICT, kept_row, kept_label)
         exact = self._exact.get(text_digest(text))
         if exact is not None:
             kept_row, kept_label = exact
@@ -153,6 +160,26 @@ class TextIndex:
             sig = self._pending.pop(row, None)
             self._slots[row] = self._bands.insert(sig if sig is not None else self._signature(text))
             self._slot_rows.append(row)
+
+    def reserve(self, row: int, text: str, label: str) -> None:
+        """Keep `text` (an example) so that no later text repeats it, nearly repeats it or holds it whole."""
+        self.add(row, text, label)
+        words = normalize_text(text).split()
+        if len(words) >= MIN_RESERVED_WORDS:
+            key = " ".join(words[:MIN_RESERVED_WORDS])
+            self._inside.setdefault(key, []).append((" ".join(words), row, label))
+
+    def _reserved_inside(self, text: str) -> tuple[int, str] | None:
+        """(row, label) of a reserved text that `text` holds whole, found by its first words (O(words) per text)."""
+        if not self._inside:
+            return None
+        words = normalize_text(text).split()
+        padded = f" {' '.join(words)} "
+        for i in range(len(words) - MIN_RESERVED_WORDS + 1):
+            for reserved, row, label in self._inside.get(" ".join(words[i : i + MIN_RESERVED_WORDS]), ()):
+                if f" {reserved} " in padded:
+                    return row, label
+        return None
 
     def discard(self, row: int) -> None:
         """Forget a checked text that was not kept (frees its pending signature)."""
