@@ -147,6 +147,23 @@ def test_a_malformed_list_keeps_only_what_is_numbered_in_order():
     assert [g is not None for g in got] == [False, True]  # an item too short to be a text is missing
 
 
+def test_items_run_together_on_one_line_are_split_where_the_numbering_goes_on():
+    """The 1.5B now and then writes "... again. 2. ... 3. ..." on one line; "version 2. It" is no item mark."""
+    from sdgen.extract import extract_items
+
+    raw = "1. Why do you keep reverting my edit? Explain yourself. 2. Which version of numpy do you use here? " \
+          "3. Thanks for the quick answer, it helped a lot #grateful 4. So what did you change in the lead section? " \
+          "5. A fifth text that nobody asked for."
+    got = extract_items(raw, rows(4))
+    assert [g.text for g in got] == ["Why do you keep reverting my edit? Explain yourself.",
+                                     "Which version of numpy do you use here?",
+                                     "Thanks for the quick answer, it helped a lot #grateful",
+                                     "So what did you change in the lead section?"]  # fmt: skip
+    got = extract_items("1. I tried version 2. It failed again on my old laptop.\n2. Could you resend the invoice, please?", rows(3))
+    assert [g.text if g else None for g in got] == ["I tried version 2. It failed again on my old laptop.",
+                                                    "Could you resend the invoice, please?", None]  # fmt: skip
+
+
 def test_duplicates_inside_one_answer_are_kept_for_dedup_to_catch():
     """The parser maps items to rows; the dedup index drops the second copy like any duplicate (test_curation)."""
     from sdgen.extract import extract_items

@@ -149,6 +149,27 @@ def extract(raw: str, row: PlannedRow, *, reasoning: bool) -> Extracted | None:
 _ITEM = re.compile(r"^[ \t]*(?:\*\*)?(\d{1,2})[.)](?:\*\*)?[ \t]+", re.MULTILINE)
 
 
+def _split_run_together(items: dict[int, str], k: int) -> None:
+    """Items a model ran together on one line ("... again. 2. I'm ... 3. ..."): split the last item where the
+    numbering goes on in order, up to item k (a k+1 is cut off, as the stop string cuts one at a line start)."""
+    last = len(items)
+    while 0 < last <= k:
+        marks = re.finditer(rf"(?<=\s){last + 1}[.)][ \t]+(?=\S)", items[last])
+        mark = next((m for m in marks if _ends_an_item(items[last][: m.start()])), None)
+        if mark is None:
+            return
+        items[last], rest = items[last][: mark.start()], items[last][mark.end() :]
+        if last < k:
+            items[last + 1] = rest
+        last += 1
+
+
+def _ends_an_item(before: str) -> bool:
+    """Text before an inline "2." ends a text (a sentence, a hashtag, an emoji), unlike "version 2. It failed"."""
+    before = before.rstrip()
+    return bool(before) and (not before[-1].isalnum() or re.search(r"#\w+$", before) is not None)
+
+
 def extract_items(raw: str, rows: tuple[PlannedRow, ...], *, numbered: bool = True) -> list[Extracted | None]:
     """One text per row from a numbered answer ("1. ...", "2. ..."), by position; None where an item is missing,
     out of order or not a text. Not ``numbered``: a single row takes the whole answer (as `extract`)."""
@@ -164,6 +185,7 @@ def extract_items(raw: str, rows: tuple[PlannedRow, ...], *, numbered: bool = Tr
             items[number] = text[mark.end() : nxt.start() if nxt is not None else len(text)]
         else:
             break
+    _split_run_together(items, len(rows))
     out: list[Extracted | None] = []
     for i, row in enumerate(rows, 1):
         body = _tidy(items[i]) if i in items else ""
