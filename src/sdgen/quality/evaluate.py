@@ -168,11 +168,12 @@ def evaluate(dataset: str | Path, real: str | Path, *, text_col: str = "text", l
     else:
         notes.append("the real file has too few rows outside the test set for a reference")
     judge = RealClassifier(pool, seed)
-    agrees = judge.agrees(synthetic["text"], synthetic["label"])
+    read = judge.predict(synthetic["text"])
+    agrees = read == synthetic["label"].to_numpy(dtype=object)
     report.agreement = round(float(agrees.mean()), 4)
     report.real_agreement = round(judge.agreement(test["text"], test["label"]), 4)
     report.agreement_by_label = _rates(agrees, synthetic["label"])
-    report.read_as = _read_as(judge.model.predict(list(synthetic["text"])), synthetic["label"])
+    report.read_as = _read_as(read, synthetic["label"])
     real_words, generated_words = _markers(judge.model), _markers(model)
     report.markers = {lab: {"real": real_words[lab], "generated": generated_words[lab]} for lab in labels}
     if "model" in synthetic.columns:
@@ -203,11 +204,15 @@ class RealClassifier:
         """The labels it can give (the real file's)."""
         return {str(label) for label in self.model.classes_}
 
+    def predict(self, texts):
+        """The label it gives each text (an object array)."""
+        return self.model.predict(list(texts))
+
     def agrees(self, texts, labels):
         """Per text: does the classifier give it its label (a boolean array)."""
         import numpy as np
 
-        return self.model.predict(list(texts)) == np.asarray(list(labels), dtype=object)
+        return self.predict(texts) == np.asarray(list(labels), dtype=object)
 
     def agreement(self, texts, labels) -> float:
         """The share of ``texts`` the classifier gives their ``labels``."""

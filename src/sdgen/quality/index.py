@@ -24,7 +24,11 @@ def normalize_text(text: str) -> str:
 
 
 def text_digest(text: str) -> bytes:
-    return hashlib.blake2b(normalize_text(text).encode(), digest_size=16).digest()
+    return _digest(normalize_text(text))
+
+
+def _digest(normalized: str) -> bytes:
+    return hashlib.blake2b(normalized.encode(), digest_size=16).digest()
 
 
 def shingles(text: str, size: int) -> set[bytes]:
@@ -130,11 +134,12 @@ class TextIndex:
     def check(self, row: int, text: str, label: str) -> Check:
         """What `text` (for `row`, under `label`) is relative to the kept texts. Same label wins over conflicts.
         A text that holds a whole reserved text is its near duplicate."""
-        inside = self._reserved_inside(text)
+        normalized = normalize_text(text)
+        inside = self._reserved_inside(normalized)
         if inside is not None:
             kept_row, kept_label = inside
             return Check(Verdict.NEAR if kept_label == label else Verdict.CONFLICT, kept_row, kept_label)
-        exact = self._exact.get(text_digest(text))
+        exact = self._exact.get(_digest(normalized))
         if exact is not None:
             kept_row, kept_label = exact
             verdict = Verdict.EXACT if kept_label == label else Verdict.CONFLICT
@@ -164,17 +169,18 @@ class TextIndex:
     def reserve(self, row: int, text: str, label: str) -> None:
         """Keep `text` (an example) so that no later text repeats it, nearly repeats it or holds it whole."""
         self.add(row, text, label)
-        words = normalize_text(text).split()
+        normalized = normalize_text(text)
+        words = normalized.split()
         if len(words) >= MIN_RESERVED_WORDS:
-            key = " ".join(words[:MIN_RESERVED_WORDS])
-            self._inside.setdefault(key, []).append((" ".join(words), row, label))
+            self._inside.setdefault(" ".join(words[:MIN_RESERVED_WORDS]), []).append((normalized, row, label))
 
-    def _reserved_inside(self, text: str) -> tuple[int, str] | None:
-        """(row, label) of a reserved text that `text` holds whole, found by its first words (O(words) per text)."""
+    def _reserved_inside(self, normalized: str) -> tuple[int, str] | None:
+        """(row, label) of a reserved text that a normalized text holds whole, found by its first words
+        (O(words) per text)."""
         if not self._inside:
             return None
-        words = normalize_text(text).split()
-        padded = f" {' '.join(words)} "
+        words = normalized.split()
+        padded = f" {normalized} "
         for i in range(len(words) - MIN_RESERVED_WORDS + 1):
             for reserved, row, label in self._inside.get(" ".join(words[i : i + MIN_RESERVED_WORDS]), ()):
                 if f" {reserved} " in padded:
