@@ -456,3 +456,28 @@ def test_items_missing_from_a_list_are_asked_again_one_row_at_a_time(tmp_path, m
     thirds = {g[2] for g in ListEngine.requests if len(g) >= 3}
     assert thirds and thirds <= {r for (r,) in singles}  # each missing third row got a request of its own
     assert summary.written == 24 and summary.unparseable == 0 and sorted(df["row"]) == list(range(24))
+
+
+def test_rows_holding_a_phrase_their_label_avoids_are_dropped_before_the_judge(tmp_path, model_path):
+    """labels.NAME.avoid: a row of that label whose text holds one of the phrases is lost before the judge sees
+    it, journaled with the phrase and replaced; the same text under another label is kept."""
+    labels = {"a": {"description": "A.", "avoid": ["please", "could you"]}, "b": "B."}
+    spec = spec_for(tmp_path, model_path, sample_size=30, labels=labels, judge=True, balance={"replacements": 1})
+    asks = {r for r in range(30) if r % 4 == 1}  # planned rows that write "Could  you PLEASE"; replacements do not
+    CraftedEngine.script = staticmethod(
+        lambda row, label, attempt: f"{words(row)} Could  you PLEASE says {label}" if row in asks else f"{words(row)} says {label}"
+    )
+    summary = sdgen.generate(spec, backend="crafted")
+    df = read(summary.output)
+    labels_of = {r.row: r.label for r in make_plan(spec)}
+    avoided = {r for r in asks if labels_of[r] == "a"}
+    assert avoided and asks - avoided  # both labels wrote the phrase
+    assert summary.written == 30 and summary.missing_note is None
+    assert sorted(df["row"]) == sorted((set(range(30)) - avoided) | {r + 30 for r in avoided})
+    assert set(df.loc[df["text"].str.contains("PLEASE"), "row"]) == asks - avoided
+    assert summary.judge.overall.total == 30  # the judge never saw an avoided row
+    assert summary.avoided == Counter({"could you": len(avoided)})
+    journal = [json.loads(line) for line in (tmp_path / "out.journal.jsonl").read_text().splitlines()]
+    assert sorted((e["row"], e["phrase"]) for e in journal if e["event"] == "avoided") == [(r, "could you") for r in sorted(avoided)]
+    assert f'for a phrase their label avoids (labels.NAME.avoid): {len(avoided)} ("could you" {len(avoided)})' in (
+        tmp_path / "out.report.md").read_text()

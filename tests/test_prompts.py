@@ -95,6 +95,16 @@ def test_the_request_ends_with_the_label_and_what_it_means():
     assert "that is plain (not polite, not rude)." in requests["plain"]  # no description: the other labels
 
 
+@pytest.mark.parametrize("contrast", [True, False])
+def test_a_label_with_an_avoid_list_asks_for_texts_without_its_words(contrast):
+    labels = {"polite": "Courteous.", "plain": {"description": "Matter-of-fact.", "avoid": ["please", "could you"]}}
+    spec, b = builder(CHATML, prompt_style="fewshot", labels=labels, examples=[], contrast=contrast)
+    requests = {row.label: b.build_group((row,), 4).split("<|im_end|>")[-2] for row in make_plan(spec)}
+    told = 'each one plain: matter-of-fact. Never use the words "please", "could you".'
+    assert requests["plain"].endswith(told) is contrast
+    assert "Never use" not in requests["polite"]
+
+
 def test_fewshot_asks_for_one_output_and_has_no_reasoning():
     spec, b = builder(CHATML, prompt_style="fewshot", rows_per_request=1)
     prompt = b.build(make_plan(spec)[0])

@@ -15,6 +15,7 @@ import pytest
 import sdgen
 from sdgen.engines import register_engine
 from sdgen.errors import OutputError
+from sdgen.plan import make_plan
 from sdgen.store.files import read_dataset
 
 import test_curation
@@ -44,8 +45,10 @@ CHILD = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
 
     def judged(row, label, attempt):  # the judge gives planned rows 6, 19, 32, ... the other label, and is unsure
-        text = tc.SCENARIO(row, label, attempt)  # of 9, 22, 35, ... (below min_confidence)
-        other = {{"a": "b", "b": "c", "c": "a"}}[label]
+        text = tc.SCENARIO(row, label, attempt)  # of 9, 22, 35, ... (below min_confidence); rows 4, 21, 38, ...
+        other = {{"a": "b", "b": "c", "c": "a"}}[label]  # say "please", which label a avoids
+        if row < 400 and row % 17 == 4 and row % 13 not in (6, 9):
+            text = text and f"{{text}} please"
         if row < 400 and row % 13 == 9:
             return text and f"{{text}} says {{label}} at 0.2"
         return text and f"{{text}} says {{other if row % 13 == 6 and row < 400 else label}}"
@@ -116,7 +119,8 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_dataset(t
     rejecting rows mid-run (given another label, or their own below min_confidence), or with several rows per request (a group a kill cut is asked again)."""
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
     ref_dir.mkdir(), run_dir.mkdir()
-    extra = {"judge": {"min_confidence": 0.5}} if mode == "judge" else {"rows_per_request": 5} if mode else {}
+    labels = {"a": {"description": "A.", "avoid": ["please"]}, "b": "B.", "c": "C."}
+    extra = {"judge": {"min_confidence": 0.5}, "labels": labels} if mode == "judge" else {"rows_per_request": 5} if mode else {}
     judge = mode == "judge"
     code, err = run_child(crafted_spec(ref_dir, suffix, **extra), ref_dir, "fresh")
     assert code == 0, err
@@ -140,6 +144,10 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_dataset(t
         rejected = final_rows(run_dir / f"out.rejected{suffix}")
         pd.testing.assert_frame_equal(rejected, final_rows(ref_dir / f"out.rejected{suffix}"))
         assert set(rejected["row"]) == {r for r in range(400) if r % 13 in (6, 9)}  # parsed ones: 6, 9, 19, 22, ...
+        journal = [json.loads(line) for line in (run_dir / "out.journal.jsonl").read_text().splitlines()]
+        plan = {r.row: r.label for r in make_plan(sdgen.build_spec(data, base_dir=run_dir))}
+        asked = {r for r in range(400) if r % 17 == 4 and r % 13 not in (6, 9) and plan[r] == "a"}
+        assert asked and {e["row"] for e in journal if e["event"] == "avoided"} == asked
         assert len(reference) == 400  # every loss (duplicates, unparseable, rejections) was replaced
 
 

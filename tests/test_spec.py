@@ -126,3 +126,29 @@ def test_unicode_and_punctuation_labels_survive():
     labels = {'très "poli", vraiment': "d", "naïve\nlabel": "", "😀": ""}
     spec = build_spec(base_spec(labels=labels, examples=[]))
     assert list(spec.labels) == list(labels)
+
+
+def test_label_avoid_lists_are_read_from_the_long_label_form():
+    labels = {"polite": "Kind.", "somewhat polite": "Mixed.", "neutral": {"description": "Plain.", "avoid": "please"},
+              "impolite": {"description": "Rude.", "not": "Kind.", "avoid": ["could  you", "thanks"]}}  # fmt: skip
+    spec = build_spec(base_spec(labels=labels))
+    assert spec.label_avoid == {"neutral": ["please"], "impolite": ["could you", "thanks"]}
+    assert spec.labels["impolite"] == "Rude." and spec.label_contrasts == {"impolite": "Kind."}
+    assert spec.avoided.found("Could you\tfix it?", "impolite") == "could you"
+    assert spec.avoided.found("Could you fix it?", "polite") is None
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ({"neutral": {"description": "Plain.", "avoid": ["please", " "]}}, "labels.neutral.avoid: has an empty phrase"),
+        ({"neutral": {"description": "Plain.", "avoids": ["please"]}}, "labels.neutral: unknown field 'avoids'"),
+        ({"neutral": {"description": "Plain.", "avoid": ["please", 3]}}, r"labels.neutral.avoid: give a phrase or a list"),
+        ({"neutral": {"description": "Plain.", "avoid": ["bicycle"]}},
+         "examples.2: its text holds 'bicycle', which labels.neutral.avoid rules out"),
+    ],
+)
+def test_bad_avoid_lists_are_named(labels, message):
+    data = base_spec(labels={"polite": "", "somewhat polite": "", "neutral": "", "impolite": "", **labels})
+    with pytest.raises(SpecError, match=message):
+        build_spec(data)

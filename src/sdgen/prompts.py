@@ -222,10 +222,17 @@ class PromptBuilder:
         where = f"Category: {category}. Type: {type_}. " if category is not None else ""
         meaning = self._meaning(label)
         what = f"{label}: {meaning}" if meaning else f"{label}{self._contrast(label)}"
+        avoid = self._avoid(label)
         if self.numbered:
-            return f"{where}Write {k} new {'text' if k == 1 else 'texts'}, each one {what}."
+            return f"{where}Write {k} new {'text' if k == 1 else 'texts'}, each one {what}.{avoid}"
         kind = "text and why it is" if self.spec.wants_reasoning else "text that is"
-        return f"{where}Write one new {kind} {what}."
+        return f"{where}Write one new {kind} {what}.{avoid}"
+
+    def _avoid(self, label: str) -> str:
+        """' Never use the words "please", "could you".' for a label with an avoid list (and contrast on)."""
+        phrases = self.spec.label_avoid.get(label) if self.spec.contrast else None
+        quoted = ", ".join(f'"{phrase}"' for phrase in phrases or ())
+        return f" Never use the words {quoted}." if phrases else ""
 
     def _meaning(self, label: str) -> str:
         """The label's description as the end of a sentence ("Curt, demanding." -> "curt, demanding")."""

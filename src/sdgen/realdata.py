@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sdgen.errors import SdgenError
 from sdgen.plan import derive_seed
+from sdgen.quality.avoid import AvoidedPhrases
 
 
 class RealDataError(SdgenError):
@@ -53,10 +54,18 @@ def check_labels(path: Path, labels: list[str], real) -> None:
 class ExamplePool:
     """Real rows per label; ``draw(group)`` gives a group of plan rows its own examples, the same every time."""
 
-    def __init__(self, path: Path, text_col: str, label_col: str, labels: list[str], per_label: int, seed: int) -> None:
+    def __init__(self, path: Path, text_col: str, label_col: str, labels: list[str], per_label: int, seed: int,
+                 avoided: AvoidedPhrases | None = None) -> None:  # fmt: skip
         real = read_real(path, text_col, label_col)
         check_labels(path, labels, real)
         self.texts = {label: real.loc[real["label"] == label, "text"].tolist() for label in labels}
+        self._reserved = [(text, label) for label, texts in self.texts.items() for text in texts]
+        if avoided:  # a real row holding a phrase its label avoids is never shown (it is still reserved)
+            self.texts = {label: [t for t in texts if avoided.found(t, label) is None] for label, texts in self.texts.items()}
+            empty = [label for label, texts in self.texts.items() if not texts]
+            if empty:
+                raise RealDataError(f"{path}: every row labelled {', '.join(map(repr, empty))} holds a phrase "
+                                    "that label avoids (labels.NAME.avoid); none is left to show")  # fmt: skip
         self.per_label, self.seed = per_label, seed
         self.slots = sum(min(per_label, len(texts)) for texts in self.texts.values())  # examples in every draw
 
@@ -68,5 +77,6 @@ class ExamplePool:
         rng.shuffle(picked)
         return picked
 
-    def all_texts(self) -> list[tuple[str, str]]:
-        return [(text, label) for label, texts in self.texts.items() for text in texts]
+    def reserved(self) -> list[tuple[str, str]]:
+        """Every real row of the spec's labels, shown or not: none may enter the output."""
+        return self._reserved

@@ -18,6 +18,7 @@ else:  # Python 3.10
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sdgen.errors import SpecError
+from sdgen.quality.avoid import AvoidedPhrases
 
 # The default: the fastest built-in whose rows train a classifier that works on real text (docs/models.md,
 # "Which model"): Qwen2.5-Coder-1.5B reached its real-trained reference's F1 on politeness (ratio 1.00) and 0.84
@@ -224,10 +225,15 @@ class Spec(_Strict):
 
     name: str = Field("dataset", min_length=1, description="Dataset name; the default output is <name>.csv.")
     task: str = Field(min_length=1, description="One line on the use case; it goes into the prompt.")
-    labels: dict[str, str] = Field(description="Label -> description, or -> {description, not} (what the label is "
-                                   "not); a plain list is accepted. Descriptions go into every prompt.")
+    labels: dict[str, str] = Field(description="Label -> description, or -> {description, not, avoid} (what the "
+                                   "label is not; words its texts never contain); a plain list is accepted. "
+                                   "Descriptions go into every prompt.")
     label_contrasts: dict[str, str] = Field(default_factory=dict, description="Label -> what it is not; set through "
                                             "labels.NAME.not.")
+    label_avoid: dict[str, list[str]] = Field(
+        default_factory=dict, description="Label -> words or phrases its texts never contain (case-insensitive, whole "
+        "words); a generated row that holds one is dropped and replaced. Set through labels.NAME.avoid.",
+    )  # fmt: skip
     categories: dict[str, list[str]] = Field(description="Category -> list of types.")
     examples: list[Example] = Field(default_factory=list, description="Few-shot examples (see examples[]).")
     examples_from: RealExamples | None = Field(None, description="Real labelled rows as rotating examples: a path "
@@ -265,7 +271,8 @@ class Spec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _label_forms(cls, data: Any) -> Any:
-        """``labels: {NAME: {description, not}}`` -> descriptions in ``labels``, the "not" texts in ``label_contrasts``."""
+        """``labels: {NAME: {description, not, avoid}}`` -> descriptions in ``labels``, the "not" texts in
+        ``label_contrasts``, the avoided phrases in ``label_avoid``."""
         if not isinstance(data, dict):
             return data
         if "verify" in data:
@@ -274,18 +281,26 @@ class Spec(_Strict):
         labels = data.get("labels")
         if isinstance(labels, dict) and any(isinstance(v, dict) for v in labels.values()):
             contrasts = dict(data.get("label_contrasts") or {})
+            avoid = dict(data.get("label_avoid") or {})
             plain = {}
             for name, value in labels.items():
                 if isinstance(value, dict):
-                    unknown = set(value) - {"description", "not"}
+                    unknown = set(value) - {"description", "not", "avoid"}
                     if unknown:
-                        raise ValueError(f"labels.{name}: unknown field {sorted(unknown)[0]!r} (use description and not)")
+                        raise ValueError(f"labels.{name}: unknown field {sorted(unknown)[0]!r} (use description, "
+                                         "not and avoid)")  # fmt: skip
                     plain[name] = value.get("description", "")
                     if value.get("not"):
                         contrasts[name] = value["not"]
+                    if value.get("avoid"):
+                        phrases = value["avoid"]
+                        phrases = [phrases] if isinstance(phrases, str) else phrases
+                        if not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases):
+                            raise ValueError(f"labels.{name}.avoid: give a phrase or a list of phrases (got {phrases!r})")
+                        avoid[name] = phrases
                 else:
                     plain[name] = value
-            data = {**data, "labels": plain, "label_contrasts": contrasts}
+            data = {**data, "labels": plain, "label_contrasts": contrasts, "label_avoid": avoid}
         return data
 
     @field_validator("labels", mode="before")
@@ -310,6 +325,14 @@ class Spec(_Strict):
         if len(set(stripped)) != len(stripped):
             raise ValueError("labels differ only in case or spaces")
         return {label: (desc or "").strip() for label, desc in value.items()}
+
+    @field_validator("label_avoid")
+    @classmethod
+    def _avoid_valid(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for label, phrases in value.items():
+            if any(not p.strip() for p in phrases):
+                raise ValueError(f"labels.{label}.avoid: has an empty phrase")
+        return {label: [" ".join(p.split()) for p in phrases] for label, phrases in value.items()}
 
     @field_validator("categories")
     @classmethod
@@ -343,9 +366,11 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Spec:
-        for name in self.label_contrasts:
-            if name not in self.labels:
-                raise ValueError(f"label_contrasts: {name!r} is not one of the labels")
+        for field, names in (("label_contrasts", self.label_contrasts), ("label_avoid", self.label_avoid)):
+            for name in names:
+                if name not in self.labels:
+                    raise ValueError(f"{field}: {name!r} is not one of the labels")
+        avoided = self.avoided
         for i, ex in enumerate(self.examples):
             where = f"examples.{i}"
             if ex.label not in self.labels:
@@ -354,6 +379,10 @@ class Spec(_Strict):
                 raise ValueError(f"{where}: category {ex.category!r} is not one of the categories")
             if ex.type not in self.categories[ex.category]:
                 raise ValueError(f"{where}: type {ex.type!r} is not a type of category {ex.category!r}")
+            phrase = avoided.found(ex.output, ex.label)
+            if phrase is not None:
+                raise ValueError(f"{where}: its text holds {phrase!r}, which labels.{ex.label}.avoid rules out "
+                                 "(a row like it would be dropped)")  # fmt: skip
         if self.prompt_style not in BUILTIN_STYLES:
             path = self.template_path
             if path is None or not path.is_file():
@@ -374,6 +403,11 @@ class Spec(_Strict):
                 f"output: {str(self.output_path)!r} has an unsupported extension; use one of {', '.join(OUTPUT_FORMATS)}"
             )
         return self
+
+    @property
+    def avoided(self) -> AvoidedPhrases:
+        """The phrases each label's texts must not contain, ready to match."""
+        return AvoidedPhrases(self.label_avoid)
 
     @property
     def real_examples_path(self) -> Path | None:

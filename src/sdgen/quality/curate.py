@@ -33,6 +33,8 @@ class QualityCounts:
     near_duplicates: int = 0
     conflicts: int = 0  # rows of this model set aside as one side of a conflict
     example_copies: int = 0  # rows that repeated a spec example or a real example (dropped)
+    avoided: int = 0  # rows whose text held a phrase their label avoids (dropped)
+    avoided_phrases: dict[str, int] = field(default_factory=dict)  # which phrases, how often
     rejected: int = 0  # rows the judge gave another label (moved to the rejected file)
     seconds: float = 0.0  # time spent checking and indexing
 
@@ -100,6 +102,7 @@ class Curator:
             )
         self._kept: dict[int, _Kept] = {}
         self._reserved: list[str] = []
+        self._avoided = self.spec.avoided
 
     def counts(self, model: str) -> QualityCounts:
         return self.per_model.setdefault(model, QualityCounts())
@@ -112,6 +115,22 @@ class Curator:
         for i, (text, label) in enumerate(texts, start=len(self._reserved) + 1):
             self.index.reserve(-i, text, label)
         self._reserved += [t for t, _ in texts]
+
+    def screen(self, record: dict[str, Any]) -> list[PlannedRow] | None:
+        """Before the judge and the index: a row whose text holds a phrase its label avoids is lost (None: it passes)."""
+        phrase = self._avoided.found(record["text"], record["label"]) if self._avoided else None
+        if phrase is None:
+            return None
+        self._count_avoided(record["model"], phrase)
+        self._note("avoided", record["row"], record["model"], phrase=phrase)
+        self._maybe_flush()
+        return [as_row(record)]
+
+    def _count_avoided(self, model: str, phrase: str) -> None:
+        counts = self.counts(model)
+        counts.parsed += 1
+        counts.avoided += 1
+        counts.avoided_phrases[phrase] = counts.avoided_phrases.get(phrase, 0) + 1
 
     def reject(self, record: dict[str, Any]) -> list[PlannedRow]:
         """A row the judge gave another label: to the rejected file; it is lost."""
@@ -160,9 +179,9 @@ class Curator:
         self._note("unparseable", row, model)
         self._maybe_flush()
 
-    def _note(self, event: str, row: int, model: str) -> None:
+    def _note(self, event: str, row: int, model: str, **detail: Any) -> None:
         if self.journal is not None:
-            self.journal.note(event, row, model)
+            self.journal.note(event, row, model, **detail)
 
     def _maybe_flush(self) -> None:
         pending = len(self.dataset) + len(self.conflicts) + len(self.rejected or ()) + (self.journal.pending if self.journal else 0)
@@ -258,6 +277,9 @@ class Curator:
                 counts.near_duplicates += 1
             else:
                 counts.example_copies += 1
+        for entry in journal:
+            if entry["event"] == "avoided":
+                self._count_avoided(entry["model"], entry.get("phrase", "?"))
         for model in (rejected["model"] if rejected is not None else []):
             self.counts(model).parsed += 1
             self.counts(model).rejected += 1

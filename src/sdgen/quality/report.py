@@ -189,11 +189,32 @@ def _notes(stats: dict) -> str:
         f"Quality steps: curation {curation:.2f} s + dataset rewrite {stats['finalize_seconds']:.2f} s = "
         f"{_pct(curation + stats['finalize_seconds'], gen_s)} of generation time; {extra} replacement rows scheduled.",
     ]
+    avoided = avoided_phrases(stats)
+    if avoided:
+        lines.append(f"Rows dropped and replaced for a phrase their label avoids (labels.NAME.avoid): "
+                     f"{sum(avoided.values())} ({phrase_counts(avoided)}).")  # fmt: skip
+    copies = sum(m.get("quality", {}).get("example_copies", 0) for m in models)
+    if copies:
+        lines.append(f"Rows dropped and replaced as copies of a spec or real example: {copies}.")
     if stats.get("conflicts_file"):
         lines.append(f"Conflicting rows (both sides): `{Path(stats['conflicts_file']).name}`.")
     if stats.get("rejected_file"):
         lines.append(f"Rows the judge rejected: `{Path(stats['rejected_file']).name}`.")
     return "\n".join(lines)
+
+
+def avoided_phrases(stats: dict) -> Counter:
+    """How often each avoided phrase dropped a row, over all models of a run's stats."""
+    found: Counter = Counter()
+    for m in stats["per_model"].values():
+        found.update(m.get("quality", {}).get("avoided_phrases", {}))
+    return found
+
+
+def phrase_counts(found: Counter, top: int = 5) -> str:
+    """``"please" 12, "could you" 8, ...``: the commonest first."""
+    shown = [f'"{p}" {n}' for p, n in found.most_common(top)]
+    return ", ".join(shown) + (", ..." if len(found) > top else "")
 
 
 def _charts(df: pd.DataFrame, charts_dir: Path) -> list[tuple[str, Path]]:

@@ -87,7 +87,7 @@ class Run:
             raise SpecError("judge.model: the online judge runs on the generating engine for now; "
                             "leave judge.model out (docs/quality.md)")  # fmt: skip
         self.pool = (ExamplePool(spec.real_examples_path, spec.examples_from.text_col, spec.examples_from.label_col,
-                                 list(spec.labels), spec.examples_from.per_label, spec.seed)
+                                 list(spec.labels), spec.examples_from.per_label, spec.seed, spec.avoided)
                      if spec.examples_from is not None else None)  # fmt: skip
         self.columns = columns_for(spec)
         self.resumed = Resumed.load(spec, self.models, backend, self.columns) if resume else None
@@ -97,7 +97,7 @@ class Run:
         self.summary.quality = self.curator.per_model
         self.curator.reserve([(ex.output, ex.label) for ex in spec.examples])  # never copied into the data
         if self.pool is not None:
-            self.curator.reserve(self.pool.all_texts())  # real rows never enter the output
+            self.curator.reserve(self.pool.reserved())  # real rows never enter the output
         self.summary.judge = JudgeStats(spec.judge.action) if spec.judge.enabled else None
         self.pending = self.plan
         if self.resumed is not None:

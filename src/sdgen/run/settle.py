@@ -1,8 +1,9 @@
-"""Settling one finished request: extract -> judge -> curate -> store; retry or replace what is lost.
+"""Settling one finished request: extract -> screen -> judge -> curate -> store; retry or replace what is lost.
 
-A parsed row waits for the judge (when the spec has one): its judge request joins the same engine
-run, and only a row the judge gives its own label goes on to curation (dedup, conflicts) and the
-file. Progress counts settled plan slots: a row lost to parsing, the judge, dedup or a conflict that
+A parsed row whose text holds a phrase its label avoids is lost at once. Any other waits for the
+judge (when the spec has one): its judge request joins the same engine run, and only a row the
+judge gives its own label goes on to curation (dedup, conflicts) and the file. Progress counts
+settled plan slots: a row lost to parsing, an avoided phrase, the judge, dedup or a conflict that
 gets a replacement row does not advance it (the replacement will).
 """
 
@@ -56,6 +57,9 @@ class Settle:
             "model": row.model, "reasoning": parsed.reasoning, "row": row.row, "seed": job.seed(self.spec),
         }  # fmt: skip
         self.stats.rows += 1
+        lost = self.curator.screen(record)
+        if lost is not None:
+            return 1 - self._replace(lost)
         if self.judged is not None:
             self.feed.judge_later(row, record)
             return 0

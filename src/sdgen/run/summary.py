@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,14 @@ class Summary:
     @property
     def conflicts(self) -> int:
         return sum(q.conflicts for q in self.quality.values())
+
+    @property
+    def avoided(self) -> Counter:
+        """Rows dropped for a phrase their label avoids, per phrase."""
+        found: Counter = Counter()
+        for q in self.quality.values():
+            found.update(q.avoided_phrases)
+        return found
 
     @property
     def missing(self) -> int:

@@ -153,8 +153,8 @@ class Journal:
         self._pending: list[str] = []
         self._failed: Exception | None = None
 
-    def note(self, event: str, row: int, model: str) -> None:
-        entry = {"event": event, "row": row, "model": model}
+    def note(self, event: str, row: int, model: str, **detail: Any) -> None:
+        entry = {"event": event, "row": row, "model": model, **detail}
         self._pending.append(json.dumps(entry, ensure_ascii=False) + "\n")
 
     @property

@@ -1,0 +1,37 @@
+"""Real examples: each group of plan rows draws its own, the same on every call; avoided phrases are never shown."""
+
+import pandas as pd
+import pytest
+
+from sdgen.quality.avoid import AvoidedPhrases
+from sdgen.realdata import ExamplePool, RealDataError
+
+
+@pytest.fixture
+def real(tmp_path):
+    rows = [(f"thanks, could you look at item {i}?", "polite") for i in range(20)]
+    rows += [(f"item {i} fails on start." if i % 2 else f"please check item {i}.", "neutral") for i in range(20)]
+    path = tmp_path / "real.csv"
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    return path
+
+
+def test_each_group_draws_its_own_examples_and_the_same_every_time(real):
+    pool = ExamplePool(real, "text", "label", ["polite", "neutral"], per_label=2, seed=7)
+    draws = [pool.draw(group) for group in range(6)]
+    assert draws == [pool.draw(group) for group in range(6)]
+    assert all(sorted(label for _, label in d) == ["neutral", "neutral", "polite", "polite"] for d in draws)
+    assert len({tuple(d) for d in draws}) > 1
+
+
+def test_real_rows_holding_a_phrase_their_label_avoids_are_never_shown_but_stay_reserved(real):
+    avoided = AvoidedPhrases({"neutral": ["please"]})
+    pool = ExamplePool(real, "text", "label", ["polite", "neutral"], per_label=3, seed=7, avoided=avoided)
+    shown = [text for group in range(20) for text, label in pool.draw(group) if label == "neutral"]
+    assert shown and not any("please" in text for text in shown)
+    assert sum("please" in text for text, _ in pool.reserved()) == 10 and len(pool.reserved()) == 40
+
+
+def test_a_label_left_without_a_real_row_to_show_is_named(real):
+    with pytest.raises(RealDataError, match="every row labelled 'polite' holds a phrase that label avoids"):
+        ExamplePool(real, "text", "label", ["polite", "neutral"], 1, 7, AvoidedPhrases({"polite": ["could you"]}))
