@@ -66,7 +66,7 @@ def run_cell(model: str, name: str, seed: int, rows: int, overrides: dict, out_d
         "rows_per_s": round(summary.written / gen_s, 3), "gen_s": round(gen_s, 1), "wall_s": round(wall, 1),
         "generated_tokens": summary.generated_tokens, "unparseable": summary.unparseable,
         "duplicates": summary.exact_duplicates + summary.near_duplicates, "conflicts": summary.conflicts,
-        "avoided": sum(q.avoided for q in summary.quality.values()),
+        "avoided": sum(summary.avoided.values()),
         "overrides": overrides, "spec": str(spec_path),
     }  # fmt: skip
 

@@ -1,8 +1,8 @@
 """Words and phrases a label's texts never contain (``labels.NAME.avoid``).
 
-A prompt can say what a label is not, but a small model often writes it anyway: the 1.5B put "please"
-or "could you" in a third of its `neutral` politeness rows, where real neutral requests have them in
-about one in ten. The check is literal: case-insensitive, whole words, any run of spaces between the
+A prompt can say what a label is not, but a small model often writes it anyway: the 1.5B put "please",
+"could you" or "can you" in a third of its `neutral` politeness rows, where real neutral requests have
+them in 15%. The check is literal: case-insensitive, whole words, any run of spaces between the
 words of a phrase, curly apostrophes read as straight ones.
 """
 

@@ -33,8 +33,8 @@ class QualityCounts:
     near_duplicates: int = 0
     conflicts: int = 0  # rows of this model set aside as one side of a conflict
     example_copies: int = 0  # rows that repeated a spec example or a real example (dropped)
-    avoided: int = 0  # rows whose text held a phrase their label avoids (dropped)
-    avoided_phrases: dict[str, int] = field(default_factory=dict)  # which phrases, how often
+    # rows dropped for a phrase their label avoids, per phrase
+    avoided_phrases: dict[str, int] = field(default_factory=dict)
     rejected: int = 0  # rows the judge gave another label (moved to the rejected file)
     seconds: float = 0.0  # time spent checking and indexing
 
@@ -129,7 +129,6 @@ class Curator:
     def _count_avoided(self, model: str, phrase: str) -> None:
         counts = self.counts(model)
         counts.parsed += 1
-        counts.avoided += 1
         counts.avoided_phrases[phrase] = counts.avoided_phrases.get(phrase, 0) + 1
 
     def reject(self, record: dict[str, Any]) -> list[PlannedRow]:

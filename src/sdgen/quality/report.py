@@ -189,7 +189,7 @@ def _notes(stats: dict) -> str:
         f"Quality steps: curation {curation:.2f} s + dataset rewrite {stats['finalize_seconds']:.2f} s = "
         f"{_pct(curation + stats['finalize_seconds'], gen_s)} of generation time; {extra} replacement rows scheduled.",
     ]
-    avoided = avoided_phrases(stats)
+    avoided = _avoided_phrases(stats)
     if avoided:
         lines.append(f"Rows dropped and replaced for a phrase their label avoids (labels.NAME.avoid): "
                      f"{sum(avoided.values())} ({phrase_counts(avoided)}).")  # fmt: skip
@@ -203,7 +203,7 @@ def _notes(stats: dict) -> str:
     return "\n".join(lines)
 
 
-def avoided_phrases(stats: dict) -> Counter:
+def _avoided_phrases(stats: dict) -> Counter:
     """How often each avoided phrase dropped a row, over all models of a run's stats."""
     found: Counter = Counter()
     for m in stats["per_model"].values():
