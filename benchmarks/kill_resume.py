@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from sdgen.bench import EXAMPLE_SPEC
-from sdgen.sinks import read_dataset
+from sdgen.store.files import read_dataset
 
 
 def _cmd(spec: Path, *extra: str) -> list[str]:

@@ -1,9 +1,9 @@
-"""Issue 5's measurement: the example spec with both built-in models mixed, curated, balanced and verified.
+"""Issue 5's measurement: the example spec with both built-in models mixed, curated, balanced and judged.
 
     python benchmarks/quality_run.py --rows 1000 --out /tmp/quality/mix.csv
 
 Prints per model: duplicate / near-duplicate / conflict rates among parsed rows (before curation)
-and in the final dataset (after, measured on the file), quota fill, verification agreement, and
+and in the final dataset (after, measured on the file), quota fill, the judge's agreement (flag mode), and
 what the quality steps cost against generation time. The report lands beside the output.
 """
 
@@ -14,9 +14,9 @@ from collections import Counter
 from pathlib import Path
 
 import sdgen
-from sdgen.quality import Verdict
-from sdgen.report import scan_file
-from sdgen.sinks import read_dataset
+from sdgen.quality.index import Verdict
+from sdgen.quality.report import scan_file
+from sdgen.store.files import read_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +26,6 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("/tmp/sdgen-quality/mix.csv"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--verifier", default="gemma3-270m")
     parser.add_argument("--style", default=None, help="prompt_style override (the example spec uses reasoning)")
     parser.add_argument("--temperature", type=float, default=None, help="sampling temperature override (spec: 0.8)")
     args = parser.parse_args()
@@ -37,7 +36,7 @@ def main() -> None:
         overrides["generation"] = {**generation.model_dump(), "temperature": args.temperature}
     summary = sdgen.generate(
         ROOT / "examples" / "customer_service.yaml", rows=args.rows, output=args.out, overwrite=True, threads=args.threads,
-        models=models, balance="exact", verify={"model": args.verifier, "action": "flag"}, **overrides,
+        models=models, balance="exact", judge={"action": "flag"}, **overrides,
     )  # fmt: skip
     after = scan_file(read_dataset(summary.output))
     print(f"rows: {summary.written} of {summary.planned}; report: {summary.report_file}")
@@ -57,12 +56,11 @@ def main() -> None:
         )
     full = len(summary.quotas) - len(summary.shortfall)
     print(f"quotas: {full} of {len(summary.quotas)} cells full; filled {dict(summary.filled)}")
-    v = summary.verification
-    print(f"verification ({v.model}): {v.overall.agree}/{v.overall.total} agree; by label "
-          + ", ".join(f"{k} {100 * a.rate:.0f}%" for k, a in v.by_label.items())
-          + "; by model " + ", ".join(f"{k} {100 * a.rate:.0f}%" for k, a in v.by_model.items())
-          + f"; answers {dict(Counter(label for (_, label), n in v.confusion.items() for _ in range(n)))}; "
-          f"{v.seconds:.1f} s (+{v.load_seconds:.1f} s load)")  # fmt: skip
+    j = summary.judge
+    print(f"judge (each generating model judges its own rows): {j.overall.agree}/{j.overall.total} agree; by label "
+          + ", ".join(f"{k} {100 * a.rate:.0f}%" for k, a in j.by_label.items())
+          + "; by model " + ", ".join(f"{k} {100 * a.rate:.0f}%" for k, a in j.by_model.items())
+          + f"; answers {dict(Counter(label for (_, label), n in j.confusion.items() for _ in range(n)))}")  # fmt: skip
     gen = sum(s.seconds - s.load_seconds for s in summary.per_model.values())
     curation = sum(q.seconds for q in summary.quality.values())
     print(f"generation {gen:.1f} s; curation {curation:.2f} s ({100 * curation / gen:.2f}%); dataset rewrite "

@@ -1,4 +1,4 @@
-"""Convert a model to OpenVINO IR with a verified tokenizer: a thin script over `sdgen.convert`.
+"""Convert a model to OpenVINO IR with a verified tokenizer: a thin script over `sdgen.models.convert`.
 
     python scripts/convert_model.py smollm2-135m-instruct --out models/smollm2-int4 --weights int4
     python scripts/convert_model.py path/to/model.gguf --out models/m-int8
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sdgen.convert import ConvertOptions, convert
+from sdgen.models.convert import ConvertOptions, convert
 
 
 def main() -> None:
