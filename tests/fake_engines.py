@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 import os
+import random
+import re
 import signal
 from pathlib import Path
 
+from sdgen.engines import Engine, Result
 from sdgen.engines.openvino import OpenVINOEngine
 
 ARMED = "die-once"
@@ -32,3 +35,33 @@ class DiesOnce(OpenVINOEngine):
             if n == 8 and claim(self.model.path.parent / ARMED):
                 os.kill(os.getpid(), signal.SIGKILL)
             yield result
+
+
+SHOP_ROWS = [("the parcel never came", "complaint"), ("where is my refund", "complaint"), ("order 1234 is late", "complaint"),
+             ("love the new colours", "praise"), ("great service, thanks", "praise")]  # fmt: skip
+_LABEL = re.compile(r"Label: (.+)\n")
+
+
+class CopyingEngine(Engine):
+    """A base model that writes random words per request seed, except that the first request of each label copies a
+    real row of that label (SHOP_ROWS): what a reserved real row must never become."""
+
+    backend = "copying"
+    chat_template = None
+    copied: set[str] = set()
+
+    def __init__(self, model, options) -> None:
+        pass
+
+    def render_chat(self, messages):
+        raise AssertionError("base model")
+
+    def generate(self, requests):
+        for req in requests:
+            label = _LABEL.findall(req.prompt)[-1]
+            if label not in CopyingEngine.copied:
+                CopyingEngine.copied.add(label)
+                text = next(t for t, lab in SHOP_ROWS if lab == label)
+            else:
+                text = " ".join(random.Random(req.seed).sample([f"w{i}" for i in range(500)], 12))
+            yield Result(req.id, " " + text, 12, "stop")

@@ -123,3 +123,42 @@ def test_generate_checks_the_real_file_first_and_appends_the_eval_to_the_report(
     assert summary.evaluation is not None and summary.evaluation.synthetic_rows == summary.written
     assert "## Evaluation against real data" in summary.report_file.read_text()
     assert (tmp_path / "out.eval.json").is_file()
+
+
+def seed_of(n: int) -> pd.DataFrame:
+    """n real rows per label, drawn from the sample file (they are also in it: eval must leave them out)."""
+    return read_real(REAL, "text", "label").groupby("label", group_keys=False).sample(n, random_state=1)
+
+
+def test_the_learning_curve_against_the_users_seed(tmp_path):
+    seed = tmp_path / "seed.csv"
+    seed_of(5)[["text", "label"]].to_csv(seed, index=False)
+    helpful = write(reference_rows(60), tmp_path / "helpful.csv")
+    report = evaluate(helpful, REAL, seed_file=seed)
+    assert report.seed_rows == 15 and report.real_test_rows + report.reference_rows <= 180 - 15
+    assert "15 real rows that are also in the seed were left out of the test and reference rows" in report.notes
+    assert report.hybrid_macro_f1 > report.seed_macro_f1 and report.helps and report.hybrid_gain > 1
+    md = (tmp_path / "helpful.eval.md").read_text()
+    assert f"- Learning curve with the user's real rows (`seed.csv`): seed + generated rows {report.hybrid_macro_f1:.3f}" in md
+    assert json.loads((tmp_path / "helpful.eval.json").read_text())["hybrid_gain"] == report.hybrid_gain
+    # rows whose labels are shuffled teach the wrong thing: the report says so plainly
+    rows = reference_rows(60)
+    noise = write(rows.assign(label=rows["label"].sample(frac=1, random_state=3).to_numpy()), tmp_path / "noise.csv")
+    bad = evaluate(noise, REAL, seed_file=seed)
+    assert not bad.helps and bad.hybrid_line().startswith("the generated rows do not help: seed + generated rows")
+    assert "the generated rows do not help" in (tmp_path / "noise.eval.md").read_text()
+
+
+def test_a_seed_that_is_the_real_file_is_warned_about(tmp_path):
+    data = write(reference_rows(30), tmp_path / "d.csv")
+    proc = subprocess.run([sys.executable, "-m", "sdgen.cli", "eval", str(data), "--real", str(REAL), "--seed", str(REAL)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: the seed file is also the real file (politeness_sample.csv): these figures are scored on the rows " \
+           "the spec was tuned on" in " ".join(proc.stderr.split())
+    assert "**Warning: the seed file is also the real file" in (tmp_path / "d.eval.md").read_text()
+    # a whole number is still the split seed, as before
+    proc = subprocess.run([sys.executable, "-m", "sdgen.cli", "eval", str(data), "--real", str(REAL), "--seed", "3", "--json"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0 and json.loads(proc.stdout)["seed_macro_f1"] is None
+    assert json.loads(proc.stdout)["macro_f1"] == evaluate(data, REAL, seed=3, write=False).macro_f1

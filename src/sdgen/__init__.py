@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 _API = {
     "generate": "sdgen.run.generate", "Run": "sdgen.run.generate", "Summary": "sdgen.run.summary",
-    "sdg": "sdgen.recipe", "evaluate": "sdgen.quality.evaluate",
+    "sdg": "sdgen.recipe", "evaluate": "sdgen.quality.evaluate", "tune": "sdgen.tuning.loop",
     "Spec": "sdgen.spec", "build_spec": "sdgen.spec", "load_spec": "sdgen.spec",
     "PlannedRow": "sdgen.plan", "make_plan": "sdgen.plan",
     "build_report": "sdgen.quality.report",

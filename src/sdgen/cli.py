@@ -55,12 +55,18 @@ def generate_cmd(
     eval_real: Optional[Path] = typer.Option(
         None, "--eval", metavar="REAL", help="Score the dataset against this real labelled file when done (see `sdgen eval`)."
     ),
-    text_col: str = typer.Option("text", "--text-col", help="--eval: the real file's text column."),
-    label_col: str = typer.Option("label", "--label-col", help="--eval: the real file's label column."),
+    mix_real: Optional[Path] = typer.Option(
+        None, "--mix-real", metavar="REAL", help="Write these real labelled rows into the dataset too, with a `source` "
+        "column (real / generated); no generated row copies one.",
+    ),  # fmt: skip
+    text_col: str = typer.Option("text", "--text-col", help="--eval, --mix-real: the real file's text column."),
+    label_col: str = typer.Option("label", "--label-col", help="--eval, --mix-real: the real file's label column."),
 ) -> None:
     """Generate a dataset from a task spec (plus its conflicts file, run stats and report.md beside it)."""
     overrides = {"output": output, "rows": rows, "model": model, "seed": seed, "threads": threads,
-                 "keep_duplicates": keep_duplicates or None, "ray": ray}  # fmt: skip
+                 "keep_duplicates": keep_duplicates or None, "ray": ray,
+                 "mix_real": {"path": str(mix_real.expanduser().resolve()), "text_col": text_col, "label_col": label_col}
+                 if mix_real is not None else None}  # fmt: skip
     progress = NullProgress() if quiet else RichProgress(err)
     summary = generate(spec, overwrite=overwrite, resume=resume, backend=backend, progress=progress,
                        evaluate=eval_real, eval_columns=(text_col, label_col), **overrides)  # fmt: skip
@@ -77,7 +83,8 @@ def _print_summary(s: Summary) -> None:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("output", str(s.output))
-    table.add_row("rows written", f"{s.written} of {s.planned} planned")
+    table.add_row("rows written", f"{s.written} of {s.planned} planned"
+                  + (f", plus {s.real_rows} real rows (source: real)" if s.real_rows else ""))  # fmt: skip
     table.add_row("unparseable", f"{s.unparseable} (after retries)")
     parsed = sum(m.rows for m in s.per_model.values())
     for what, count in (("exact duplicates", s.exact_duplicates), ("near duplicates", s.near_duplicates),
@@ -134,7 +141,11 @@ def eval_cmd(
     real: Path = typer.Option(..., "--real", help="Real, human-labelled rows with the same labels (CSV, JSONL, Parquet)."),
     text_col: str = typer.Option("text", "--text-col", help="The real file's text column."),
     label_col: str = typer.Option("label", "--label-col", help="The real file's label column."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the real file's test split and the classifiers."),
+    seed: Optional[str] = typer.Option(
+        None, "--seed", metavar="SEED", help="Your own small real sample (e.g. the one `sdgen tune` learnt from): adds "
+        "the learning curve, seed alone against seed + generated rows. (A whole number here is --split-seed.)",
+    ),  # fmt: skip
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the real file's test split and the classifiers."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Train on the dataset, test on real data: macro-F1 against a real-trained reference, agreement, diversity.
@@ -143,7 +154,15 @@ def eval_cmd(
     """
     from sdgen.quality.evaluate import evaluate
 
-    report = evaluate(dataset, real, text_col=text_col, label_col=label_col, seed=seed)
+    seed_file = None
+    if seed is not None:
+        if seed.isdigit() and not Path(seed).exists():  # the option's old meaning
+            split_seed = int(seed)
+        else:
+            seed_file = Path(seed)
+    report = evaluate(dataset, real, text_col=text_col, label_col=label_col, seed=split_seed, seed_file=seed_file)
+    for warning in report.warnings:
+        err.print(f"[yellow]warning: {escape(warning)}[/yellow]", highlight=False, soft_wrap=True)
     if as_json:
         out.print(json.dumps(report.to_json()), highlight=False, soft_wrap=True)
         return
@@ -156,8 +175,54 @@ def eval_cmd(
                       f"{misread[0]} {misread[1]:.0%}" if misread else "-",
                       ", ".join(report.markers.get(label, {}).get("real", [])[:5]))  # fmt: skip
     out.print(table)
-    out.print(report.summary(), highlight=False)
+    out.print(report.summary(), highlight=False, soft_wrap=True)
     out.print(f"report: {dataset.with_name(dataset.stem + '.eval.md')}", highlight=False)
+
+
+@app.command("tune")
+def tune_cmd(
+    spec: Path = typer.Argument(..., help="The task spec to refine (YAML or TOML)."),
+    real: Path = typer.Option(..., "--real", help="Your real labelled rows (10-100 per label; CSV, JSONL, Parquet)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The tuned spec (default <spec>.tuned.yaml)."),
+    text_col: str = typer.Option("text", "--text-col", help="The real file's text column."),
+    label_col: str = typer.Option("label", "--label-col", help="The real file's label column."),
+    minutes: float = typer.Option(15.0, "--minutes", help="Budget: no new round starts that would end after this."),
+    budget_rows: Optional[int] = typer.Option(None, "--budget-rows", help="Budget in pilot rows (default: none)."),
+    pilot_rows: int = typer.Option(24, "--pilot-rows", help="Rows per label in each pilot."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the folds and the pilots."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Inference threads."),
+    backend: str = typer.Option("openvino", "--backend", help="Generation backend."),
+) -> None:
+    """Refine a spec against a few real rows: pilot runs scored on held-out real rows keep what helps.
+
+    Writes the tuned spec (each change commented) and <stem>.tune.md (every round's figures).
+    """
+    from sdgen.tuning.loop import tune
+
+    def on_event(kind: str, what) -> None:
+        if kind == "round":
+            err.print(_round_line(what), highlight=False, soft_wrap=True)
+
+    result = tune(spec, real, output=output, text_col=text_col, label_col=label_col, budget_minutes=minutes,
+                  budget_rows=budget_rows, pilot_rows_per_label=pilot_rows, seed=seed, threads=threads, backend=backend,
+                  progress=lambda: RichProgress(err), on_event=on_event)  # fmt: skip
+    if result.stopped:
+        err.print(f"[yellow]stopped early: {escape(result.stopped)}[/yellow]", highlight=False, soft_wrap=True)
+    before = sum(s.value for s in result.before) / len(result.before)
+    after = sum(s.value for s in result.after) / len(result.after)
+    err.print(f"{len(result.changes)} change(s) kept; held-out score {before:.3f} -> {after:.3f}; "
+              f"{result.pilot_rows} pilot rows in {result.seconds / 60:.1f} min", highlight=False)  # fmt: skip
+    err.print(f"log: {result.log_path}", highlight=False)
+    out.print(str(result.spec_path), highlight=False)
+
+
+def _round_line(r) -> str:
+    agreement = " / ".join(f"{s.agreement:.0%}" for s in r.scores)
+    f1 = " / ".join(f"{s.f1:.3f}" for s in r.scores)
+    if r.number == 0:
+        return f"round 0 baseline: agreement {agreement}, F1 {f1}"
+    verdict = "kept" if r.kept else "dropped"
+    return f"round {r.number} {r.name}: {verdict} (gain {' / '.join(f'{g:+.3f}' for g in r.gains)}; agreement {agreement}, F1 {f1})"
 
 
 @app.command("models")

@@ -21,6 +21,8 @@ def read_real(path: Path, text_col: str = "text", label_col: str = "label"):
     path = Path(path)
     if not path.is_file():
         raise RealDataError(f"{path}: real data file not found")
+    if path.stat().st_size == 0:
+        raise RealDataError(f"{path}: the file is empty")
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
@@ -80,3 +82,68 @@ class ExamplePool:
     def reserved(self) -> list[tuple[str, str]]:
         """Every real row of the spec's labels, shown or not: none may enter the output."""
         return self._reserved
+
+
+MIN_SEED_PER_LABEL = 5  # below this a fold has one or two rows of a label: nothing to learn or score on
+
+
+class SeedSet:
+    """A user's small sample of real labelled rows (10-100 per label): what `sdgen tune` learns the task from,
+    what `mix_real` writes into a dataset and what `sdgen eval --seed` compares generated rows against.
+
+    Loading checks it against the spec's labels, in both directions, and refuses duplicate rows: a
+    duplicate would sit in two folds and be scored on the rows it was learnt from.
+    """
+
+    def __init__(self, path: Path, rows, text_col: str = "text", label_col: str = "label") -> None:
+        self.path, self.rows = Path(path), rows  # rows: a DataFrame with text and label
+        self.text_col, self.label_col = text_col, label_col  # the file's own column names
+
+    @classmethod
+    def load(cls, path: Path, labels: list[str] | None = None, text_col: str = "text", label_col: str = "label",
+             min_per_label: int = MIN_SEED_PER_LABEL) -> SeedSet:  # fmt: skip
+        from sdgen.quality.index import normalize_text
+
+        path = Path(path)
+        rows = read_real(path, text_col, label_col)
+        if rows.empty:
+            raise RealDataError(f"{path}: no rows with text")
+        have = set(rows["label"])
+        if labels is not None:
+            extra = sorted(have - set(labels))
+            if extra:
+                raise RealDataError(f"{path}: has rows labelled {', '.join(map(repr, extra))}, which the spec lacks "
+                                    f"(spec labels: {', '.join(labels)}); add the label to the spec or drop those rows")  # fmt: skip
+            check_labels(path, labels, rows)
+        counts = rows["label"].value_counts()
+        few = {label: int(n) for label, n in counts.items() if n < min_per_label}
+        if few:
+            listed = ", ".join(f"{label!r} has {n}" for label, n in sorted(few.items()))
+            raise RealDataError(f"{path}: too few rows: {listed}; give at least {min_per_label} per label "
+                                "(10 to 100 is best)")  # fmt: skip
+        keys = rows["text"].map(normalize_text)
+        dupes = keys.duplicated(keep="first")
+        if dupes.any():
+            first = int(dupes.idxmax())
+            original = int(keys[keys == keys[first]].index[0])
+            raise RealDataError(f"{path}: {int(dupes.sum())} duplicate rows (data row {first + 1} repeats row "
+                                f"{original + 1}: {rows['text'][first][:60]!r}); remove them")  # fmt: skip
+        return cls(path, rows.reset_index(drop=True), text_col, label_col)
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted(set(self.rows["label"]))
+
+    def per_label(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.rows["label"].value_counts().sort_index().items()}
+
+    def folds(self, k: int = 2, seed: int = 0) -> list:
+        """``k`` disjoint folds, stratified by label: each label's rows are shuffled (seeded) and dealt in turn."""
+        rng = random.Random(derive_seed(seed, "seed-folds"))
+        parts: list[list[int]] = [[] for _ in range(k)]
+        for label in self.labels:
+            index = self.rows.index[self.rows["label"] == label].tolist()
+            rng.shuffle(index)
+            for i, row in enumerate(index):
+                parts[i % k].append(row)
+        return [self.rows.loc[sorted(p)].reset_index(drop=True) for p in parts]

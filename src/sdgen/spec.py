@@ -216,6 +216,24 @@ class RealExamples(_Strict):
         return {"path": value} if isinstance(value, (str, Path)) else value
 
 
+class MixReal(_Strict):
+    """Real labelled rows written into the dataset beside the generated ones, with a `source` column (real /
+    generated): ``mix_real: true`` (the examples_from file), a path, or these fields. They are reserved in the
+    dedup index, so no generated row copies one."""
+
+    path: Path | None = Field(None, description="CSV, JSONL or Parquet with a text and a label column (relative to "
+                              "the spec); none: the examples_from file.")  # fmt: skip
+    text_col: str | None = Field(None, description="The text column (default: examples_from's, else text).")
+    label_col: str | None = Field(None, description="The label column (default: examples_from's, else label).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_scalar(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return {"path": value} if isinstance(value, (str, Path)) else value
+
+
 # Measured on the 1.5B (politeness, 300 rows, 2-core AVX2): k=4 gave 1.6x the rows/s of k=1 at the same F1 and agreement.
 DEFAULT_ROWS_PER_REQUEST = 4
 
@@ -238,6 +256,9 @@ class Spec(_Strict):
     examples: list[Example] = Field(default_factory=list, description="Few-shot examples (see examples[]).")
     examples_from: RealExamples | None = Field(None, description="Real labelled rows as rotating examples: a path "
                                                "or the long form (see examples_from).")
+    mix_real: MixReal | None = Field(None, description="Write real labelled rows into the dataset too, marked in "
+                                     "a `source` column: true (the examples_from file), a path, or the long form "
+                                     "(see mix_real).")  # fmt: skip
     contrast: bool = Field(True, description="Say in the prompt what each label is not: labels.NAME.not in the label "
                            "list, the other labels' names in the request for a label without a description, and that "
                            "a text must fit its label and none of the others.")
@@ -350,6 +371,11 @@ class Spec(_Strict):
                 raise ValueError(f"category {category!r} lists a type twice")
         return value
 
+    @field_validator("mix_real", mode="before")
+    @classmethod
+    def _mix_real_off(cls, value: Any) -> Any:
+        return None if value is False else value
+
     @field_validator("ray", mode="before")
     @classmethod
     def _ray_off(cls, value: Any) -> Any:
@@ -383,6 +409,9 @@ class Spec(_Strict):
             if phrase is not None:
                 raise ValueError(f"{where}: its text holds {phrase!r}, which labels.{ex.label}.avoid rules out "
                                  "(a row like it would be dropped)")  # fmt: skip
+        if self.mix_real is not None and self.mix_real.path is None and self.examples_from is None:
+            raise ValueError("mix_real: true takes its rows from examples_from, which the spec lacks; give mix_real "
+                             "a path (mix_real: real.csv)")  # fmt: skip
         if self.prompt_style not in BUILTIN_STYLES:
             path = self.template_path
             if path is None or not path.is_file():
@@ -415,6 +444,17 @@ class Spec(_Strict):
             return None
         path = self.examples_from.path.expanduser()
         return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def mixed_real(self) -> tuple[Path, str, str] | None:
+        """(path, text column, label column) of the real rows ``mix_real`` writes into the dataset, or None."""
+        mix, source = self.mix_real, self.examples_from
+        if mix is None:
+            return None
+        if mix.path is None:
+            return self.real_examples_path, mix.text_col or source.text_col, mix.label_col or source.label_col
+        path = mix.path.expanduser()
+        return (path if path.is_absolute() else self.base_dir / path), mix.text_col or "text", mix.label_col or "label"
 
     @property
     def template_path(self) -> Path | None:
@@ -534,6 +574,8 @@ def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
         dedup = data.get("dedup")
         dedup = dedup if isinstance(dedup, dict) else ({"enabled": dedup} if isinstance(dedup, bool) else {})
         data["dedup"] = {**dedup, "keep_duplicates": changes.pop("keep_duplicates")}
+    if "mix_real" in changes and isinstance(changes["mix_real"], (str, Path)):  # a path given by the caller
+        changes["mix_real"] = str(Path(changes["mix_real"]).expanduser().resolve())
     if "threads" in changes:
         engine = data.get("engine")
         data["engine"] = {**(engine if isinstance(engine, dict) else {}), "threads": changes.pop("threads")}

@@ -7,6 +7,10 @@
 - **Agreement**: a classifier trained on real rows labels every generated row; the share that gets
   the label it was generated for, per label and per model. Beside it, the same classifier's agreement
   with the human labels of the held-out real rows: what real text reaches.
+- **Learning curve** (``seed_file``): a classifier trained on a user's small real sample alone against
+  one trained on that sample plus the generated rows, both scored on the held-out real rows: does
+  the data add anything to the rows the user already has? Rows of the sample are left out of the
+  real file's test and reference rows.
 - **Diversity**: distinct-1/2 over the generated texts and their mean pairwise TF-IDF similarity.
 - **Why rows are misread**: per label, which other label the real-trained classifier reads its rows
   as, and the words that mark the label for each classifier (real-trained vs synthetic-trained): what
@@ -58,18 +62,40 @@ class EvalReport:
     confusion: list[list[int]] = field(default_factory=list)  # rows: true label, columns: predicted (labels order)
     read_as: dict[str, dict[str, float]] = field(default_factory=dict)  # label -> other label -> share of its rows
     markers: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # label -> {"real", "generated"} -> words
+    seed: str | None = None  # the user's real sample (`seed_file`)
+    seed_rows: int | None = None
+    seed_macro_f1: float | None = None  # a classifier trained on the seed alone
+    hybrid_macro_f1: float | None = None  # ... on the seed plus the generated rows
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the figures may mislead: said before anything else
 
     @property
     def ratio(self) -> float | None:
         return round(self.macro_f1 / self.reference_macro_f1, 3) if self.reference_macro_f1 else None
 
+    @property
+    def hybrid_gain(self) -> float | None:
+        """Macro-F1 of seed + generated rows over the seed's alone."""
+        return round(self.hybrid_macro_f1 / self.seed_macro_f1, 3) if self.seed_macro_f1 else None
+
+    @property
+    def helps(self) -> bool | None:
+        """Do the generated rows raise the seed's macro-F1 (None without a seed)."""
+        return None if self.hybrid_macro_f1 is None else self.hybrid_macro_f1 > self.seed_macro_f1
+
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "ratio_to_reference": self.ratio}
+        return {**asdict(self), "ratio_to_reference": self.ratio, "hybrid_gain": self.hybrid_gain}
 
     def summary(self) -> str:
         ref = f" ({self.ratio:.2f} of real-trained {self.reference_macro_f1:.3f})" if self.reference_macro_f1 else ""
-        return f"macro-F1 {self.macro_f1:.3f}{ref}, agreement {self.agreement:.0%}, distinct-2 {self.distinct_2:.3f}"
+        text = f"macro-F1 {self.macro_f1:.3f}{ref}, agreement {self.agreement:.0%}, distinct-2 {self.distinct_2:.3f}"
+        return text + (f"; {self.hybrid_line()}" if self.seed_macro_f1 is not None else "")
+
+    def hybrid_line(self) -> str:
+        """The learning-curve figure in one line, saying plainly when the generated rows do not help."""
+        figures = (f"seed + generated rows {self.hybrid_macro_f1:.3f} against the seed's {self.seed_rows} rows alone "
+                   f"{self.seed_macro_f1:.3f} ({self.hybrid_gain:.2f}x)")  # fmt: skip
+        return figures if self.helps else f"the generated rows do not help: {figures}"
 
 
 def _classifier(seed: int):
@@ -126,8 +152,11 @@ def _mean_pairwise_similarity(texts: list[str], seed: int) -> float:
 
 
 def evaluate(dataset: str | Path, real: str | Path, *, text_col: str = "text", label_col: str = "label",
-             seed: int = 0, write: bool = True) -> EvalReport:  # fmt: skip
-    """Score a generated dataset against a real labelled file (see the module docstring)."""
+             seed: int = 0, seed_file: str | Path | None = None, write: bool = True) -> EvalReport:  # fmt: skip
+    """Score a generated dataset against a real labelled file (see the module docstring).
+
+    ``seed_file``: the user's own small real sample (same columns): adds the learning-curve figure.
+    """
     from sklearn.metrics import confusion_matrix, f1_score
 
     dataset = Path(dataset)
@@ -147,6 +176,10 @@ def evaluate(dataset: str | Path, real: str | Path, *, text_col: str = "text", l
     extra = sorted(set(real_df["label"]) - set(labels))
     if extra:
         notes.append(f"real rows labelled {', '.join(extra)} (not in the dataset) are left out")
+    warnings: list[str] = []
+    seed_df = None
+    if seed_file is not None:
+        seed_df, real_df, warnings = _apart_from_seed(Path(seed_file), Path(real), real_df, labels, text_col, label_col, notes)
     test, pool = _split(real_df, labels, seed)
     model = _classifier(seed).fit(synthetic["text"], synthetic["label"])
     predicted = model.predict(test["text"])
@@ -181,9 +214,44 @@ def evaluate(dataset: str | Path, real: str | Path, *, text_col: str = "text", l
     texts = synthetic["text"].tolist()
     report.distinct_1, report.distinct_2 = round(distinct_n(texts, 1), 4), round(distinct_n(texts, 2), 4)
     report.mean_pairwise_similarity = round(_mean_pairwise_similarity(texts, seed), 4)
+    report.warnings = warnings
+    if seed_df is not None:
+        _learning_curve(report, seed_df, synthetic, test, seed, Path(seed_file))
     if write:
         write_eval(dataset, report)
     return report
+
+
+def _apart_from_seed(seed_file: Path, real: Path, real_df, labels: list[str], text_col: str, label_col: str,
+                     notes: list[str]):  # fmt: skip
+    """(seed rows, real rows without them, warnings): a row of the seed is never a test or reference row."""
+    from sdgen.quality.index import normalize_text
+    from sdgen.realdata import SeedSet
+
+    seed_df = SeedSet.load(seed_file, labels, text_col, label_col, min_per_label=1).rows
+    if seed_file.resolve() == real.resolve():
+        return seed_df, real_df, [f"the seed file is also the real file ({real.name}): these figures are scored on the "
+                                  "rows the spec was tuned on; pass real rows the seed does not hold"]  # fmt: skip
+    keys = set(seed_df["text"].map(normalize_text))
+    inside = real_df["text"].map(normalize_text).isin(keys)
+    if inside.any():
+        notes.append(f"{int(inside.sum())} real rows that are also in the seed were left out of the test and reference rows")
+    return seed_df, real_df[~inside].reset_index(drop=True), []
+
+
+def _learning_curve(report: EvalReport, seed_df, synthetic, test, seed: int, seed_file: Path) -> None:
+    """Macro-F1 on the test rows of a classifier trained on the seed alone, and on the seed plus the generated rows."""
+    import pandas as pd
+    from sklearn.metrics import f1_score
+
+    def score(train) -> float:
+        model = _classifier(seed).fit(train["text"], train["label"])
+        return round(float(f1_score(test["label"], model.predict(test["text"]), labels=report.labels, average="macro",
+                                    zero_division=0)), 4)  # fmt: skip
+
+    report.seed, report.seed_rows = str(seed_file), len(seed_df)
+    report.seed_macro_f1 = score(seed_df)
+    report.hybrid_macro_f1 = score(pd.concat([seed_df[["text", "label"]], synthetic[["text", "label"]]], ignore_index=True))
 
 
 class RealClassifier:
@@ -275,8 +343,11 @@ def render_eval(report: EvalReport, png: str | None = None, heading: str = "#") 
            if r.real_agreement is not None else ""),
         f"- Diversity: distinct-1 {r.distinct_1:.3f}, distinct-2 {r.distinct_2:.3f}, "
         f"mean pairwise TF-IDF similarity {r.mean_pairwise_similarity:.3f}", "",
-        "| label | F1 on real | agreement |", "|---|---|---|",
     ]  # fmt: skip
+    if r.seed_macro_f1 is not None:
+        lines.insert(-2, f"- Learning curve with the user's real rows (`{Path(r.seed).name}`): {r.hybrid_line()}")
+    lines[2:2] = [f"**Warning: {w}.**" for w in r.warnings] + ([""] if r.warnings else [])
+    lines += ["| label | F1 on real | agreement |", "|---|---|---|"]
     lines += [f"| {lab} | {r.per_label_f1[lab]:.3f} | {r.agreement_by_label.get(lab, 0):.1%} |" for lab in r.labels]
     if r.agreement_by_model:
         lines += ["", "| model | agreement |", "|---|---|"]

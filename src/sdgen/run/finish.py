@@ -36,6 +36,29 @@ def finish_dataset(spec: Spec, summary: Summary, curator: Curator):
     return df
 
 
+def mix_in_real(spec: Spec, summary: Summary, df, real):
+    """With ``mix_real``: the real rows (``real``, a DataFrame of text and label) appended to the dataset with
+    ``source`` real, ids -1, -2, ... (one atomic rewrite; a dataset that already holds them is left alone, so a
+    resumed run never adds them twice). Returns the generated rows (what the report and quotas count)."""
+    import pandas as pd
+
+    if df is None:
+        df = read_dataset(summary.output, columns_for(spec))
+    generated = df[df["source"] != "real"].assign(source="generated")
+    if (df["source"] == "real").any():
+        summary.real_rows = int((df["source"] == "real").sum())
+        return generated.reset_index(drop=True)
+    rows = pd.DataFrame({"text": real["text"], "label": real["label"], "source": "real",
+                         "row": pd.array([-(i + 1) for i in range(len(real))], dtype="Int64")})  # fmt: skip
+    mixed = pd.concat([generated, rows], ignore_index=True)[list(df.columns)]
+    for column in mixed.columns:  # the generated-only columns are empty on real rows
+        if column not in ("row", "seed"):
+            mixed[column] = mixed[column].fillna("")
+    replace_dataset(mixed, summary.output)
+    summary.real_rows = len(rows)
+    return generated.reset_index(drop=True)
+
+
 def append_rows(path: Path, df) -> None:
     """Append DataFrame rows to a sidecar file (created on first use); rows already there are not repeated."""
     import pandas as pd

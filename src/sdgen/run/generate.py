@@ -14,7 +14,7 @@ from typing import Any
 
 from sdgen.engines.registry import check_backend
 from sdgen.errors import Interrupted, OutputError, SpecError
-from sdgen.hosting import start_engine
+from sdgen.hosting import KeptEngines, start_engine
 from sdgen.models.resolve import resolve_model
 from sdgen.plan import PlannedRow, make_plan, quotas
 from sdgen.progress import NullProgress, ProgressListener
@@ -24,12 +24,12 @@ from sdgen.quality.judge import JudgePrompt, JudgeStats
 from sdgen.quality.evaluate import check_real_labels, render_eval
 from sdgen.quality.evaluate import evaluate as evaluate_dataset
 from sdgen.run.feed import RequestFeed, jobs_for
-from sdgen.run.finish import count_filled, finish_dataset, write_report
+from sdgen.run.finish import count_filled, finish_dataset, mix_in_real, write_report
 from sdgen.run.settle import Settle
 from sdgen.run.state import Resumed, Sidecars, start_fresh
 from sdgen.run.stop import StopRequest
 from sdgen.run.summary import Summary
-from sdgen.realdata import ExamplePool
+from sdgen.realdata import ExamplePool, SeedSet
 from sdgen.spec import Spec, apply_overrides, load_spec
 from sdgen.store.files import JUDGE_COLUMNS, columns_for, dataset_exists, open_writer
 from sdgen.store.runstate import Journal, journal_path, write_manifest
@@ -45,6 +45,7 @@ def generate(
     report: bool = True,
     evaluate: str | Path | None = None,
     eval_columns: tuple[str, str] = ("text", "label"),
+    engines: KeptEngines | None = None,
     **overrides: Any,
 ) -> Summary:
     """Run a spec end to end and return its summary.
@@ -55,11 +56,13 @@ def generate(
     for rows the judge gave another label, ``<stem>.stats.json``, ``<stem>.report.md``, and the run state
     (``<stem>.manifest.json``, ``<stem>.journal.jsonl``). ``evaluate``: a real labelled file (columns
     ``eval_columns``) to score the finished dataset against (`sdgen.evaluate`); checked before any row is made.
+    ``engines``: keep the engines loaded for the next run (see `KeptEngines`).
     """
     spec = apply_overrides(spec_or_path, **overrides) if isinstance(spec_or_path, Spec) else load_spec(spec_or_path, **overrides)
     if evaluate is not None:
         check_real_labels(Path(evaluate), *eval_columns, list(spec.labels))
-    summary = Run(spec, backend=backend, progress=progress, overwrite=overwrite, resume=resume).execute(report=report)
+    run = Run(spec, backend=backend, progress=progress, overwrite=overwrite, resume=resume, engines=engines)
+    summary = run.execute(report=report)
     if evaluate is not None:
         summary.evaluation = evaluate_dataset(summary.output, evaluate, text_col=eval_columns[0], label_col=eval_columns[1])
         if summary.report_file is not None:
@@ -72,11 +75,12 @@ class Run:
     """One run of a spec: its plan, its files, and the per-model engine runs that fill them."""
 
     def __init__(self, spec: Spec, *, backend: str = "openvino", progress: ProgressListener | None = None,
-                 overwrite: bool = False, resume: bool = False) -> None:  # fmt: skip
+                 overwrite: bool = False, resume: bool = False, engines: KeptEngines | None = None) -> None:  # fmt: skip
         if resume and overwrite:
             raise OutputError("--resume and --overwrite contradict each other: pick one")
         check_backend(backend)
         self.spec, self.backend = spec, backend
+        self._start_engine = engines.start if engines is not None else start_engine
         self.progress = progress or NullProgress()
         self.plan = make_plan(spec)
         self.output = spec.output_path
@@ -89,7 +93,16 @@ class Run:
         self.pool = (ExamplePool(spec.real_examples_path, spec.examples_from.text_col, spec.examples_from.label_col,
                                  list(spec.labels), spec.examples_from.per_label, spec.seed, spec.avoided)
                      if spec.examples_from is not None else None)  # fmt: skip
+        self.mixed = None
+        if spec.mixed_real is not None:  # written at the end, beside the generated rows; never copied by them
+            path, text_col, label_col = spec.mixed_real
+            self.mixed = SeedSet.load(path, list(spec.labels), text_col, label_col, min_per_label=1).rows
         self.columns = columns_for(spec)
+        self._open(resume, overwrite)
+
+    def _open(self, resume: bool, overwrite: bool) -> None:
+        """Start fresh or pick up an interrupted run; open the files and rebuild what the curator knows."""
+        spec, backend = self.spec, self.backend
         self.resumed = Resumed.load(spec, self.models, backend, self.columns) if resume else None
         if not resume:
             start_fresh(spec, self.models, backend, overwrite)
@@ -98,6 +111,8 @@ class Run:
         self.curator.reserve([(ex.output, ex.label) for ex in spec.examples])  # never copied into the data
         if self.pool is not None:
             self.curator.reserve(self.pool.reserved())  # real rows never enter the output
+        if self.mixed is not None:
+            self.curator.reserve(list(zip(self.mixed["text"], self.mixed["label"])))
         self.summary.judge = JudgeStats(spec.judge.action) if spec.judge.enabled else None
         self.pending = self.plan
         if self.resumed is not None:
@@ -123,6 +138,9 @@ class Run:
 
     def execute(self, *, report: bool = True) -> Summary:
         """Generate every pending row, model by model (one engine at a time), then finish the dataset."""
+        return self._execute(report)
+
+    def _execute(self, report: bool) -> Summary:
         t0 = time.perf_counter()
         with StopRequest() as stop:
             try:
@@ -134,6 +152,8 @@ class Run:
                     self._close_files(t0)  # completed rows are never lost, whatever stopped the run
                 stop.check()
                 df = finish_dataset(self.spec, self.summary, self.curator)
+                if self.mixed is not None:
+                    df = mix_in_real(self.spec, self.summary, df, self.mixed)
             except KeyboardInterrupt:  # the dataset is intact: its one rewrite is an atomic rename
                 raise Interrupted(self.summary) from None
             finally:
@@ -158,7 +178,7 @@ class Run:
         if not rows:
             return
         t0 = time.perf_counter()
-        with start_engine(self.backend, self.models[name], self.spec.engine, ray=self.spec.ray) as engine:
+        with self._start_engine(self.backend, self.models[name], self.spec.engine, ray=self.spec.ray) as engine:
             stats.load_seconds = time.perf_counter() - t0
             self.progress.start(len(self.pending), f"{self.spec.name} · {name}")  # rates count from here
             mode = detect_mode(engine.chat_template, engine.render_chat)

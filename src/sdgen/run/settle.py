@@ -55,6 +55,7 @@ class Settle:
         record = {
             "text": parsed.text, "label": row.label, "category": row.category, "type": row.type,
             "model": row.model, "reasoning": parsed.reasoning, "row": row.row, "seed": job.seed(self.spec),
+            "source": "generated",  # written only with mix_real (the writers drop columns a run does not have)
         }  # fmt: skip
         self.stats.rows += 1
         lost = self.curator.screen(record)

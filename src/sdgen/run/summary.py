@@ -34,7 +34,8 @@ class Summary:
 
     output: Path
     planned: int
-    written: int = 0  # rows in the final dataset
+    written: int = 0  # generated rows in the final dataset
+    real_rows: int = 0  # real rows written beside them (mix_real)
     unparseable: int = 0
     generated_tokens: int = 0
     wall_time: float = 0.0

@@ -18,15 +18,16 @@ FLOAT_COLUMNS = frozenset({"judge_confidence"})
 JUDGE_COLUMNS = ["judged_label", "judge_confidence"]  # the judge's verdict on a row: in the rejected file, and flagged rows
 
 
-def dataset_columns(reasoning: bool, keep_duplicates: bool = False, judge_flags: bool = False) -> list[str]:
+def dataset_columns(reasoning: bool, keep_duplicates: bool = False, judge_flags: bool = False,
+                    source: bool = False) -> list[str]:  # fmt: skip
     base = ["text", "label", "category", "type", "model"]
     flags = (["duplicate", "duplicate_of"] if keep_duplicates else []) + (JUDGE_COLUMNS + ["agrees"] if judge_flags else [])
-    return base + (["reasoning"] if reasoning else []) + ["row", "seed"] + flags
+    return base + (["reasoning"] if reasoning else []) + ["row", "seed"] + flags + (["source"] if source else [])
 
 
 def columns_for(spec: Spec) -> list[str]:
     """The dataset columns a spec's run writes."""
-    return dataset_columns(spec.wants_reasoning, spec.dedup.keep_duplicates, spec.judge_flags)
+    return dataset_columns(spec.wants_reasoning, spec.dedup.keep_duplicates, spec.judge_flags, spec.mix_real is not None)
 
 
 class Writer(ABC):

@@ -1,0 +1,193 @@
+"""The tune loop: pilot the spec, propose a change, pilot it, keep it only when held-out real rows say it helps.
+
+The seed is split into two folds. Each pilot runs in one *direction*: its change is derived from one
+fold's real rows and scored on the other's, so no change is ever scored on the rows it came from.
+Every candidate is piloted in both directions (two pilots, two seeds), and it is kept only when both
+pilots beat the current best spec's pilots in the same direction: the range of the two gains must lie
+above zero. All pilots share one loaded engine. The tuned spec gets each kept change derived again from
+the whole seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from sdgen.errors import SdgenError
+from sdgen.hosting import KeptEngines
+from sdgen.plan import derive_seed
+from sdgen.progress import NullProgress, ProgressListener
+from sdgen.realdata import SeedSet
+from sdgen.spec import Spec, build_spec, read_spec_file
+from sdgen.store.files import read_dataset
+from sdgen.tuning.proposals import PROPOSALS, Change, Evidence
+from sdgen.tuning.result import Round, TuneResult
+from sdgen.tuning.score import PilotScore, score_pilot
+
+DEFAULT_BUDGET_MINUTES = 15.0
+DEFAULT_PILOT_ROWS_PER_LABEL = 24
+DIRECTIONS = ((0, 1), (1, 0))
+ASK_TOKENS = 90  # a description of one or two sentences  # (fold the change is derived from, fold it is scored on)
+
+
+class TuneError(SdgenError):
+    """The spec cannot be tuned as asked."""
+
+
+Listener = Callable[[str, Any], None]  # ("pilot", description) before a pilot, ("round", Round) after a round
+
+
+def tune(spec: str | Path, real: str | Path, *, output: str | Path | None = None, text_col: str = "text",
+         label_col: str = "label", budget_minutes: float = DEFAULT_BUDGET_MINUTES, budget_rows: int | None = None,
+         pilot_rows_per_label: int = DEFAULT_PILOT_ROWS_PER_LABEL, seed: int = 0, backend: str = "openvino",
+         threads: int | None = None, progress: Callable[[], ProgressListener] | None = None,
+         on_event: Listener | None = None, proposals=None) -> TuneResult:  # fmt: skip
+    """Refine the spec at ``spec`` against the real rows in ``real`` (10-100 per label); write the tuned spec to
+    ``output`` (default ``<spec stem>.tuned.yaml``) and its log beside it (``.tune.md``)."""
+    from sdgen.tuning.output import write_log, write_tuned_spec
+
+    spec_path = Path(spec)
+    data = read_spec_file(spec_path)
+    base = build_spec(data, source=str(spec_path), base_dir=spec_path.absolute().parent)
+    output = Path(output) if output is not None else spec_path.with_name(f"{spec_path.stem}.tuned.yaml")
+    if output.suffix.lower() not in (".yaml", ".yml"):
+        raise TuneError(f"{output}: the tuned spec is written as YAML; give a .yaml path")
+    seed_set = SeedSet.load(Path(real), list(base.labels), text_col, label_col)
+    session = _Session(base, data, seed_set, output, pilot_rows_per_label, seed, backend, threads,
+                       progress or NullProgress, on_event or (lambda kind, what: None))  # fmt: skip
+    with KeptEngines() as engines:
+        session.engines = engines
+        stopped = session.run(list(proposals or PROPOSALS), budget_minutes, budget_rows)
+        changes = session.rederive()  # a proposal may ask the model again
+    tuned = data
+    for _, change in changes:
+        tuned = change.data
+    write_tuned_spec(output, tuned, changes, spec_path)
+    result = TuneResult(output, output.with_name(output.stem + ".tune.md"), session.rounds, changes,
+                        session.pilot_rows, time.perf_counter() - session.t0, stopped, session.skipped)  # fmt: skip
+    write_log(result, spec_path, Path(real), seed_set)
+    return result
+
+
+class _Session:
+    def __init__(self, base: Spec, data: dict, seed_set: SeedSet, output: Path, per_label: int, seed: int,
+                 backend: str, threads: int | None, progress, on_event: Listener) -> None:  # fmt: skip
+        self.base, self.data, self.seed_set, self.seed = base, data, seed_set, seed
+        self.labels = list(base.labels)
+        self.rows = per_label * len(self.labels)
+        self.backend, self.threads, self.progress, self.on_event = backend, threads, progress, on_event
+        self.workdir = output.with_name(output.stem + ".tune")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.folds = seed_set.folds(2, seed)
+        self.fold_paths = []
+        for i, fold in enumerate(self.folds):
+            path = self.workdir / f"fold{i}.csv"
+            fold[["text", "label"]].to_csv(path, index=False)
+            self.fold_paths.append(path)
+        self.rounds: list[Round] = []
+        self.kept: list[tuple[Round, Any, list]] = []  # (round, proposal, the best pilots' rows it was derived from)
+        self.skipped: list[str] = []  # proposals that found nothing to change
+        self.pilot_rows = 0
+        self.pilot_seconds: list[float] = []
+        self.engines: KeptEngines | None = None
+        self.t0 = time.perf_counter()
+
+    def run(self, proposals: list, budget_minutes: float, budget_rows: int | None) -> str:
+        """The baseline, then each proposal in turn while the budget lasts; returns why it stopped early, or ""."""
+        best_data, (best_scores, best_rows) = self.data, self._pilots(self.data, 0, "baseline")
+        self.rounds.append(Round(0, "baseline", "the spec as given", best_scores, seconds=self._last_round_seconds))
+        self.on_event("round", self.rounds[-1])
+        for number, proposal in enumerate(proposals, start=1):
+            why = self._out_of_budget(budget_minutes, budget_rows)
+            if why:
+                return f"{why} before {', '.join(p.__name__ for p in proposals[number - 1:])}"
+            derived = [proposal(best_data, self._evidence(d, best_rows[i])) for i, (d, _) in enumerate(DIRECTIONS)]
+            if any(c is None for c in derived):
+                self.skipped.append(derived[0].name if derived[0] is not None else proposal.__name__)
+                continue
+            scores, rows = self._pilots([c.data for c in derived], number, derived[0].name)
+            gains = [round(new.value - old.value, 4) for new, old in zip(scores, best_scores)]
+            r = Round(number, derived[0].name, derived[0].summary, scores, gains, kept=min(gains) > 0,
+                      seconds=self._last_round_seconds)  # fmt: skip
+            self.rounds.append(r)
+            if r.kept:
+                self.kept.append((r, proposal, best_rows))
+                best_data, best_scores, best_rows = derived[0].data, scores, rows
+            self.on_event("round", r)
+        return ""
+
+    def rederive(self) -> list[tuple[Round, Change]]:
+        """Each kept change derived again, in order, from the whole seed and the pilots it was derived from."""
+        import pandas as pd
+
+        data, out = self.data, []
+        for r, proposal, rows in self.kept:
+            ev = Evidence(self.seed_set.rows, pd.concat(rows, ignore_index=True), self.seed_set.path, self.seed,
+                          self.seed_set.text_col, self.seed_set.label_col, self.ask)  # fmt: skip
+            change = proposal(data, ev)
+            if change is not None:
+                out.append((r, change))
+                data = change.data
+        return out
+
+    def _evidence(self, direction: int, generated) -> Evidence:
+        derive = DIRECTIONS[direction][0]
+        return Evidence(self.folds[derive], generated, self.fold_paths[derive], self.seed, ask=self.ask)
+
+    def ask(self, prompt: str) -> str:
+        """One chat turn to the spec's (first) model on the kept engine, greedy: what `describe_by_model` asks."""
+        from sdgen.engines import Request
+        from sdgen.models.resolve import resolve_model
+        from sdgen.spec import GenerationParams
+
+        model = resolve_model(self.base.models[0].name, base_dir=self.base.base_dir)
+        options = self.base.engine.model_copy(update={"threads": self.threads}) if self.threads else self.base.engine
+        with self.engines.start(self.backend, model, options) as engine:
+            prompt = engine.render_chat([{"role": "user", "content": prompt}]) if engine.chat_template else prompt
+            params = GenerationParams(max_new_tokens=ASK_TOKENS, temperature=0.0, repetition_penalty=1.0)
+            return next(iter(engine.generate([Request(0, prompt, params, seed=1)]))).text.strip()
+
+    def _pilots(self, datas, number: int, name: str) -> tuple[list[PilotScore], list]:
+        """One pilot per direction (``datas``: one spec per direction, or one for both)."""
+        t0 = time.perf_counter()
+        datas = datas if isinstance(datas, list) else [datas] * len(DIRECTIONS)
+        scores, rows = [], []
+        for d, data in enumerate(datas):
+            df, score = self._pilot(data, number, d, name)
+            scores.append(score)
+            rows.append(df)
+        self._last_round_seconds = time.perf_counter() - t0
+        return scores, rows
+
+    def _pilot(self, data: dict, number: int, direction: int, name: str):
+        from sdgen.run.generate import generate
+
+        derive, held = DIRECTIONS[direction]
+        output = self.workdir / f"round{number}-{name}-fold{held}.csv"
+        pilot = copy.deepcopy(data)
+        balance = pilot.get("balance")
+        balance = {"mode": balance} if isinstance(balance, str) else dict(balance or {})
+        pilot.update(name=f"round {number} {name} (scored on fold {held})", sample_size=self.rows, output=str(output),
+                     seed=derive_seed(self.seed, "pilot", number, direction), balance={**balance, "mode": "exact"})  # fmt: skip
+        if self.threads:
+            pilot["engine"] = {**(pilot.get("engine") or {}), "threads": self.threads}
+        spec = build_spec(pilot, source=f"tune round {number}", base_dir=self.base.base_dir)
+        self.on_event("pilot", spec.name)
+        summary = generate(spec, overwrite=True, report=False, backend=self.backend, progress=self.progress(),
+                           engines=self.engines)  # fmt: skip
+        seconds = sum(m.seconds - m.load_seconds for m in summary.per_model.values())
+        self.pilot_seconds.append(seconds)
+        self.pilot_rows += summary.written
+        df = read_dataset(output)
+        score = score_pilot(df, self.folds[derive], self.folds[held], self.labels, summary.written / max(seconds, 1e-9), self.seed)
+        return df, score
+
+    def _out_of_budget(self, minutes: float, rows: int | None) -> str:
+        pair = 2 * max(self.pilot_seconds[-2:] or [0.0])  # the next round's two pilots, as long as the last ones
+        if time.perf_counter() - self.t0 + pair > 60 * minutes:
+            return f"the {minutes:g}-minute budget ran out"
+        if rows is not None and self.pilot_rows + 2 * self.rows > rows:
+            return f"the {rows}-row budget ran out"
+        return ""

@@ -1,0 +1,101 @@
+"""What tune writes: the tuned spec (an ordinary YAML spec, each change commented) and its log (``.tune.md``)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from sdgen.spec import BUILTIN_STYLES
+from sdgen.tuning.proposals import Change
+
+if TYPE_CHECKING:
+    from sdgen.realdata import SeedSet
+    from sdgen.tuning.result import Round, TuneResult
+    from sdgen.tuning.score import PilotScore
+
+
+def _relocate(data: dict, spec_path: Path, output: Path) -> dict:
+    """Paths the spec holds relative to itself, made relative to the tuned spec's folder."""
+    data = dict(data)
+    here, there = spec_path.absolute().parent, output.absolute().parent
+
+    def moved(value: str) -> str:
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else (Path.cwd() / path)
+        return os.path.relpath(path, there)
+
+    if data.get("prompt_style") not in (None, *BUILTIN_STYLES) and not Path(data["prompt_style"]).is_absolute():
+        data["prompt_style"] = os.path.relpath(here / data["prompt_style"], there)
+    source = data.get("examples_from")
+    if isinstance(source, dict):
+        data["examples_from"] = {**source, "path": moved(str(source["path"]))}
+    return data
+
+
+def _measured(r: Round) -> str:
+    before = [s.value - g for s, g in zip(r.scores, r.gains)]
+    return (f"held-out score {' / '.join(f'{b:.3f} -> {s.value:.3f}' for b, s in zip(before, r.scores))} "
+            f"(agreement {' / '.join(f'{s.agreement:.0%}' for s in r.scores)}, "
+            f"F1 {' / '.join(f'{s.f1:.3f}' for s in r.scores)})")  # fmt: skip
+
+
+def write_tuned_spec(output: Path, data: dict, changes: list[tuple[Round, Change]], spec_path: Path) -> Path:
+    """The spec as YAML with a comment above each key a kept change touched: its round and what it measured."""
+    text = yaml.safe_dump(_relocate(data, spec_path, output), sort_keys=False, allow_unicode=True, width=110)
+    lines = text.splitlines()
+    notes: dict[str, list[str]] = {}
+    for r, change in changes:
+        for key in dict.fromkeys(t.split(".")[0] for t in change.touched):
+            notes.setdefault(key, []).append(f"# tune round {r.number} ({r.name}): {change.summary}; {_measured(r)}")
+    out: list[str] = [f"# Tuned by `sdgen tune` from {spec_path.name}: {len(changes)} change(s) kept; see "
+                      f"{output.stem}.tune.md for every round.", ""]  # fmt: skip
+    for line in lines:
+        match = re.match(r"^([A-Za-z_]+):", line)
+        if match and match.group(1) in notes:
+            out.extend(notes.pop(match.group(1)))
+        out.append(line)
+    for left in notes.values():  # a touched key the dump left out (a default): say so at the end
+        out.extend(left)
+    output.write_text("\n".join(out) + "\n", encoding="utf-8")
+    return output
+
+
+def _cells(s: PilotScore) -> str:
+    return f"{s.agreement:.1%} | {s.f1:.3f} | {s.hybrid_f1:.3f} ({s.hybrid_f1 / s.real_f1:.2f}x) | {s.value:.3f} | {s.rows_per_s:.2f}" \
+        if s.real_f1 else f"{s.agreement:.1%} | {s.f1:.3f} | {s.hybrid_f1:.3f} | {s.value:.3f} | {s.rows_per_s:.2f}"
+
+
+def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet) -> Path:
+    """``<stem>.tune.md``: one row per round, then the pilots before and after."""
+    per_label = ", ".join(f"{label} {n}" for label, n in seed_set.per_label().items())
+    lines = [
+        f"# sdgen tune: {spec_path.name}", "",
+        f"Seed `{real.name}` ({len(seed_set.rows)} rows: {per_label}), split into two folds. Each round pilots its "
+        "change twice: derived from fold 0 and scored on fold 1, and the other way round. A pilot's score is the mean "
+        "of agreement (a classifier trained on the held-out fold gives a row its label), TSTR macro-F1 (train on the "
+        "pilot, test on the held-out fold) and hybrid macro-F1 (the deriving fold's real rows plus the pilot); a "
+        "change is kept when both of its pilots beat the best spec's pilots in the same direction.", "",
+        f"{result.pilot_rows} pilot rows in {result.seconds / 60:.1f} minutes (model load included)."
+        + (f" Stopped early: {result.stopped}." if result.stopped else "")
+        + (f" Nothing to change for: {', '.join(result.skipped)}." if result.skipped else ""), "",
+        "| round | change | kept | gain (fold 1 / fold 0) | agreement | TSTR F1 | hybrid F1 | score | rows/s | s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for r in result.rounds:
+        gains = " / ".join(f"{g:+.3f}" for g in r.gains) if r.gains else "-"
+        kept = "baseline" if r.number == 0 else ("yes" if r.kept else "no")
+        mean = [sum(getattr(s, f) for s in r.scores) / len(r.scores) for f in ("agreement", "f1", "hybrid_f1", "value", "rows_per_s")]
+        lines.append(f"| {r.number} | {r.name}: {r.summary} | {kept} | {gains} | {mean[0]:.1%} | {mean[1]:.3f} | "
+                     f"{mean[2]:.3f} | {mean[3]:.3f} | {mean[4]:.2f} | {r.seconds:.0f} |")  # fmt: skip
+    lines += ["", "Before and after, per pilot (scored on fold 1, then fold 0):", "",
+              "| spec | agreement | TSTR F1 | hybrid F1 (x the fold alone) | score | rows/s |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for what, scores in (("as given", result.before), ("tuned", result.after)):
+        lines += [f"| {what} | {_cells(s)} |" for s in scores]
+    lines += ["", "Kept changes, derived again from the whole seed for the tuned spec:", ""]
+    lines += [f"- round {r.number}: {c.summary}" for r, c in result.changes] or ["- none: the spec stays as given"]
+    result.log_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return result.log_path

@@ -1,0 +1,117 @@
+"""What separates a label's real rows from its generated rows: marker phrases, over-used phrases, misreadings, style.
+
+Everything here reads rows (DataFrames with text and label) and returns plain figures; `proposals`
+turns them into spec changes. Marker phrases are ranked by the log-odds ratio with an informative
+Dirichlet prior (Monroe, Colaresi and Quinn 2008), which keeps rare words from topping the list on a
+few dozen rows, as a plain frequency ratio or a classifier's weights would.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+PRIOR_WEIGHT = 0.5  # of the pooled counts: shrinks a phrase seen in two or three rows without drowning it
+_WORD = re.compile(r"[@#]?\w+(?:'\w+)?")
+_EMOJI = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF]")
+
+# feature -> (test, what a text with it does, for a hint in the task)
+STYLE = {
+    "mention": (lambda t: "@" in t, "mention someone as @user"),
+    "hashtag": (lambda t: re.search(r"#\w", t) is not None, "carry a #hashtag"),
+    "link": (lambda t: re.search(r"https?://|www\.", t) is not None, "hold a link"),
+    "question": (lambda t: "?" in t, "ask a question"),
+    "exclamation": (lambda t: "!" in t, "have an exclamation mark"),
+    "emoji": (lambda t: _EMOJI.search(t) is not None, "hold an emoji"),
+    "lowercase": (lambda t: next((c.islower() for c in t if c.isalpha()), False), "start in lower case"),
+}
+
+
+def phrases(text: str) -> set[str]:
+    """The text's words and word pairs, lower case (``@user`` and ``#tag`` kept whole)."""
+    words = _WORD.findall(text.lower())
+    return set(words) | {f"{a} {b}" for a, b in zip(words, words[1:])}
+
+
+def doc_freq(texts) -> tuple[Counter, int]:
+    counts: Counter = Counter()
+    n = 0
+    for text in texts:
+        counts.update(phrases(text))
+        n += 1
+    return counts, n
+
+
+def markers(rows, label: str, n: int = 6, min_rows: int = 2, min_z: float = 1.0) -> list[str]:
+    """The phrases that most mark ``label``'s rows against the other labels' (z-scored log-odds, informative
+    prior), held by at least ``min_rows`` of its rows; a pair is left out when it only repeats a listed word."""
+    mine, _ = doc_freq(rows.loc[rows["label"] == label, "text"])
+    rest, _ = doc_freq(rows.loc[rows["label"] != label, "text"])
+    prior = mine + rest  # the label's rows and the others' together are the background, at half weight
+    n_mine, n_rest, a0 = sum(mine.values()), sum(rest.values()), PRIOR_WEIGHT * sum(prior.values())
+    scored = []
+    for phrase, a in mine.items():
+        if a < min_rows:
+            continue
+        b, alpha = rest.get(phrase, 0), PRIOR_WEIGHT * prior[phrase]
+        delta = math.log((a + alpha) / (n_mine + a0 - a - alpha)) - math.log((b + alpha) / (n_rest + a0 - b - alpha))
+        scored.append((delta / math.sqrt(1 / (a + alpha) + 1 / (b + alpha)), phrase))
+    picked: list[str] = []
+    for z, phrase in sorted(scored, reverse=True):
+        if z <= min_z or len(picked) >= n:
+            break
+        if " " in phrase and any(w in picked for w in phrase.split()):
+            continue
+        picked.append(phrase)
+    return picked
+
+
+def overused(generated, real, label: str, n: int = 4, min_share: float = 0.15, ratio: float = 3.0) -> list[str]:
+    """Phrases in at least ``min_share`` of ``label``'s generated rows, ``ratio`` times rarer in its real rows, and
+    commoner in the other labels' real rows than in its own (a phrase that marks the label itself is never avoided)."""
+    gen, gen_n = doc_freq(generated.loc[generated["label"] == label, "text"])
+    real_counts, real_n = doc_freq(real.loc[real["label"] == label, "text"])
+    other_counts, other_n = doc_freq(real.loc[real["label"] != label, "text"])
+    if not gen_n or not real_n:
+        return []
+    found = []
+    for phrase, count in gen.items():
+        share = count / gen_n
+        real_share = real_counts.get(phrase, 0) / real_n
+        other_share = other_counts.get(phrase, 0) / max(other_n, 1)
+        if share >= min_share and share >= ratio * max(real_share, 0.5 / real_n) and other_share > real_share:
+            found.append((share - real_share, phrase))
+    picked: list[str] = []
+    for _, phrase in sorted(found, key=lambda f: (f[0], " " not in f[1]), reverse=True):  # a word before its pairs
+        if len(picked) < n and not (" " in phrase and any(w in picked for w in phrase.split())):
+            picked.append(phrase)
+    return picked
+
+
+def read_as(generated, real, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Per label, the share of its generated rows a classifier trained on ``real`` gives each other label."""
+    from sdgen.quality.evaluate import RealClassifier, _read_as
+
+    predicted = RealClassifier(real, seed).predict(generated["text"])
+    return _read_as(predicted, generated["label"].tolist())
+
+
+@dataclass
+class Style:
+    shares: dict[str, float]  # feature -> share of texts with it
+    words: tuple[int, int, int]  # 25th, 50th and 75th percentile of words per text
+
+
+def style(texts) -> Style:
+    texts = list(texts)
+    if not texts:
+        return Style({k: 0.0 for k in STYLE}, (0, 0, 0))
+    lengths = sorted(len(t.split()) for t in texts)
+
+    def pct(q: float) -> int:
+        return lengths[min(len(lengths) - 1, int(q * len(lengths)))]
+
+    shares = {name: sum(1 for t in texts if test(t)) / len(texts) for name, (test, _) in STYLE.items()}
+    return Style(shares, (pct(0.25), pct(0.5), pct(0.75)))

@@ -1,0 +1,207 @@
+"""Spec changes proposed from what separates real rows from generated ones (`profile`).
+
+Each proposal is a function ``(data, evidence) -> Change | None``: ``data`` is the spec as a plain
+dict (what the change edits), ``evidence`` the real rows it may learn from and the generated rows of
+the current best pilot. A proposal that finds nothing to change returns None. `loop` derives each
+change from one fold's real rows and scores it on the other's; the tuned spec gets the change
+derived again from the whole seed.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from sdgen.tuning import profile
+
+MISREAD_SHARE = 0.25  # a label whose generated rows are read as another this often gets a `not:` line
+STYLE_GAP = 0.2  # a surface feature whose share differs this much between real and generated rows gets a hint
+LENGTH_GAP = 0.3  # ... and a median length that differs by this share
+
+
+@dataclass
+class Evidence:
+    real: Any  # DataFrame: real rows (text, label) the change may learn from
+    generated: Any  # DataFrame: the current best pilot's rows
+    real_path: Path | None = None  # a file holding ``real`` (examples_from points at it)
+    seed: int = 0
+    text_col: str = "text"  # the columns of ``real_path``
+    label_col: str = "label"
+    ask: Callable[[str], str] | None = None  # asks the spec's model (one chat turn, greedy) and returns its answer
+
+
+@dataclass
+class Change:
+    name: str  # the proposal's name
+    summary: str  # one line: what it changed (goes into the tuned spec's comments and the log)
+    data: dict  # the spec with the change
+    touched: list[str] = field(default_factory=list)  # "task", "labels.NAME", "examples_from", ... (where comments go)
+
+
+def _labels(data: dict) -> dict[str, dict]:
+    """The spec's labels in the long form ``{NAME: {description, not, avoid}}``."""
+    labels = data["labels"]
+    if isinstance(labels, list):
+        labels = {str(name): "" for name in labels}
+    return {name: (dict(v) if isinstance(v, dict) else {"description": v or ""}) for name, v in labels.items()}
+
+
+def _with_labels(data: dict, labels: dict[str, dict]) -> dict:
+    out = copy.deepcopy(data)
+    out["labels"] = {name: {k: v for k, v in value.items() if v} for name, value in labels.items()}
+    return out
+
+
+DESCRIBE_EXAMPLES = 6  # real rows per label the model reads when it describes a label
+DESCRIBE_CHARS = 200
+
+
+def describe_prompt(real, label: str, seed: int = 0) -> str:
+    """Ask the model what a label's real rows share that the other labels' rows lack (the same examples, in the
+    same order, for every label: the engine's prefix cache serves them once)."""
+    blocks = []
+    for name in sorted(set(real["label"])):
+        rows = real[real["label"] == name]
+        texts = rows.sample(min(DESCRIBE_EXAMPLES, len(rows)), random_state=seed)["text"]
+        blocks.append(f'Texts labelled "{name}":\n' + "\n".join(f"- {' '.join(t.split())[:DESCRIBE_CHARS]}" for t in texts))
+    return ("Below are real texts from a labelled dataset, grouped by label.\n\n" + "\n\n".join(blocks) + "\n\n"
+            f'In one or two sentences, describe what the texts labelled "{label}" have in common that the texts with '
+            "the other labels lack: their tone, typical words and phrases, and form (length, punctuation, mentions, "
+            "hashtags). Write only the description.")  # fmt: skip
+
+
+def describe_by_model(data: dict, ev: Evidence) -> Change | None:
+    """The model reads real rows of every label and describes what marks each one; the description gets its words."""
+    if ev.ask is None:
+        return None
+    labels, said = _labels(data), []
+    for name, value in labels.items():
+        answer = " ".join(ev.ask(describe_prompt(ev.real, name, ev.seed)).split())
+        if not answer:
+            continue
+        value["description"] = f"{value.get('description', '').rstrip()} {answer}".strip()
+        said.append(name)
+    if not said:
+        return None
+    return Change("model-described", f"the model described {', '.join(said)} from real rows", _with_labels(data, labels),
+                  [f"labels.{n}" for n in said])  # fmt: skip
+
+
+def describe_from_markers(data: dict, ev: Evidence) -> Change | None:
+    """Each label's description names the words that mark its real rows against the other labels'."""
+    labels, said = _labels(data), []
+    for name, value in labels.items():
+        words = profile.markers(ev.real, name)
+        if words:
+            quoted = ", ".join(f'"{w}"' for w in words)
+            value["description"] = f"{value.get('description', '').rstrip()} Real texts of this label often say {quoted}.".strip()
+            said.append(f"{name}: {', '.join(words)}")
+    if not said:
+        return None
+    return Change("markers", "descriptions name each label's real marker words (" + "; ".join(said) + ")",
+                  _with_labels(data, labels), [f"labels.{n}" for n in labels])  # fmt: skip
+
+
+def style_hints(data: dict, ev: Evidence) -> Change | None:
+    """The task says how real texts look where the generated ones differ: mentions, hashtags, casing, length..."""
+    real, generated = profile.style(ev.real["text"]), profile.style(ev.generated["text"])
+    hints = []
+    for name, (_, does) in profile.STYLE.items():
+        r, g = real.shares[name], generated.shares[name]
+        if abs(r - g) >= STYLE_GAP:
+            hints.append(f"{_how_many(r)} {does}")
+    low, mid, high = real.words
+    if mid and abs(generated.words[1] - mid) >= LENGTH_GAP * mid:
+        hints.append(f"most are {low} to {high} words long" if low < high else f"most are about {mid} words long")
+    if not hints:
+        return None
+    out = copy.deepcopy(data)
+    sentence = "Like real ones, " + "; ".join(hints) + "."
+    out["task"] = f"{str(data['task']).rstrip()} {sentence}"
+    return Change("style", f"task: {sentence}", out, ["task"])
+
+
+def _how_many(share: float) -> str:
+    if share < 0.05:
+        return "almost none"
+    if share < 0.2:
+        return "a few"
+    if share < 0.4:
+        return "about a third"
+    if share < 0.6:
+        return "about half"
+    return "most" if share < 0.9 else "nearly all"
+
+
+def not_from_misreadings(data: dict, ev: Evidence) -> Change | None:
+    """A label whose rows a real-trained classifier often reads as another says it is not that one."""
+    labels, said = _labels(data), []
+    for name, others in profile.read_as(ev.generated, ev.real, ev.seed).items():
+        if name not in labels or labels[name].get("not"):
+            continue
+        other, share = next(iter(others.items()), (None, 0.0))
+        if other is None or share < MISREAD_SHARE or other not in labels:
+            continue
+        what = labels[other].get("description") or other
+        labels[name]["not"] = f"{what.rstrip('.')} (that is {other})."
+        said.append(f"{name} read as {other} {share:.0%}")
+    if not said:
+        return None
+    return Change("not", "`not:` lines for misread labels (" + "; ".join(said) + ")", _with_labels(data, labels),
+                  [f"labels.{n}" for n in labels])  # fmt: skip
+
+
+def avoid_overused(data: dict, ev: Evidence) -> Change | None:
+    """A label avoids phrases its generated rows use far more often than its real rows (and its examples never do)."""
+    labels, said = _labels(data), []
+    examples = [ex for ex in data.get("examples") or [] if isinstance(ex, dict)]
+    for name, value in labels.items():
+        own = [str(ex.get("output", "")).lower() for ex in examples if ex.get("label") == name]
+        found = [p for p in profile.overused(ev.generated, ev.real, name)
+                 if not any(p in profile.phrases(text) for text in own)]  # fmt: skip
+        if found:
+            current = value.get("avoid") or []
+            value["avoid"] = [*current, *[p for p in found if p not in current]]
+            said.append(f"{name}: {', '.join(found)}")
+    if not said:
+        return None
+    return Change("avoid", "avoid phrases the generated rows over-use (" + "; ".join(said) + ")",
+                  _with_labels(data, labels), [f"labels.{n}" for n in labels])  # fmt: skip
+
+
+def real_examples(data: dict, ev: Evidence) -> Change | None:
+    """Show real rows as rotating examples (two per label per request group)."""
+    if data.get("examples_from") or ev.real_path is None:
+        return None
+    out = copy.deepcopy(data)
+    columns = {k: v for k, v in (("text_col", ev.text_col), ("label_col", ev.label_col)) if v != k.split("_")[0]}
+    out["examples_from"] = {"path": str(ev.real_path), **columns, "per_label": 2, "group_rows": 8}
+    return Change("real-examples", "real rows as rotating examples (2 per label)", out, ["examples_from"])
+
+
+def one_text_per_request(data: dict, ev: Evidence) -> Change | None:
+    """Ask for one text per request instead of a numbered list (slower; may fit labels better)."""
+    if data.get("rows_per_request") == 1 or data.get("prompt_style", "fewshot") != "fewshot":
+        return None
+    out = copy.deepcopy(data)
+    out["rows_per_request"] = 1
+    return Change("rows-per-request", "rows_per_request: 1", out, ["rows_per_request"])
+
+
+def hotter(data: dict, ev: Evidence) -> Change | None:
+    """Sample at temperature 1.0 (more varied texts)."""
+    generation = dict(data.get("generation") or {})
+    if generation.get("temperature", 0.8) >= 1.0:
+        return None
+    generation["temperature"] = 1.0
+    out = copy.deepcopy(data)
+    out["generation"] = generation
+    return Change("temperature", "generation.temperature: 1.0", out, ["generation"])
+
+
+# Tried in this order, each on top of the changes kept before it; the budget may stop the list early.
+PROPOSALS: list[Callable[[dict, Evidence], Change | None]] = [
+    style_hints, describe_by_model, describe_from_markers, not_from_misreadings, avoid_overused, real_examples, one_text_per_request, hotter,
+]

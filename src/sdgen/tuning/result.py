@@ -1,0 +1,41 @@
+"""What a tune run measured: its rounds, and the changes it kept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sdgen.tuning.proposals import Change
+from sdgen.tuning.score import PilotScore
+
+
+@dataclass
+class Round:
+    number: int
+    name: str  # "baseline" or the proposal's name
+    summary: str
+    scores: list[PilotScore]  # one per direction
+    gains: list[float] = field(default_factory=list)  # per direction, over the best spec's pilots
+    kept: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class TuneResult:
+    spec_path: Path  # the tuned spec
+    log_path: Path  # <stem>.tune.md
+    rounds: list[Round]
+    changes: list[tuple[Round, Change]]  # each kept change, derived again from the whole seed
+    pilot_rows: int
+    seconds: float
+    stopped: str = ""  # why the loop ended before the last proposal ("" when every proposal was tried)
+    skipped: list[str] = field(default_factory=list)  # proposals that found nothing to change
+
+    @property
+    def before(self) -> list[PilotScore]:
+        return self.rounds[0].scores
+
+    @property
+    def after(self) -> list[PilotScore]:
+        kept = [r for r in self.rounds if r.kept]
+        return (kept[-1] if kept else self.rounds[0]).scores

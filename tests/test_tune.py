@@ -1,0 +1,193 @@
+"""`sdgen tune` with a scripted engine whose texts fit their labels only when the spec says the word: a change is
+kept only when held-out real rows say it helps; the seed's folds; bad seeds; what tune reads in real rows."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pandas as pd
+import pytest
+import yaml
+
+import sdgen
+from sdgen.engines import Engine, Result, register_engine
+from sdgen.realdata import RealDataError, SeedSet
+from sdgen.tuning import profile
+from sdgen.tuning.proposals import Change, Evidence, avoid_overused, describe_by_model, style_hints
+
+from conftest import cli_error
+
+LABELS = ["calm", "angry", "sad"]
+VOCAB = {label: [f"{label[:2]}{i}" for i in range(25)] for label in LABELS}  # each label's own words
+NOISE = [f"zz{i}" for i in range(200)]
+_LABEL = re.compile(r"Label: (.+)\n")
+
+
+def label_text(label: str, rng: random.Random) -> str:
+    return " ".join(rng.sample(VOCAB[label], 8))
+
+
+class ScriptedEngine(Engine):
+    """Writes a text in the label's own words when the prompt holds FIT, in the next label's words with SWAP,
+    and noise otherwise: what the spec says decides how well the rows fit their labels."""
+
+    backend = "tune-scripted"
+    chat_template = None
+
+    def __init__(self, model, options) -> None:
+        pass
+
+    def render_chat(self, messages):
+        raise AssertionError("base model")
+
+    def generate(self, requests):
+        for req in requests:
+            label = _LABEL.findall(req.prompt)[-1]
+            rng = random.Random(req.seed)
+            if "SWAP" in req.prompt:
+                text = label_text(LABELS[(LABELS.index(label) + 1) % len(LABELS)], rng)
+            elif "FIT" in req.prompt:
+                text = label_text(label, rng)
+            else:
+                text = " ".join(rng.sample(NOISE, 8))
+            yield Result(req.id, " " + text, 8, "stop")
+
+
+register_engine("tune-scripted", ScriptedEngine)
+
+
+def with_task(word: str):
+    def proposal(data: dict, ev: Evidence) -> Change:
+        return Change(word.lower(), f"task says {word}", {**data, "task": f"{data['task']} {word}."}, ["task"])
+
+    proposal.__name__ = word.lower()
+    return proposal
+
+
+@pytest.fixture
+def seed_csv(tmp_path):
+    rng = random.Random(7)
+    rows = [(label_text(label, rng), label) for label in LABELS for _ in range(12)]
+    path = tmp_path / "seed.csv"
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def spec_path(tmp_path):
+    model = tmp_path / "fake.gguf"  # resolved by path; the scripted engine never reads it
+    model.write_bytes(b"GGUF")
+    data = {"name": "moods", "task": "Write short notes.", "labels": {label: f"A {label} note." for label in LABELS},
+            "categories": {"topic": ["home", "work"]}, "sample_size": 30, "models": [str(model)],
+            "output": "moods.csv"}  # fmt: skip
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_a_change_is_kept_only_when_held_out_rows_say_it_helps(tmp_path, spec_path, seed_csv):
+    rounds = []
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted", pilot_rows_per_label=8,
+                        proposals=[with_task("FIT"), with_task("SWAP")], on_event=lambda k, r: rounds.append(k))  # fmt: skip
+    baseline, fit, swap = result.rounds
+    assert baseline.name == "baseline" and fit.name == "fit" and swap.name == "swap"
+    assert fit.kept and min(fit.gains) > 0  # both pilots, each on the fold it was not derived from, rose
+    assert all(s.agreement == 1.0 for s in fit.scores)  # label words: a classifier of held-out rows agrees
+    assert not swap.kept and max(swap.gains) < 0  # every row in another label's words: worse than FIT
+    assert rounds.count("pilot") == 6 and rounds.count("round") == 3
+    tuned = yaml.safe_load(result.spec_path.read_text())
+    assert tuned["task"] == "Write short notes. FIT." and "SWAP" not in result.spec_path.read_text()
+    comments = [line for line in result.spec_path.read_text().splitlines() if line.startswith("# tune round")]
+    assert len(comments) == 1 and comments[0].startswith("# tune round 1 (fit): task says FIT; held-out score")
+    log = result.log_path.read_text()
+    assert "| 1 | fit: task says FIT | yes |" in log and "| 2 | swap: task says SWAP | no |" in log
+    assert result.pilot_rows == 6 * 24
+
+    # the tuned spec is an ordinary spec: it loads and generates, and its rows now fit their labels
+    summary = sdgen.generate(result.spec_path, backend="tune-scripted", rows=30, output=tmp_path / "out.csv")
+    df = pd.read_csv(summary.output)
+    assert len(df) == 30 and all(set(t.split()) <= set(VOCAB[label]) for t, label in zip(df["text"], df["label"]))
+
+
+def test_the_budget_stops_new_rounds(tmp_path, spec_path, seed_csv):
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted", pilot_rows_per_label=8,
+                        budget_rows=4 * 24, proposals=[with_task("FIT"), with_task("SWAP")])  # fmt: skip
+    assert [r.name for r in result.rounds] == ["baseline", "fit"] and result.pilot_rows == 4 * 24
+    assert result.stopped == "the 96-row budget ran out before swap"
+    assert "Stopped early: the 96-row budget ran out before swap." in result.log_path.read_text()
+
+
+def test_folds_are_disjoint_stratified_and_cover_the_seed(seed_csv):
+    seed = SeedSet.load(seed_csv, LABELS)
+    folds = seed.folds(2, seed=3)
+    texts = [set(f["text"]) for f in folds]
+    assert not texts[0] & texts[1] and texts[0] | texts[1] == set(seed.rows["text"])
+    assert all(f["label"].value_counts().to_dict() == {label: 6 for label in LABELS} for f in folds)
+    assert [list(f["text"]) for f in seed.folds(2, seed=3)] == [list(f["text"]) for f in folds]  # seeded
+    assert [list(f["text"]) for f in seed.folds(2, seed=4)] != [list(f["text"]) for f in folds]
+
+
+BAD_SEEDS = {
+    "a label the spec lacks": (lambda df: pd.concat([df, df.head(5).assign(label="bored")]),
+                               "has rows labelled 'bored', which the spec lacks"),
+    "a spec label the seed lacks": (lambda df: df[df["label"] != "sad"], "has no rows labelled 'sad'"),
+    "fewer than 5 rows of a label": (lambda df: pd.concat([df[df["label"] != "sad"], df[df["label"] == "sad"].head(3)]),
+                                     "too few rows: 'sad' has 3; give at least 5 per label"),
+    "duplicate rows": (lambda df: pd.concat([df, df.iloc[[4]].assign(text=lambda d: d["text"].str.upper())]),
+                       "1 duplicate rows (data row 37 repeats row 5"),
+    "no rows": (lambda df: df.head(0), "no rows with text"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BAD_SEEDS))
+def test_bad_seeds_are_one_line_errors(tmp_path, spec_path, seed_csv, capsys, monkeypatch, case):
+    change, expected = BAD_SEEDS[case]
+    bad = tmp_path / "bad.csv"
+    change(pd.read_csv(seed_csv)).to_csv(bad, index=False)
+    line = cli_error(capsys, monkeypatch, "tune", spec_path, "--real", bad, "--backend", "tune-scripted")
+    assert expected in line and str(bad) in line
+    assert not (tmp_path / "spec.tuned.yaml").exists()
+
+
+def test_an_empty_seed_file_and_a_wrong_column_are_one_line_errors(tmp_path, spec_path, seed_csv, capsys, monkeypatch):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert "the file is empty" in cli_error(capsys, monkeypatch, "tune", spec_path, "--real", empty)
+    line = cli_error(capsys, monkeypatch, "tune", spec_path, "--real", seed_csv, "--text-col", "body")
+    assert "no column 'body' (columns: text, label); name them with --text-col / --label-col" in line
+
+
+def test_what_tune_reads_in_real_rows():
+    real = pd.DataFrame({"text": ["@amy so sad today #sad", "@bo feeling low #sad", "@cy please, lost my keys #sad",
+                                  "Great news, thank you!", "Thank you so much, great work!", "Thank you, great."],
+                         "label": ["sad", "sad", "sad", "calm", "calm", "calm"]})  # fmt: skip
+    calm = [f"Please, thank you {w}." for w in ("ann", "ben", "cat", "dan", "eve", "fay", "gus", "hal")]
+    generated = pd.DataFrame({"text": [*real["text"][:2], *calm], "label": ["sad", "sad", *["calm"] * 8]})
+    assert profile.markers(real, "sad") == ["#sad"] and {"thank", "great"} <= set(profile.markers(real, "calm"))
+    assert profile.overused(generated, real, "calm") == ["please"]
+    hint = style_hints({"task": "Write."}, Evidence(real, generated))
+    assert hint is not None and "about half mention someone as @user" in hint.summary
+    assert "about half carry a #hashtag" in hint.summary
+    avoid = avoid_overused({"task": "t", "labels": {"calm": "Calm.", "sad": "Sad."}}, Evidence(real, generated))
+    assert avoid is not None and avoid.data["labels"]["calm"]["avoid"] == ["please"]
+    assert "avoid" not in avoid.data["labels"]["sad"]
+
+
+def test_the_model_describes_each_label_from_real_rows_of_every_label():
+    real = pd.DataFrame({"text": [f"calm note {i}" for i in range(8)] + [f"sad note {i}" for i in range(8)],
+                         "label": ["calm"] * 8 + ["sad"] * 8})  # fmt: skip
+    asked = []
+
+    def ask(prompt: str) -> str:
+        asked.append(prompt)
+        return f"  Texts that say {prompt.rsplit('labelled ', 1)[1].split()[0]}.\n"
+
+    data = {"task": "t", "labels": {"calm": "Calm.", "sad": "Sad."}}
+    change = describe_by_model(data, Evidence(real, real.head(0), ask=ask))
+    assert change.data["labels"] == {"calm": {"description": 'Calm. Texts that say "calm".'},
+                                     "sad": {"description": 'Sad. Texts that say "sad".'}}  # fmt: skip
+    # both questions show the same examples of every label, in the same order (one cached prefix)
+    assert asked[0].rsplit("In one or two", 1)[0] == asked[1].rsplit("In one or two", 1)[0]
+    assert asked[0].count("- calm note") == 6 and asked[0].count("- sad note") == 6
+    assert describe_by_model(data, Evidence(real, real.head(0))) is None  # no model to ask
