@@ -32,6 +32,7 @@ from sdgen.run.summary import Summary
 from sdgen.realdata import ExamplePool, SeedSet
 from sdgen.spec import Spec, apply_overrides, load_spec
 from sdgen.store.files import JUDGE_COLUMNS, columns_for, dataset_exists, open_writer
+from sdgen.store.lock import OutputLock
 from sdgen.store.runstate import Journal, journal_path, write_manifest
 
 
@@ -98,7 +99,12 @@ class Run:
             path, text_col, label_col = spec.mixed_real
             self.mixed = SeedSet.load(path, list(spec.labels), text_col, label_col, min_per_label=1).rows
         self.columns = columns_for(spec)
-        self._open(resume, overwrite)
+        self.lock = OutputLock(self.output).acquire()  # one writer per output, until execute() ends
+        try:
+            self._open(resume, overwrite)
+        except BaseException:
+            self.lock.release()
+            raise
 
     def _open(self, resume: bool, overwrite: bool) -> None:
         """Start fresh or pick up an interrupted run; open the files and rebuild what the curator knows."""
@@ -138,7 +144,10 @@ class Run:
 
     def execute(self, *, report: bool = True) -> Summary:
         """Generate every pending row, model by model (one engine at a time), then finish the dataset."""
-        return self._execute(report)
+        try:
+            return self._execute(report)
+        finally:
+            self.lock.release()
 
     def _execute(self, report: bool) -> Summary:
         t0 = time.perf_counter()
