@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import sdgen
 from sdgen.errors import OutputError, SpecError
-from sdgen.spec import build_spec
+from sdgen.spec import Spec, build_spec
 
 from test_curation import unique_texts  # noqa: F401  (registers the crafted engine; autouse: a new text per row)
 from conftest import ROOT, base_spec
@@ -130,8 +130,8 @@ def test_full_disk_is_one_line_keeps_the_rows_and_resumes(tmp_path, monkeypatch)
 _scalar = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True), st.text(max_size=12))
 _value = st.recursive(_scalar, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                                            max_size=4), max_leaves=12)
-_FIELDS = ["name", "task", "labels", "categories", "examples", "prompt_style", "sample_size", "batch_size", "seed",
-           "models", "generation", "engine", "dedup", "balance", "verify", "output", "system_prompt"]  # fmt: skip
+# Every field of the spec model (a new field is fuzzed without anyone adding it here), and the removed `verify`.
+_FIELDS = sorted({*(name for name, field in Spec.model_fields.items() if not field.exclude), "verify"})
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -148,3 +148,8 @@ def test_any_spec_validates_or_fails_as_one_spec_error(tmp_path, changes, labels
         return
     assert spec.sample_size > 0 and spec.batch_size > 0 and spec.labels
     assert all(label.strip() for label in spec.labels) and all(types for types in spec.categories.values())
+
+
+def test_the_fuzzed_fields_are_the_spec_models():
+    assert {"judge", "examples_from", "rows_per_request", "contrast", "mix_real", "labels", "verify"} <= set(_FIELDS)
+    assert "base_dir" not in _FIELDS
