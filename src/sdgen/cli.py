@@ -21,7 +21,7 @@ from sdgen.run.summary import Summary
 from sdgen.models.provision import provision
 from sdgen.models.registry import BUILTINS
 from sdgen.models.resolve import list_models
-from sdgen.progress import NullProgress, RichProgress
+from sdgen.progress import NullProgress, progress_for
 
 app = typer.Typer(
     help="Generate labelled synthetic text datasets with language models, fast, on CPUs.",
@@ -31,6 +31,8 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
+if not err.is_terminal:  # a log file or a pipe: whole lines, not an 80-column fold
+    err = Console(stderr=True, width=200)
 
 
 @app.command("generate")
@@ -67,7 +69,7 @@ def generate_cmd(
                  "keep_duplicates": keep_duplicates or None, "ray": ray,
                  "mix_real": {"path": str(mix_real.expanduser().resolve()), "text_col": text_col, "label_col": label_col}
                  if mix_real is not None else None}  # fmt: skip
-    progress = NullProgress() if quiet else RichProgress(err)
+    progress = NullProgress() if quiet else progress_for(err)
     summary = generate(spec, overwrite=overwrite, resume=resume, backend=backend, progress=progress,
                        evaluate=eval_real, eval_columns=(text_col, label_col), **overrides)  # fmt: skip
     if quiet:
@@ -205,7 +207,7 @@ def tune_cmd(
 
     result = tune(spec, real, output=output, text_col=text_col, label_col=label_col, budget_minutes=minutes,
                   budget_rows=budget_rows, pilot_rows_per_label=pilot_rows, seed=seed, threads=threads, backend=backend,
-                  progress=lambda: RichProgress(err), on_event=on_event)  # fmt: skip
+                  progress=lambda: progress_for(err), on_event=on_event)  # fmt: skip
     if result.stopped:
         err.print(f"[yellow]stopped early: {escape(result.stopped)}[/yellow]", highlight=False, soft_wrap=True)
     before = sum(s.value for s in result.before) / len(result.before)
@@ -241,6 +243,11 @@ def models_cmd(
     if as_json:
         for info in infos:
             out.print(json.dumps(dataclasses.asdict(info)), highlight=False, soft_wrap=True)
+        return
+    if not out.is_terminal:  # `sdgen models | grep qwen`: one model per line, tab-separated, names whole
+        for info in infos:
+            fields = (info.name, info.kind, info.format, "yes" if info.provisioned else "no", info.location, info.note)
+            typer.echo("\t".join(" ".join(str(f).split()) for f in fields))  # rich would expand the tabs
         return
     table = Table(title="models")
     for col in ("name", "kind", "format", "ready", "location", "note"):
