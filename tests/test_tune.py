@@ -14,7 +14,7 @@ import sdgen
 from sdgen.engines import Engine, Result, register_engine
 from sdgen.realdata import RealDataError, SeedSet
 from sdgen.tuning import profile
-from sdgen.tuning.proposals import Change, Evidence, avoid_overused, describe_by_model, style_hints
+from sdgen.tuning.proposals import Change, Evidence, avoid_overused, describe_by_model, style_hints, typical_examples
 
 from conftest import cli_error
 
@@ -179,9 +179,9 @@ def test_the_model_describes_each_label_from_real_rows_of_every_label():
                          "label": ["calm"] * 8 + ["sad"] * 8})  # fmt: skip
     asked = []
 
-    def ask(prompt: str) -> str:
-        asked.append(prompt)
-        return f"  Texts that say {prompt.rsplit('labelled ', 1)[1].split()[0]}.\n"
+    def ask(prompts: list[str]) -> list[str]:
+        asked.extend(prompts)
+        return [f"  Texts that say {p.rsplit('labelled ', 1)[1].split()[0]}.\n" for p in prompts]
 
     data = {"task": "t", "labels": {"calm": "Calm.", "sad": "Sad."}}
     change = describe_by_model(data, Evidence(real, real.head(0), ask=ask))
@@ -191,3 +191,32 @@ def test_the_model_describes_each_label_from_real_rows_of_every_label():
     assert asked[0].rsplit("In one or two", 1)[0] == asked[1].rsplit("In one or two", 1)[0]
     assert asked[0].count("- calm note") == 6 and asked[0].count("- sad note") == 6
     assert describe_by_model(data, Evidence(real, real.head(0))) is None  # no model to ask
+
+
+def test_tune_runs_on_the_real_engine_with_a_tiny_model(tmp_path, tiny_models, seed_csv):
+    """Pilots and the model's own descriptions through OpenVINO GenAI (a random tiny model: the texts are noise,
+    the path is real): one model load serves every pilot and question."""
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "moods", "task": "Write short notes.", "labels": {label: f"A {label} note." for label in LABELS},
+        "categories": {"topic": ["home"]}, "models": [str(tiny_models["chat"])], "sample_size": 30,
+        "generation": {"max_new_tokens": 12}, "engine": {"threads": 2}, "output": "moods.csv",
+    }))  # fmt: skip
+    result = sdgen.tune(spec, seed_csv, output=tmp_path / "tuned.yaml", pilot_rows_per_label=4,
+                        proposals=[describe_by_model])  # fmt: skip
+    assert [r.name for r in result.rounds] == ["baseline", "model-described"] and result.pilot_rows > 0
+    assert len(result.rounds[1].scores) == 2
+    assert set(sdgen.load_spec(result.spec_path).labels) == set(LABELS)
+
+
+def test_typical_examples_leave_out_rows_the_sample_contradicts(tmp_path):
+    rng = random.Random(3)
+    rows = [(label_text(label, rng), label) for label in LABELS for _ in range(10)]
+    rows += [(label_text("sad", rng), "calm"), (label_text("angry", rng), "calm")]  # label noise: calm in others' words
+    real = pd.DataFrame(rows, columns=["text", "label"])
+    change = typical_examples({"task": "t"}, Evidence(real, real.head(0), tmp_path / "mine.csv", workdir=tmp_path))
+    assert change.data["examples_from"] == {"path": str(tmp_path / "mine.typical.csv"), "per_label": 2, "group_rows": 8}
+    chosen = pd.read_csv(tmp_path / "mine.typical.csv")
+    assert chosen["label"].value_counts().to_dict() == {label: 4 for label in LABELS}
+    calm = chosen.loc[chosen["label"] == "calm", "text"]
+    assert all(set(t.split()) <= set(VOCAB["calm"]) for t in calm)  # never the two noisy rows

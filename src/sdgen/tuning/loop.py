@@ -79,6 +79,7 @@ class _Session:
         self.rows = per_label * len(self.labels)
         self.backend, self.threads, self.progress, self.on_event = backend, threads, progress, on_event
         self.workdir = output.with_name(output.stem + ".tune")
+        self.output_dir = output.parent  # files the tuned spec points at go beside it
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.folds = seed_set.folds(2, seed)
         self.fold_paths = []
@@ -125,7 +126,7 @@ class _Session:
         data, out = self.data, []
         for r, proposal, rows in self.kept:
             ev = Evidence(self.seed_set.rows, pd.concat(rows, ignore_index=True), self.seed_set.path, self.seed,
-                          self.seed_set.text_col, self.seed_set.label_col, self.ask)  # fmt: skip
+                          self.seed_set.text_col, self.seed_set.label_col, self.ask, self.output_dir)  # fmt: skip
             change = proposal(data, ev)
             if change is not None:
                 out.append((r, change))
@@ -134,20 +135,23 @@ class _Session:
 
     def _evidence(self, direction: int, generated) -> Evidence:
         derive = DIRECTIONS[direction][0]
-        return Evidence(self.folds[derive], generated, self.fold_paths[derive], self.seed, ask=self.ask)
+        return Evidence(self.folds[derive], generated, self.fold_paths[derive], self.seed, ask=self.ask,
+                        workdir=self.workdir)  # fmt: skip
 
-    def ask(self, prompt: str) -> str:
-        """One chat turn to the spec's (first) model on the kept engine, greedy: what `describe_by_model` asks."""
+    def ask(self, prompts: list[str]) -> list[str]:
+        """One chat turn per prompt to the spec's (first) model on the kept engine, greedy, in one batch: what
+        `describe_by_model` asks."""
         from sdgen.engines import Request
         from sdgen.models.resolve import resolve_model
         from sdgen.spec import GenerationParams
 
         model = resolve_model(self.base.models[0].name, base_dir=self.base.base_dir)
         options = self.base.engine.model_copy(update={"threads": self.threads}) if self.threads else self.base.engine
+        params = GenerationParams(max_new_tokens=ASK_TOKENS, temperature=0.0, repetition_penalty=1.0)
         with self.engines.start(self.backend, model, options) as engine:
-            prompt = engine.render_chat([{"role": "user", "content": prompt}]) if engine.chat_template else prompt
-            params = GenerationParams(max_new_tokens=ASK_TOKENS, temperature=0.0, repetition_penalty=1.0)
-            return next(iter(engine.generate([Request(0, prompt, params, seed=1)]))).text.strip()
+            chat = [engine.render_chat([{"role": "user", "content": p}]) if engine.chat_template else p for p in prompts]
+            answers = {r.id: r.text.strip() for r in engine.generate([Request(i, p, params, seed=1) for i, p in enumerate(chat)])}
+        return [answers[i] for i in range(len(prompts))]
 
     def _pilots(self, datas, number: int, name: str) -> tuple[list[PilotScore], list]:
         """One pilot per direction (``datas``: one spec per direction, or one for both)."""

@@ -115,3 +115,17 @@ def style(texts) -> Style:
 
     shares = {name: sum(1 for t in texts if test(t)) / len(texts) for name, (test, _) in STYLE.items()}
     return Style(shares, (pct(0.25), pct(0.5), pct(0.75)))
+
+
+def typical(rows, per_label: int, seed: int = 0):
+    """Each label's ``per_label`` rows that a classifier trained on all ``rows`` gives their own label most surely."""
+    import numpy as np
+
+    from sdgen.quality.evaluate import _classifier
+
+    model = _classifier(seed).fit(rows["text"], rows["label"])
+    classes = [str(c) for c in model.classes_]
+    proba = model.predict_proba(rows["text"])
+    own = proba[np.arange(len(rows)), [classes.index(str(label)) for label in rows["label"]]]
+    ranked = rows.assign(_own=own).sort_values(["label", "_own"], ascending=[True, False], kind="stable")
+    return ranked.groupby("label", group_keys=False).head(per_label).drop(columns="_own").reset_index(drop=True)

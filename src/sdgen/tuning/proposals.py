@@ -29,7 +29,8 @@ class Evidence:
     seed: int = 0
     text_col: str = "text"  # the columns of ``real_path``
     label_col: str = "label"
-    ask: Callable[[str], str] | None = None  # asks the spec's model (one chat turn, greedy) and returns its answer
+    ask: Callable[[list[str]], list[str]] | None = None  # asks the spec's model (one chat turn each, greedy, batched)
+    workdir: Path | None = None  # where a proposal may write a file the spec points at
 
 
 @dataclass
@@ -77,8 +78,9 @@ def describe_by_model(data: dict, ev: Evidence) -> Change | None:
     if ev.ask is None:
         return None
     labels, said = _labels(data), []
-    for name, value in labels.items():
-        answer = " ".join(ev.ask(describe_prompt(ev.real, name, ev.seed)).split())
+    answers = ev.ask([describe_prompt(ev.real, name, ev.seed) for name in labels])
+    for (name, value), answer in zip(labels.items(), answers):
+        answer = " ".join(answer.split())
         if not answer:
             continue
         value["description"] = f"{value.get('description', '').rstrip()} {answer}".strip()
@@ -181,6 +183,24 @@ def real_examples(data: dict, ev: Evidence) -> Change | None:
     return Change("real-examples", "real rows as rotating examples (2 per label)", out, ["examples_from"])
 
 
+TYPICAL_PER_LABEL = 4  # the most typical real rows of each label kept as examples (two shown per request)
+
+
+def typical_examples(data: dict, ev: Evidence) -> Change | None:
+    """Show the real rows most typical of their label: a classifier trained on the real rows ranks each row by the
+    probability of its own label, so a row whose label the rest of the sample contradicts (label noise) is never
+    an example. They are written to a file beside the tuned spec (``examples_from``)."""
+    if data.get("examples_from") or ev.workdir is None:
+        return None
+    chosen = profile.typical(ev.real, TYPICAL_PER_LABEL, ev.seed)
+    path = ev.workdir / f"{ev.real_path.stem if ev.real_path else 'seed'}.typical.csv"  # beside a tuned spec: mine.typical.csv
+    chosen[["text", "label"]].to_csv(path, index=False)
+    out = copy.deepcopy(data)
+    out["examples_from"] = {"path": str(path), "per_label": 2, "group_rows": 8}
+    return Change("typical-examples", f"the {TYPICAL_PER_LABEL} most typical real rows per label as rotating examples",
+                  out, ["examples_from"])  # fmt: skip
+
+
 def one_text_per_request(data: dict, ev: Evidence) -> Change | None:
     """Ask for one text per request instead of a numbered list (slower; may fit labels better)."""
     if data.get("rows_per_request") == 1 or data.get("prompt_style", "fewshot") != "fewshot":
@@ -203,5 +223,6 @@ def hotter(data: dict, ev: Evidence) -> Change | None:
 
 # Tried in this order, each on top of the changes kept before it; the budget may stop the list early.
 PROPOSALS: list[Callable[[dict, Evidence], Change | None]] = [
-    style_hints, describe_by_model, describe_from_markers, not_from_misreadings, avoid_overused, real_examples, one_text_per_request, hotter,
+    style_hints, describe_by_model, describe_from_markers, not_from_misreadings, avoid_overused, typical_examples,
+    real_examples, one_text_per_request, hotter,
 ]
