@@ -481,3 +481,24 @@ def test_rows_holding_a_phrase_their_label_avoids_are_dropped_before_the_judge(t
     assert sorted((e["row"], e["phrase"]) for e in journal if e["event"] == "avoided") == [(r, "could you") for r in sorted(avoided)]
     assert f'for a phrase their label avoids (labels.NAME.avoid): {len(avoided)} ("could you" {len(avoided)})' in (
         tmp_path / "out.report.md").read_text()
+
+
+def test_tokens_spent_on_dropped_rows_are_counted(tmp_path, model_path):
+    """Five of 40 rows are dropped (one exact, two near duplicates, both sides of a conflict): their 10 tokens each
+    are what the loss cost; the summary, stats and report say so."""
+    spec = spec_for(tmp_path, model_path)
+    crafted_scenario(spec)
+    summary = sdgen.generate(spec, backend="crafted")
+    assert summary.generated_tokens == 400 and summary.lost_tokens == 50 and summary.lost_share == 0.125
+    assert json.loads((tmp_path / "out.stats.json").read_text())["lost_tokens"] == 50
+    assert "50 of the generated tokens (12.5%) were spent on texts that did not reach the dataset" in \
+        summary.report_file.read_text()
+
+
+def test_a_requests_tokens_are_split_over_its_texts_by_length():
+    from sdgen.extract import Extracted
+    from sdgen.run.settle import token_shares
+
+    texts = [Extracted("a" * 30, None), None, Extracted("b" * 10, None)]
+    assert token_shares(texts, 60) == [30.0, 20.0, 10.0]  # the unparsed text counts as a mean one
+    assert token_shares([None, None], 8) == [4.0, 4.0]

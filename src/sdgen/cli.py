@@ -110,7 +110,8 @@ def _print_summary(s: Summary) -> None:
         unsure = f" ({s.judge.unsure} given their own label below min_confidence)" if s.judge.unsure else ""
         table.add_row("judge", f"{j.agree} of {j.total} rows passed ({100 * j.rate:.1f}%); "
                       f"{j.total - j.agree} {'flagged' if s.judge.action == 'flag' else 'rejected'}{unsure}")  # fmt: skip
-    table.add_row("generated tokens", f"{s.generated_tokens:,}")
+    table.add_row("generated tokens", f"{s.generated_tokens:,}" + (f", {s.lost_tokens:,} ({100 * s.lost_share:.1f}%) on "
+                  "texts that did not reach the dataset" if s.lost_tokens else ""))  # fmt: skip
     table.add_row("throughput", f"{s.tokens_per_s:,.0f} tok/s, {s.rows_per_s:.2f} rows/s")
     table.add_row("wall time", f"{s.wall_time:.1f} s")
     if len(s.per_model) > 1:

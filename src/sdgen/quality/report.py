@@ -146,6 +146,10 @@ def render_report(output: Path, df: pd.DataFrame, stats: dict | None) -> Path:
             f" ({stats['planned']} planned); generated {stats['generated_tokens']:,} tokens in {gen_s:.1f} s "
             f"of generation ({stats['generated_tokens'] / max(gen_s, 1e-9):.0f} tok/s), {stats['wall_time']:.1f} s wall time."
         )
+        lost = stats.get("lost_tokens")
+        if lost:
+            parts[-1] += (f" {lost:,} of the generated tokens ({100 * lost / max(stats['generated_tokens'], 1):.1f}%) "
+                          "were spent on texts that did not reach the dataset (unparseable, or dropped by curation).")
     else:
         parts[-1] += ". No run stats beside it: duplicate and conflict rates below are measured on the file itself."
     parts += ["", "## Per model", ""]

@@ -23,6 +23,15 @@ from sdgen.run.summary import ModelStats
 from sdgen.spec import Spec
 
 
+def token_shares(texts: list[Extracted | None], tokens: int) -> list[float]:
+    """A request's generated tokens split over its texts by length (a text that did not parse counts as a mean one)."""
+    lengths = [len(t.text) for t in texts if t is not None]
+    mean = sum(lengths) / len(lengths) if lengths else 1.0
+    weights = [len(t.text) if t is not None else mean for t in texts]
+    total = sum(weights) or 1.0
+    return [tokens * w / total for w in weights]
+
+
 class Settle:
     """Called with each result of one model's engine run, in the order results finish."""
 
@@ -30,6 +39,8 @@ class Settle:
                  judged: JudgeStats | None = None) -> None:  # fmt: skip
         self.spec, self.feed, self.curator = spec, feed, curator
         self.stats, self.progress, self.judged = stats, progress, judged
+        self._tokens: dict[int, float] = {}  # row -> generated tokens its text cost, until it is kept or lost
+        self._lost = 0.0
 
     def __call__(self, result: Result) -> None:
         job = self.feed.job(result.id)
@@ -39,7 +50,12 @@ class Settle:
         self.stats.generated_tokens += result.generated_tokens
         self.stats.attempts += 1
         advanced = 0
-        for row, parsed in zip(job.rows, self._texts(job, result.text)):
+        texts = self._texts(job, result.text)
+        for row, parsed, tokens in zip(job.rows, texts, token_shares(texts, result.generated_tokens)):
+            if not job.takes(row) or parsed is None:  # a text no row takes, or one that did not parse: spent
+                self._lose(tokens)
+            else:
+                self._tokens[row.row] = tokens
             if job.takes(row):
                 advanced += self._unparseable(job, row) if parsed is None else self._parsed(job, row, parsed)
         self.progress.update(advanced, result.generated_tokens)
@@ -101,10 +117,15 @@ class Settle:
         self.curator.unparseable(row.row, row.model)
         return 1 - self._replace([row])
 
+    def _lose(self, tokens: float) -> None:
+        self._lost += tokens
+        self.stats.lost_tokens = round(self._lost)
+
     def _replace(self, lost: list[PlannedRow]) -> int:
         """Queue the replacement of each lost row that has one left; return how many were queued."""
         queued = 0
         for row in lost:
+            self._lose(self._tokens.pop(row.row, 0.0))
             extra = replacement(self.spec, row)
             if extra is None:
                 self.stats.unreplaced += 1

@@ -20,6 +20,7 @@ class ModelStats:
     rows: int = 0  # parsed rows (before curation)
     unparseable: int = 0
     generated_tokens: int = 0
+    lost_tokens: int = 0  # generated tokens spent on texts that never reached the dataset (by text length share)
     attempts: int = 0
     extra_rows: int = 0  # replacement rows scheduled for lost rows
     unreplaced: int = 0  # lost rows whose planned row had used its replacements
@@ -57,6 +58,15 @@ class Summary:
     @property
     def tokens_per_s(self) -> float:
         return self.generated_tokens / self.wall_time if self.wall_time else 0.0
+
+    @property
+    def lost_tokens(self) -> int:
+        """Generated tokens spent on texts that did not reach the dataset (unparseable or dropped)."""
+        return sum(m.lost_tokens for m in self.per_model.values())
+
+    @property
+    def lost_share(self) -> float:
+        return self.lost_tokens / self.generated_tokens if self.generated_tokens else 0.0
 
     @property
     def rows_per_s(self) -> float:
@@ -113,6 +123,7 @@ class Summary:
             "written": self.written,
             "unparseable": self.unparseable,
             "generated_tokens": self.generated_tokens,
+            "lost_tokens": self.lost_tokens,
             "wall_time": round(self.wall_time, 3),
             "finalize_seconds": round(self.finalize_seconds, 3),
             "balance": spec.balance.model_dump(),
