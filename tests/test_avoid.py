@@ -2,7 +2,7 @@
 
 import pytest
 
-from sdgen.quality.avoid import AvoidedPhrases
+from sdgen.text import AvoidedPhrases
 
 AVOID = AvoidedPhrases({"neutral": ["please", "could you", "can't", "thank you"], "polite": []})
 

@@ -1,5 +1,5 @@
-"""The package's shape: no import cycles among sdgen's modules (imports inside functions count too),
-and nothing inside sdgen imports the top-level facade."""
+"""The package's shape: no import cycles among sdgen's modules (imports inside functions count too), no import
+that runs up the layers of docs/development.md, and nothing inside sdgen imports the top-level facade."""
 
 from __future__ import annotations
 
@@ -65,6 +65,52 @@ def test_no_import_cycles_among_sdgen_modules():
     graph = {name: imports_of(path, modules) for name, path in modules.items()}
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+# The layers, bottom first (docs/development.md): a module may import its own layer and those below, never above.
+LAYERS = [
+    ("base", {"errors", "hardware", "debug", "progress", "text"}),
+    ("task", {"spec", "plan", "extract", "prompts", "realdata", "specdoc"}),
+    ("models", {"models"}),
+    ("store", {"store"}),
+    ("engines", {"engines"}),
+    ("quality", {"quality"}),
+    ("hosting", {"hosting"}),
+    ("run", {"run"}),
+    ("entry points", {"tuning", "bench", "recipe", "testing", "cli", ""}),
+]
+
+
+def layer_of(module: str) -> int:
+    area = module.split(".")[1] if "." in module else ""
+    found = [i for i, (_, areas) in enumerate(LAYERS) if area in areas]
+    assert found, f"{module} is in no layer of tests/test_layout.py LAYERS (and docs/development.md): place it"
+    return found[0]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} ({LAYERS[layer_of(m)][0]}) -> {d} ({LAYERS[layer_of(d)][0]})"
+                  for m, deps in graph.items() for d in deps if layer_of(d) > layer_of(m))  # fmt: skip
+
+
+def test_no_import_runs_up_the_layers():
+    modules = sdgen_modules()
+    graph = {name: imports_of(path, modules) for name, path in modules.items()}
+    assert upward_imports(graph) == []
+
+
+def test_the_layer_check_finds_an_upward_import():
+    assert upward_imports({"sdgen.spec": {"sdgen.quality.index"}, "sdgen.quality.index": {"sdgen.text"}}) == [
+        "sdgen.spec (task) -> sdgen.quality.index (quality)"
+    ]
+
+
+def test_the_layers_are_documented():
+    from conftest import ROOT
+
+    text = (ROOT / "docs" / "development.md").read_text()
+    for name, _ in LAYERS:
+        assert f"**{name}**" in text, name
 
 
 def test_no_module_imports_the_facade():

@@ -2,7 +2,8 @@
 
 import pytest
 
-from sdgen.quality.index import TextIndex, Verdict, normalize_text, shingles
+from sdgen.quality.index import TextIndex, Verdict, shingles
+from sdgen.text import normalize_text
 
 BASE = "The train to York was forty minutes late and nobody on the platform told us why it happened."
 NEAR = "The train to York was forty minutes late and nobody on the platform told us why it happened at all."

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from sdgen.quality.avoid import AvoidedPhrases
+from sdgen.text import AvoidedPhrases
 from sdgen.realdata import ExamplePool, RealDataError
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sdgen.errors import SdgenError
 from sdgen.plan import derive_seed
-from sdgen.quality.avoid import AvoidedPhrases
+from sdgen.text import AvoidedPhrases, normalize_text
 
 
 class RealDataError(SdgenError):
@@ -102,8 +102,6 @@ class SeedSet:
     @classmethod
     def load(cls, path: Path, labels: list[str] | None = None, text_col: str = "text", label_col: str = "label",
              min_per_label: int = MIN_SEED_PER_LABEL) -> SeedSet:  # fmt: skip
-        from sdgen.quality.index import normalize_text
-
         path = Path(path)
         rows = read_real(path, text_col, label_col)
         if rows.empty:

@@ -18,7 +18,7 @@ else:  # Python 3.10
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sdgen.errors import SpecError
-from sdgen.quality.avoid import AvoidedPhrases
+from sdgen.text import AvoidedPhrases
 
 # The default: the fastest built-in whose rows train a classifier that works on real text (docs/models.md,
 # "Which model"): Qwen2.5-Coder-1.5B reached its real-trained reference's F1 on politeness (ratio 1.00) and 0.84

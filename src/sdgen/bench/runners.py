@@ -379,6 +379,6 @@ def runner(backend: str) -> Callable[[Spec, ResolvedModel], Measured]:
 
 
 def count_distinct(texts: Iterable[tuple[str, str]]) -> int:
-    from sdgen.quality.index import normalize_text
+    from sdgen.text import normalize_text
 
     return len({normalize_text(t) for t, _ in texts})

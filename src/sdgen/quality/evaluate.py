@@ -225,7 +225,7 @@ def evaluate(dataset: str | Path, real: str | Path, *, text_col: str = "text", l
 def _apart_from_seed(seed_file: Path, real: Path, real_df, labels: list[str], text_col: str, label_col: str,
                      notes: list[str]):  # fmt: skip
     """(seed rows, real rows without them, warnings): a row of the seed is never a test or reference row."""
-    from sdgen.quality.index import normalize_text
+    from sdgen.text import normalize_text
     from sdgen.realdata import SeedSet
 
     seed_df = SeedSet.load(seed_file, labels, text_col, label_col, min_per_label=1).rows

@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 from dataclasses import dataclass
 from enum import Enum
 
+from sdgen.text import normalize_text
+
 _WORD = re.compile(r"\w+")
 MIN_RESERVED_WORDS = 5  # a reserved text this long or longer may not appear inside a generated one either
-
-
-def normalize_text(text: str) -> str:
-    """The key for exact-duplicate detection: case, accents' composition, spacing and punctuation folded."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(re.sub(r"[^\w\s]", " ", text).split())
 
 
 def text_digest(text: str) -> bytes:

@@ -1,5 +1,7 @@
-"""Words and phrases a label's texts never contain (``labels.NAME.avoid``).
+"""Matching text, below every other layer: the normal form that makes two texts "the same", and the words and
+phrases a label's texts never contain (``labels.NAME.avoid``).
 
+On avoided phrases:
 A prompt can say what a label is not, but a small model often writes it anyway: the 1.5B put "please",
 "could you" or "can you" in a third of its `neutral` politeness rows, where real neutral requests have
 them in 15%. The check is literal: case-insensitive, whole words, any run of spaces between the
@@ -9,8 +11,15 @@ words of a phrase, curly apostrophes read as straight ones.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
+
+
+def normalize_text(text: str) -> str:
+    """The key for exact-duplicate detection: case, accents' composition, spacing and punctuation folded."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(re.sub(r"[^\w\s]", " ", text).split())
 
 
 def _pattern(phrases: list[str]) -> re.Pattern[str]:
