@@ -75,10 +75,17 @@ class StopMatcher:
         return any(stop in text for stop in stops)
 
 
+# What an engine can do, declared on its class (`Engine.capabilities`) so a run can check a spec before it loads a model.
+PER_REQUEST_SAMPLING = "per-request sampling"  # each request's own GenerationParams and seed, whatever shares its batch
+CHOICES = "constrained choices"  # Request.choices: the output is exactly one of them (the judge)
+LOGPROBS = "log-probs"  # Result.logprob of a choice answer (judge.min_confidence)
+
+
 class Engine(ABC):
     """A loaded model that generates text for many requests at once."""
 
     backend: str = "?"
+    capabilities: frozenset[str] | None = None  # None: not declared (a test double), nothing is checked
 
     @property
     @abstractmethod
@@ -106,3 +113,25 @@ class Engine(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def batches_of_equal_sampling(requests: Iterable[Request], size: int) -> Iterator[list[Request]]:
+    """Up to ``size`` requests at a time, never mixing sampling parameters in one batch: for the static-batch
+    backends, whose decode loop applies one GenerationParams to the whole batch (a retry's one-text budget must not
+    cap a group request's four). Pulls lazily: ``requests`` may grow while batches are consumed."""
+    pending, held = iter(requests), None
+    while True:
+        batch = [held] if held is not None else []
+        held = None
+        while len(batch) < size:
+            try:
+                request = next(pending)
+            except StopIteration:
+                break
+            if batch and request.params != batch[0].params:
+                held = request
+                break
+            batch.append(request)
+        if not batch:
+            return
+        yield batch

@@ -5,10 +5,10 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-from sdgen.engines.base import Engine
-from sdgen.errors import EngineError
+from sdgen.engines.base import CHOICES, LOGPROBS, Engine
+from sdgen.errors import EngineError, SpecError
 from sdgen.models.registry import ResolvedModel
-from sdgen.spec import EngineOptions
+from sdgen.spec import EngineOptions, Spec
 
 EngineFactory = Callable[[ResolvedModel, EngineOptions], Engine]
 _REGISTRY: dict[str, str | EngineFactory] = {
@@ -50,3 +50,32 @@ def create_engine(backend: str, model: ResolvedModel, options: EngineOptions) ->
     check_backend(backend)
     factory = _REGISTRY[backend]
     return (load_factory(factory) if isinstance(factory, str) else factory)(model, options)
+
+
+def capabilities_of(backend: str) -> frozenset[str] | None:
+    """What the backend's engine class declares it can do (None: not declared), without loading a model."""
+    check_backend(backend)
+    factory = _REGISTRY[backend]
+    factory = load_factory(factory) if isinstance(factory, str) else factory
+    return getattr(factory, "capabilities", None)
+
+
+def needed_capabilities(spec: Spec) -> dict[str, str]:
+    """Capability -> the spec field that needs it."""
+    needs = {}
+    if spec.judge.enabled:
+        needs[CHOICES] = "judge"
+        if spec.judge.min_confidence:
+            needs[LOGPROBS] = "judge.min_confidence"
+    return needs
+
+
+def check_capabilities(spec: Spec, backend: str) -> None:
+    """Fail before the run, in one line, when the spec asks for something the backend cannot do."""
+    declared = capabilities_of(backend)
+    if declared is None:
+        return
+    for capability, field in needed_capabilities(spec).items():
+        if capability not in declared:
+            raise SpecError(f"{field} needs {capability}; the {backend} backend has none: use --backend openvino, or "
+                            f"leave {field} out")  # fmt: skip

@@ -9,12 +9,11 @@ reference and a benchmark baseline, and the IPEX backend reuses it.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import shutil
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from sdgen.engines.base import Engine, Request, Result, StopMatcher, cut_at_stop
+from sdgen.engines.base import PER_REQUEST_SAMPLING, Engine, Request, Result, StopMatcher, batches_of_equal_sampling, cut_at_stop
 from sdgen.hardware import has_bf16
 from sdgen.errors import EngineError, ModelError
 from sdgen.models.hf_compat import dtype_kwargs
@@ -47,6 +46,7 @@ def hf_model_dir(model: ResolvedModel) -> Path:
 
 class TorchEngine(Engine):
     backend = "torch"
+    capabilities = frozenset({PER_REQUEST_SAMPLING})  # no constrained choices, no log-probs: no judge
 
     def __init__(self, model: ResolvedModel, options: EngineOptions) -> None:
         try:
@@ -84,10 +84,9 @@ class TorchEngine(Engine):
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
-        pending = iter(requests)
-        while batch := list(itertools.islice(pending, self.options.static_batch_size)):
+        for batch in batches_of_equal_sampling(requests, self.options.static_batch_size):
             if any(req.choices for req in batch):
-                raise EngineError(f"the {self.backend} backend cannot constrain outputs to a label set; verify with openvino")
+                raise EngineError(f"the {self.backend} backend cannot constrain outputs to a label set; judge with openvino")
             yield from self._generate_batch(batch)
 
     def _generate_batch(self, batch: list[Request]) -> list[Result]:

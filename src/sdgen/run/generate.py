@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sdgen.engines.registry import check_backend
+from sdgen.engines.registry import check_backend, check_capabilities
 from sdgen.errors import Interrupted, OutputError, SpecError
 from sdgen.hosting import KeptEngines, start_engine
 from sdgen.models.resolve import resolve_model
@@ -80,6 +80,7 @@ class Run:
         if resume and overwrite:
             raise OutputError("--resume and --overwrite contradict each other: pick one")
         check_backend(backend)
+        check_capabilities(spec, backend)  # before any file or model: the judge on a backend without choices, ...
         self.spec, self.backend = spec, backend
         self._start_engine = engines.start if engines is not None else start_engine
         self.progress = progress or NullProgress()

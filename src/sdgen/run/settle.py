@@ -103,7 +103,7 @@ class Settle:
     def _confidence(self, result: Result) -> float | None:
         """How sure the judge was of its label (None from an engine that gives no log-probs)."""
         if result.logprob is None:
-            if self.spec.judge.min_confidence:
+            if self.spec.judge.min_confidence:  # an engine that does not declare its capabilities
                 raise EngineError("judge.min_confidence needs the judge's log-probs, which only the openvino "
                                   "backend reports; leave min_confidence out with this backend")  # fmt: skip
             return None
