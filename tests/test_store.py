@@ -97,3 +97,44 @@ def test_creates_missing_output_dirs(tmp_path):
     with open_writer(path, ["text"]) as w:
         w.write([{"text": "x"}])
     assert path.is_file()
+
+
+def test_a_new_format_is_one_registry_entry(tmp_path, monkeypatch):
+    """A tab-separated format registered in one place: the spec accepts it, a run writes it, resume repairs and reads it,
+    and real data reads it."""
+    import csv
+
+    import sdgen
+    from sdgen import formats
+    from sdgen.realdata import read_real
+
+    from fake_engines import CopyingEngine
+    from sdgen.engines import register_engine
+    from conftest import shop_spec
+
+    class TsvWriter(formats.CsvWriter):
+        def __init__(self, path, columns, append=False):
+            formats._TextWriter.__init__(self, path, columns, append)
+            self._csv = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore", delimiter="\t")
+            if self._file.tell() == 0:
+                self._csv.writeheader()
+                self._sync()
+
+    def read_tsv(path):
+        import pandas as pd
+
+        return pd.read_csv(path, dtype=str, keep_default_na=False, sep="\t")
+
+    monkeypatch.setitem(formats.FORMATS, ".tsv", formats.Format(".tsv", TsvWriter, read_tsv,
+                                                               lambda p: formats._cut_torn_tail(p, formats._complete_csv_prefix)))  # fmt: skip
+    register_engine("copying", CopyingEngine)
+    spec = sdgen.build_spec(shop_spec(tmp_path, output="out.tsv", sample_size=10), base_dir=tmp_path)
+    summary = sdgen.generate(spec, backend="copying")
+    text = (tmp_path / "out.tsv").read_text()
+    assert text.splitlines()[0].startswith("text\tlabel\t") and summary.written == 10
+    with (tmp_path / "out.tsv").open("a") as f:
+        f.write("torn row without its end")
+    resumed = sdgen.generate(spec, backend="copying", resume=True)  # repairs the torn tail, reads the rows
+    assert resumed.written == 10 and (tmp_path / "out.tsv").read_text() == text
+    assert len(read_real(tmp_path / "out.tsv")) == 10
+    assert ".tsv" in formats.suffixes()

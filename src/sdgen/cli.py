@@ -16,6 +16,7 @@ from rich.table import Table
 
 from sdgen.debug import dump_stacks_on_sigusr1
 from sdgen.errors import Interrupted, SdgenError
+from sdgen.formats import suffixes
 from sdgen.run.generate import generate
 from sdgen.run.summary import Summary
 from sdgen.models.provision import provision
@@ -38,7 +39,7 @@ if not err.is_terminal:  # a log file or a pipe: whole lines, not an 80-column f
 @app.command("generate")
 def generate_cmd(
     spec: Path = typer.Argument(..., help="Task spec file (YAML or TOML)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (.csv, .jsonl, .parquet)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help=f"Output file ({suffixes()})."),
     rows: Optional[int] = typer.Option(None, "--rows", "-n", help="Rows to generate (overrides sample_size)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Built-in model name, IR dir or GGUF path."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Run seed (overrides the spec)."),

@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 from sdgen.errors import SdgenError
+from sdgen.formats import FORMATS, suffixes
 from sdgen.plan import derive_seed
 from sdgen.text import AvoidedPhrases, normalize_text
 
@@ -16,23 +17,16 @@ class RealDataError(SdgenError):
 
 def read_real(path: Path, text_col: str = "text", label_col: str = "label"):
     """The file's text and label columns as a DataFrame (renamed text, label), with a one-line error for a missing one."""
-    import pandas as pd
-
     path = Path(path)
     if not path.is_file():
         raise RealDataError(f"{path}: real data file not found")
     if path.stat().st_size == 0:
         raise RealDataError(f"{path}: the file is empty")
-    suffix = path.suffix.lower()
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise RealDataError(f"{path}: unsupported format; use one of {suffixes()}")
     try:
-        if suffix == ".csv":
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)
-        elif suffix == ".jsonl":
-            df = pd.read_json(path, lines=True, dtype=False)
-        elif suffix == ".parquet":
-            df = pd.read_parquet(path)
-        else:
-            raise RealDataError(f"{path}: unsupported format; use .csv, .jsonl or .parquet")
+        df = fmt.read(path)
     except (OSError, ValueError) as exc:
         raise RealDataError(f"cannot read {path}: {exc}") from None
     missing = [c for c in (text_col, label_col) if c not in df.columns]

@@ -18,6 +18,7 @@ else:  # Python 3.10
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sdgen.errors import SpecError
+from sdgen.formats import FORMATS, suffixes
 from sdgen.text import AvoidedPhrases
 
 # The default: the fastest built-in whose rows train a classifier that works on real text (docs/models.md,
@@ -25,7 +26,6 @@ from sdgen.text import AvoidedPhrases
 # on emotion tweets; SmolLM2-135M, 7x faster, stayed at chance on politeness (0.34 for 3 labels).
 DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"
 BUILTIN_STYLES = ("fewshot", "reasoning")
-OUTPUT_FORMATS = (".csv", ".jsonl", ".parquet")
 
 
 class _Strict(BaseModel):
@@ -286,7 +286,7 @@ class Spec(_Strict):
                                 "row's label online: true, false, or the long form (see judge).")
     ray: RayOptions | None = Field(None, description="Run the engines on a Ray cluster: true, an address, or the "
                                    "long form (see ray, and docs/ray.md).")
-    output: Path | None = Field(None, description="Output path (.csv, .jsonl or .parquet); default <name>.csv.")
+    output: Path | None = Field(None, description=f"Output path ({suffixes()}); default <name>.csv.")
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True, description="Where relative paths resolve.")
 
     @model_validator(mode="before")
@@ -427,10 +427,8 @@ class Spec(_Strict):
                 f"balance: exact needs sample_size >= {self.cell_count} (one row per {self.balance.by.replace('_', ' x ')} "
                 f"cell), got {self.sample_size}"
             )
-        if self.output_path.suffix.lower() not in OUTPUT_FORMATS:
-            raise ValueError(
-                f"output: {str(self.output_path)!r} has an unsupported extension; use one of {', '.join(OUTPUT_FORMATS)}"
-            )
+        if self.output_path.suffix.lower() not in FORMATS:
+            raise ValueError(f"output: {str(self.output_path)!r} has an unsupported extension; use one of {suffixes()}")
         return self
 
     @property

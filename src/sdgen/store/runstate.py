@@ -14,7 +14,6 @@ simply generated again).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sdgen.errors import OutputError
+from sdgen.formats import format_of
 from sdgen.models.registry import ResolvedModel
 from sdgen.store.files import commit, sidecar, write_error
 from sdgen.spec import Spec
@@ -197,70 +197,6 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
     return entries
 
 
-# -- torn tails ----------------------------------------------------------------------------------
-
-
 def repair_tail(path: Path) -> int:
-    """Cut a torn last record off a CSV/JSONL file (a crash mid-append); return the bytes removed."""
-    if not path.is_file() or path.suffix.lower() == ".parquet":
-        return 0
-    data = path.read_bytes()
-    keep = _complete_csv_prefix(data) if path.suffix.lower() == ".csv" else _complete_lines_prefix(data)
-    if keep < len(data):
-        with path.open("r+b") as f:
-            f.truncate(keep)
-            f.flush()
-            os.fsync(f.fileno())
-    return len(data) - keep
-
-
-def _lines(data: bytes):
-    """(line, end offset) for each newline-terminated or final line of ``data``."""
-    start = 0
-    while start < len(data):
-        nl = data.find(b"\n", start)
-        end = len(data) if nl < 0 else nl + 1
-        yield data[start:end], end
-        start = end
-
-
-def _complete_lines_prefix(data: bytes) -> int:
-    """Bytes of the leading JSONL lines that end with a newline and parse."""
-    good = 0
-    for line, end in _lines(data):
-        if not line.endswith(b"\n"):
-            break
-        try:
-            json.loads(line)
-        except ValueError:
-            break
-        good = end
-    return good
-
-
-def _complete_csv_prefix(data: bytes) -> int:
-    """Bytes of the leading complete CSV records: each ends with a newline outside quotes and has every column."""
-    consumed = 0
-    torn = False
-
-    def feed():
-        nonlocal consumed, torn
-        for line, end in _lines(data):
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError:  # a multi-byte character cut by the crash
-                torn = True
-                return
-            consumed = end
-            yield text
-
-    good, width = 0, None
-    try:
-        for record in csv.reader(feed()):
-            width = len(record) if width is None else width
-            if torn or len(record) != width or not data[:consumed].endswith(b"\n"):
-                break
-            good = consumed
-    except csv.Error:
-        pass
-    return good
+    """Cut a torn last record off a dataset or journal file (a crash mid-append); return the bytes removed."""
+    return format_of(path).repair_tail(path) if path.is_file() else 0
