@@ -159,12 +159,12 @@ def test_an_empty_seed_file_and_a_wrong_column_are_one_line_errors(tmp_path, spe
 
 
 def test_what_tune_reads_in_real_rows():
-    real = pd.DataFrame({"text": ["@amy so sad today #sad", "@bo feeling low #sad", "@cy please, lost my keys #sad",
+    real = pd.DataFrame({"text": ["@amy please, so sad today #sad", "@bo please, feeling low #sad", "@cy please, lost my keys #sad",
                                   "Great news, thank you!", "Thank you so much, great work!", "Thank you, great."],
                          "label": ["sad", "sad", "sad", "calm", "calm", "calm"]})  # fmt: skip
     calm = [f"Please, thank you {w}." for w in ("ann", "ben", "cat", "dan", "eve", "fay", "gus", "hal")]
     generated = pd.DataFrame({"text": [*real["text"][:2], *calm], "label": ["sad", "sad", *["calm"] * 8]})
-    assert profile.markers(real, "sad") == ["#sad"] and {"thank", "great"} <= set(profile.markers(real, "calm"))
+    assert profile.markers(real, "sad") == ["please", "#sad"] and {"thank", "great"} <= set(profile.markers(real, "calm"))
     assert profile.overused(generated, real, "calm") == ["please"]
     hint = style_hints({"task": "Write."}, Evidence(real, generated))
     assert hint is not None and "about half mention someone as @user" in hint.summary

@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+OTHER_MARKERS = 25  # a label's marker phrases another label's generated rows may be told to avoid
 PRIOR_WEIGHT = 0.5  # of the pooled counts: shrinks a phrase seen in two or three rows without drowning it
 _WORD = re.compile(r"[@#]?\w+(?:'\w+)?")
 _EMOJI = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF]")
@@ -69,19 +70,19 @@ def markers(rows, label: str, n: int = 6, min_rows: int = 2, min_z: float = 1.0)
 
 
 def overused(generated, real, label: str, n: int = 4, min_share: float = 0.15, ratio: float = 3.0) -> list[str]:
-    """Phrases in at least ``min_share`` of ``label``'s generated rows, ``ratio`` times rarer in its real rows, and
-    commoner in the other labels' real rows than in its own (a phrase that marks the label itself is never avoided)."""
+    """Phrases in at least ``min_share`` of ``label``'s generated rows and ``ratio`` times rarer in its real rows, that
+    mark another label in the real rows (`markers`): what makes a classifier of real text read the rows as that label.
+    A word merely common everywhere ("i", "so") is not one, and a phrase that marks the label itself never is."""
     gen, gen_n = doc_freq(generated.loc[generated["label"] == label, "text"])
     real_counts, real_n = doc_freq(real.loc[real["label"] == label, "text"])
-    other_counts, other_n = doc_freq(real.loc[real["label"] != label, "text"])
     if not gen_n or not real_n:
         return []
+    others = {p for other in set(real["label"]) - {label} for p in markers(real, other, n=OTHER_MARKERS)}
     found = []
     for phrase, count in gen.items():
         share = count / gen_n
         real_share = real_counts.get(phrase, 0) / real_n
-        other_share = other_counts.get(phrase, 0) / max(other_n, 1)
-        if share >= min_share and share >= ratio * max(real_share, 0.5 / real_n) and other_share > real_share:
+        if phrase in others and share >= min_share and share >= ratio * max(real_share, 0.5 / real_n):
             found.append((share - real_share, phrase))
     picked: list[str] = []
     for _, phrase in sorted(found, key=lambda f: (f[0], " " not in f[1]), reverse=True):  # a word before its pairs
