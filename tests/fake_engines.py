@@ -42,23 +42,34 @@ SHOP_ROWS = [("the parcel never came", "complaint"), ("where is my refund", "com
 _LABEL = re.compile(r"Label: (.+)\n")
 
 
-class CopyingEngine(Engine):
-    """A base model that writes random words per request seed, except that the first request of each label copies a
-    real row of that label (SHOP_ROWS): what a reserved real row must never become."""
+class FakeBaseModel(Engine):
+    """The scaffolding of a scripted engine: a base model (no chat template) that loads nothing; subclasses write
+    ``generate``. Prompts of a base model carry their row's label as ``Label: NAME`` (`label_of`)."""
 
-    backend = "copying"
+    backend = "fake"
     chat_template = None
-    copied: set[str] = set()
 
     def __init__(self, model, options) -> None:
         pass
 
     def render_chat(self, messages):
-        raise AssertionError("base model")
+        raise AssertionError("a base model has no chat template")
+
+    @staticmethod
+    def label_of(request) -> str:
+        return _LABEL.findall(request.prompt)[-1]
+
+
+class CopyingEngine(FakeBaseModel):
+    """A base model that writes random words per request seed, except that the first request of each label copies a
+    real row of that label (SHOP_ROWS): what a reserved real row must never become."""
+
+    backend = "copying"
+    copied: set[str] = set()
 
     def generate(self, requests):
         for req in requests:
-            label = _LABEL.findall(req.prompt)[-1]
+            label = self.label_of(req)
             if label not in CopyingEngine.copied:
                 CopyingEngine.copied.add(label)
                 text = next(t for t, lab in SHOP_ROWS if lab == label)

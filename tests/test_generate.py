@@ -7,12 +7,13 @@ import pandas as pd
 import pytest
 
 import sdgen
-from sdgen.engines import Engine, Result, register_engine
+from sdgen.engines import Result, register_engine
 from sdgen.errors import ModelError, OutputError
 from sdgen.plan import make_plan
 from sdgen.spec import build_spec
 
 from conftest import ROOT, base_spec
+from fake_engines import FakeBaseModel
 
 FAST = {"max_new_tokens": 24, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0}
 ENGINE = {"threads": 2, "max_num_seqs": 16}
@@ -60,17 +61,10 @@ def test_same_seed_same_rows_and_new_seed_new_rows(tmp_path, tiny_models):
     assert set(a["text"]) != set(c["text"])
 
 
-class ReasoningEngine(Engine):
+class ReasoningEngine(FakeBaseModel):
     """Answers every request in the reasoning style's format (after the prompt's "OUTPUT:" prefix)."""
 
     backend = "reasoning"
-    chat_template = None
-
-    def __init__(self, model, options) -> None:
-        pass
-
-    def render_chat(self, messages):
-        raise AssertionError("base model")
 
     def generate(self, requests):
         for req in requests:
@@ -172,7 +166,7 @@ def test_generate_path_needs_no_torch(tmp_path, tiny_models):
     assert proc.stdout.strip() == "ok"
 
 
-class ScriptedEngine(Engine):
+class ScriptedEngine(FakeBaseModel):
     """Fails a row's first attempts by a rule, one request at a time, and records what it was fed."""
 
     backend = "scripted"
@@ -180,11 +174,6 @@ class ScriptedEngine(Engine):
 
     def __init__(self, model, options) -> None:
         self.fail_attempts = {row: row % 3 for row in range(30)}  # planned row 3k+2 fails twice, 3k+1 once, 3k never
-
-    chat_template = None
-
-    def render_chat(self, messages):
-        raise AssertionError("base model")
 
     def generate(self, requests):
         fed: list[tuple[int, int]] = []

@@ -4,46 +4,38 @@ kept only when held-out real rows say it helps; the seed's folds; bad seeds; wha
 from __future__ import annotations
 
 import random
-import re
 
 import pandas as pd
 import pytest
 import yaml
 
 import sdgen
-from sdgen.engines import Engine, Result, register_engine
+from sdgen.engines import Result, register_engine
 from sdgen.realdata import RealDataError, SeedSet
 from sdgen.tuning import profile
 from sdgen.tuning.proposals import Change, Evidence, avoid_overused, describe_by_model, style_hints, typical_examples
 
 from conftest import cli_error
+from fake_engines import FakeBaseModel
 
 LABELS = ["calm", "angry", "sad"]
 VOCAB = {label: [f"{label[:2]}{i}" for i in range(25)] for label in LABELS}  # each label's own words
 NOISE = [f"zz{i}" for i in range(200)]
-_LABEL = re.compile(r"Label: (.+)\n")
 
 
 def label_text(label: str, rng: random.Random) -> str:
     return " ".join(rng.sample(VOCAB[label], 8))
 
 
-class ScriptedEngine(Engine):
+class ScriptedEngine(FakeBaseModel):
     """Writes a text in the label's own words when the prompt holds FIT, in the next label's words with SWAP,
     and noise otherwise: what the spec says decides how well the rows fit their labels."""
 
     backend = "tune-scripted"
-    chat_template = None
-
-    def __init__(self, model, options) -> None:
-        pass
-
-    def render_chat(self, messages):
-        raise AssertionError("base model")
 
     def generate(self, requests):
         for req in requests:
-            label = _LABEL.findall(req.prompt)[-1]
+            label = self.label_of(req)
             rng = random.Random(req.seed)
             if "SWAP" in req.prompt:
                 text = label_text(LABELS[(LABELS.index(label) + 1) % len(LABELS)], rng)

@@ -91,6 +91,13 @@ def describe_by_model(data: dict, ev: Evidence) -> Change | None:
                   [f"labels.{n}" for n in said])  # fmt: skip
 
 
+def _label_change(name: str, what: str, said: list[str], data: dict, labels: dict[str, dict]) -> Change | None:
+    """A change to the labels, summed up as ``what (label: detail; ...)``; None when no label changed."""
+    if not said:
+        return None
+    return Change(name, f"{what} ({'; '.join(said)})", _with_labels(data, labels), [f"labels.{n}" for n in labels])
+
+
 def describe_from_markers(data: dict, ev: Evidence) -> Change | None:
     """Each label's description names the words that mark its real rows against the other labels'."""
     labels, said = _labels(data), []
@@ -100,10 +107,7 @@ def describe_from_markers(data: dict, ev: Evidence) -> Change | None:
             quoted = ", ".join(f'"{w}"' for w in words)
             value["description"] = f"{value.get('description', '').rstrip()} Real texts of this label often say {quoted}.".strip()
             said.append(f"{name}: {', '.join(words)}")
-    if not said:
-        return None
-    return Change("markers", "descriptions name each label's real marker words (" + "; ".join(said) + ")",
-                  _with_labels(data, labels), [f"labels.{n}" for n in labels])  # fmt: skip
+    return _label_change("markers", "descriptions name each label's real marker words", said, data, labels)
 
 
 def style_hints(data: dict, ev: Evidence) -> Change | None:
@@ -149,10 +153,7 @@ def not_from_misreadings(data: dict, ev: Evidence) -> Change | None:
         what = labels[other].get("description") or other
         labels[name]["not"] = f"{what.rstrip('.')} (that is {other})."
         said.append(f"{name} read as {other} {share:.0%}")
-    if not said:
-        return None
-    return Change("not", "`not:` lines for misread labels (" + "; ".join(said) + ")", _with_labels(data, labels),
-                  [f"labels.{n}" for n in labels])  # fmt: skip
+    return _label_change("not", "`not:` lines for misread labels", said, data, labels)
 
 
 def avoid_overused(data: dict, ev: Evidence) -> Change | None:
@@ -167,10 +168,7 @@ def avoid_overused(data: dict, ev: Evidence) -> Change | None:
             current = value.get("avoid") or []
             value["avoid"] = [*current, *[p for p in found if p not in current]]
             said.append(f"{name}: {', '.join(found)}")
-    if not said:
-        return None
-    return Change("avoid", "avoid phrases the generated rows over-use (" + "; ".join(said) + ")",
-                  _with_labels(data, labels), [f"labels.{n}" for n in labels])  # fmt: skip
+    return _label_change("avoid", "avoid phrases the generated rows over-use", said, data, labels)
 
 
 def real_examples(data: dict, ev: Evidence) -> Change | None:
