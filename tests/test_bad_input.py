@@ -15,7 +15,7 @@ from sdgen.errors import OutputError, SpecError
 from sdgen.spec import Spec, build_spec
 
 from test_curation import unique_texts  # noqa: F401  (registers the crafted engine; autouse: a new text per row)
-from conftest import ROOT, base_spec
+from conftest import ROOT, base_spec, cli_error
 
 CASES = {
     "malformed YAML": ("labels: [a, b\n", "malformed YAML: line"),
@@ -39,7 +39,7 @@ CASES = {
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "sdgen.cli", *args], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "sdgen.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
 def check_one_line(proc, expected):
@@ -49,8 +49,26 @@ def check_one_line(proc, expected):
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
 
 
+@pytest.fixture
+def sdgen_cli(capsys, monkeypatch):
+    """The CLI run in this process (no interpreter start per case): ``sdgen_cli(*args, expected=...)``."""
+
+    def run(*args, expected: str) -> None:
+        assert expected in cli_error(capsys, monkeypatch, *args)
+
+    return run
+
+
+def test_a_bad_spec_is_one_line_from_a_real_process(tmp_path):
+    """The smoke test of the one-line errors through a real `python -m sdgen.cli` (the rest run in-process)."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(base_spec(output=str(tmp_path / "out.csv"), colour="red")))
+    check_one_line(run_cli("generate", str(path)), "colour: unknown field")
+    assert not (tmp_path / "out.csv").exists()
+
+
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_specs_are_one_line_errors(tmp_path, case):
+def test_bad_specs_are_one_line_errors(tmp_path, case, sdgen_cli):
     change, expected = CASES[case]
     path = tmp_path / "spec.yaml"
     if isinstance(change, str):
@@ -58,30 +76,27 @@ def test_bad_specs_are_one_line_errors(tmp_path, case):
     else:
         data = base_spec(**{"output": str(tmp_path / "out.csv"), **change})
         path.write_text(yaml.safe_dump(data, allow_unicode=True))
-    check_one_line(run_cli("generate", str(path)), expected)
+    sdgen_cli("generate", path, expected=expected)
     assert not (tmp_path / "out.csv").exists()
 
 
-def test_bad_places_are_one_line_errors(tmp_path, tiny_models):
+def test_bad_places_are_one_line_errors(tmp_path, tiny_models, sdgen_cli):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a dir")
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(base_spec(models=[str(tiny_models["chat"])], sample_size=2)))
-    check_one_line(run_cli("generate", str(tmp_path / "nope.yaml")), "spec file not found")
-    check_one_line(run_cli("generate", str(spec), "-o", str(blocker / "out.csv")), "cannot create output dir")
+    sdgen_cli("generate", tmp_path / "nope.yaml", expected="spec file not found")
+    sdgen_cli("generate", spec, "-o", blocker / "out.csv", expected="cannot create output dir")
     corrupt = tmp_path / "corrupt-ir"
     corrupt.mkdir()
     (corrupt / "openvino_model.xml").write_text("<net>broken")
     (corrupt / "openvino_model.bin").write_bytes(b"\0" * 16)
     out = tmp_path / "out.csv"
-    check_one_line(run_cli("generate", str(spec), "-m", str(corrupt), "-o", str(out)), "has no OpenVINO tokenizer")
+    sdgen_cli("generate", spec, "-m", corrupt, "-o", out, expected="has no OpenVINO tokenizer")
     corrupt_gguf = tmp_path / "corrupt.gguf"
     corrupt_gguf.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 64)
-    check_one_line(run_cli("generate", str(spec), "-m", str(corrupt_gguf), "-o", str(out)), "could not load model")
-    assert not out.exists() or len(pd.read_csv(out)) == 0
-    out.write_text("text,label\nkeep me,a\n")
-    check_one_line(run_cli("generate", str(spec), "-o", str(out)), "already exists; pass --overwrite")
-    assert out.read_text() == "text,label\nkeep me,a\n"
+    sdgen_cli("generate", spec, "-m", corrupt_gguf, "-o", out, expected="could not load model")
+    assert not out.exists() or len(pd.read_csv(out)) == 0  # (an existing output's refusal: test_cli, test_store)
 
 
 def test_labels_with_commas_quotes_newlines_and_unicode_round_trip(tmp_path):

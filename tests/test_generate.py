@@ -105,16 +105,6 @@ def test_sample_size_not_multiple_of_batch_size(tmp_path, tiny_models):
     assert len(read(summary.output)) == summary.written
 
 
-def test_existing_output_refused_before_anything_runs(tmp_path, tiny_models):
-    out = tmp_path / "out.csv"
-    out.write_text("keep me\n")
-    with pytest.raises(OutputError, match="already exists"):
-        sdgen.generate(tiny_spec(tmp_path, tiny_models["chat"]))
-    assert out.read_text() == "keep me\n"
-    summary = sdgen.generate(tiny_spec(tmp_path, tiny_models["chat"], sample_size=4), overwrite=True)
-    assert "keep me" not in out.read_text() and summary.written + summary.unparseable == 4
-
-
 def test_missing_model_fails_before_output_is_created(tmp_path):
     spec = build_spec(base_spec(models=["nope.gguf"], output=str(tmp_path / "o.csv")), base_dir=tmp_path)
     with pytest.raises(ModelError, match="unknown model 'nope.gguf'"):
