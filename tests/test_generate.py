@@ -8,7 +8,7 @@ import pytest
 
 import sdgen
 from sdgen.engines import Result, register_engine
-from sdgen.errors import ModelError, OutputError
+from sdgen.errors import ModelError
 from sdgen.plan import make_plan
 from sdgen.spec import build_spec
 

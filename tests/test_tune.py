@@ -11,7 +11,7 @@ import yaml
 
 import sdgen
 from sdgen.engines import Result, register_engine
-from sdgen.realdata import RealDataError, SeedSet
+from sdgen.realdata import SeedSet
 from sdgen.tuning import profile
 from sdgen.tuning.proposals import Change, Evidence, avoid_overused, describe_by_model, style_hints, typical_examples
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import typing
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
