@@ -502,3 +502,16 @@ def test_a_requests_tokens_are_split_over_its_texts_by_length():
     texts = [Extracted("a" * 30, None), None, Extracted("b" * 10, None)]
     assert token_shares(texts, 60) == [30.0, 20.0, 10.0]  # the unparsed text counts as a mean one
     assert token_shares([None, None], 8) == [4.0, 4.0]
+
+
+def test_where_the_time_went(tmp_path, model_path):
+    """Model load, the first row and the tail after the last request went in, for every run: in the stats, the
+    CLI summary's wall-time line and the report."""
+    summary = sdgen.generate(spec_for(tmp_path, model_path), backend="crafted")
+    stats = summary.per_model[str(model_path)]
+    assert 0 <= stats.load_seconds <= stats.first_row_seconds <= stats.seconds
+    assert 0 <= stats.tail_seconds <= stats.seconds - stats.load_seconds
+    saved = json.loads((tmp_path / "out.stats.json").read_text())["per_model"][str(model_path)]
+    assert saved["first_row_seconds"] == stats.first_row_seconds and saved["tail_seconds"] == stats.tail_seconds
+    assert summary.timing_line().startswith(f"model load {stats.load_seconds:.1f} s, first row after ")
+    assert "after the last request went in" in summary.report_file.read_text()

@@ -114,7 +114,7 @@ def _print_summary(s: Summary) -> None:
     table.add_row("generated tokens", f"{s.generated_tokens:,}" + (f", {s.lost_tokens:,} ({100 * s.lost_share:.1f}%) on "
                   "texts that did not reach the dataset" if s.lost_tokens else ""))  # fmt: skip
     table.add_row("throughput", f"{s.tokens_per_s:,.0f} tok/s, {s.rows_per_s:.2f} rows/s")
-    table.add_row("wall time", f"{s.wall_time:.1f} s")
+    table.add_row("wall time", f"{s.wall_time:.1f} s" + (f" ({s.timing_line()})" if s.per_model else ""))
     if len(s.per_model) > 1:
         for name, m in s.per_model.items():
             q = s.quality.get(name)

@@ -12,6 +12,7 @@ share the engine's batch.
 from __future__ import annotations
 
 import itertools
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
@@ -75,6 +76,7 @@ class RequestFeed:
         self._extra: deque[Job] = deque()
         self._ids = itertools.count()
         self._jobs: dict[int, Job | JudgeJob] = {}
+        self.last_handout: float | None = None  # perf_counter of the last request handed out: the tail starts there
 
     def __iter__(self) -> RequestFeed:
         return self
@@ -91,6 +93,7 @@ class RequestFeed:
         return self._request(job)
 
     def _request(self, job: Job | JudgeJob) -> Request:
+        self.last_handout = time.perf_counter()
         request_id = next(self._ids)
         self._jobs[request_id] = job
         if isinstance(job, JudgeJob):

@@ -198,9 +198,12 @@ class Run:
             jobs = jobs_for([r for r in self.plan if r.model == name], rows, k)
             feed = RequestFeed(self.spec, builder, jobs, judge)
             settle = Settle(self.spec, feed, self.curator, stats, self.progress, self.summary.judge)
+            settle.started = t0  # time to first row counts the model load
             for result in engine.generate(feed):
                 stop.check()  # between rows: nothing half-written
                 settle(result)
+            if feed.last_handout is not None:
+                stats.tail_seconds = round(time.perf_counter() - feed.last_handout, 3)
             workers = getattr(engine, "results_by", {})
             if len(workers) > 1 or self.spec.ray is not None:
                 stats.workers = dict(workers)

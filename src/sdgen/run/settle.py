@@ -10,6 +10,7 @@ gets a replacement row does not advance it (the replacement will).
 from __future__ import annotations
 
 import math
+import time
 
 from sdgen.engines.base import Result
 from sdgen.errors import EngineError
@@ -41,6 +42,7 @@ class Settle:
         self.stats, self.progress, self.judged = stats, progress, judged
         self._tokens: dict[int, float] = {}  # row -> generated tokens its text cost, until it is kept or lost
         self._lost = 0.0
+        self.started = time.perf_counter()  # the engine run's start (set again by the run before its model loads)
 
     def __call__(self, result: Result) -> None:
         job = self.feed.job(result.id)
@@ -58,6 +60,8 @@ class Settle:
                 self._tokens[row.row] = tokens
             if job.takes(row):
                 advanced += self._unparseable(job, row) if parsed is None else self._parsed(job, row, parsed)
+        if advanced and self.stats.first_row_seconds is None:
+            self.stats.first_row_seconds = round(time.perf_counter() - self.started, 3)
         self.progress.update(advanced, result.generated_tokens)
 
     def _texts(self, job: Job, text: str) -> list[Extracted | None]:

@@ -26,6 +26,8 @@ class ModelStats:
     unreplaced: int = 0  # lost rows whose planned row had used its replacements
     seconds: float = 0.0  # load + generation
     load_seconds: float = 0.0
+    first_row_seconds: float | None = None  # from the engine's start (load included) to the first row settled
+    tail_seconds: float = 0.0  # after the last request went in: the engine ran a shrinking batch
     workers: dict[str, int] = field(default_factory=dict)  # results per engine worker, when there are several
 
 
@@ -58,6 +60,17 @@ class Summary:
     @property
     def tokens_per_s(self) -> float:
         return self.generated_tokens / self.wall_time if self.wall_time else 0.0
+
+    def timing_line(self) -> str:
+        """Where the time went: model load, time to the first row, and the tail after the last request went in."""
+        models = self.per_model.values()
+        load = sum(m.load_seconds for m in models)
+        first = min((m.first_row_seconds for m in models if m.first_row_seconds is not None), default=None)
+        tail = sum(m.tail_seconds for m in models)
+        generation = sum(m.seconds - m.load_seconds for m in models)
+        first_text = f"first row after {first:.1f} s" if first is not None else "no row"
+        return (f"model load {load:.1f} s, {first_text}, tail {tail:.1f} s after the last request went in "
+                f"({100 * tail / max(generation, 1e-9):.0f}% of generation)")
 
     @property
     def lost_tokens(self) -> int:
