@@ -7,7 +7,7 @@ import pytest
 
 import sdgen
 from sdgen.engines import Engine, Request, register_engine
-from sdgen.engines.base import CHOICES, LOGPROBS, PER_REQUEST_SAMPLING, batches_of_equal_sampling
+from sdgen.engines.base import CHOICES, COUNT_TOKENS, LOGPROBS, PER_REQUEST_SAMPLING, batches_of_equal_sampling
 from sdgen.engines.registry import capabilities_of
 from sdgen.errors import SpecError
 from sdgen.spec import GenerationParams
@@ -35,7 +35,7 @@ register_engine("declared", Declared)
 
 
 def test_the_backends_declare_what_they_can_do():
-    assert capabilities_of("openvino") == {PER_REQUEST_SAMPLING, CHOICES, LOGPROBS}
+    assert capabilities_of("openvino") == {PER_REQUEST_SAMPLING, CHOICES, LOGPROBS, COUNT_TOKENS}
     assert capabilities_of("torch") == {PER_REQUEST_SAMPLING} == capabilities_of("ipex")
 
 

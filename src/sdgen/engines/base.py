@@ -79,6 +79,7 @@ class StopMatcher:
 PER_REQUEST_SAMPLING = "per-request sampling"  # each request's own GenerationParams and seed, whatever shares its batch
 CHOICES = "constrained choices"  # Request.choices: the output is exactly one of them (the judge)
 LOGPROBS = "log-probs"  # Result.logprob of a choice answer (judge.min_confidence)
+COUNT_TOKENS = "token counting"  # count_tokens(text): the model's tokenizer, for prompt-token figures
 
 
 class Engine(ABC):
@@ -104,6 +105,14 @@ class Engine(ABC):
         pull it with ``next()`` again after handing out results, and stop only when it is empty
         and nothing is in flight.
         """
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes in this model's tokenizer (engines that declare COUNT_TOKENS)."""
+        raise NotImplementedError(f"the {self.backend} backend does not count tokens")
+
+    def stats(self) -> dict[str, object]:
+        """What the engine has to tell about its runs so far, for the run's stats (a pool: results per worker)."""
+        return {}
 
     def close(self) -> None:
         """Release the model (engines hold GBs; callers close one before loading the next)."""

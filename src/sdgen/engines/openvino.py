@@ -12,7 +12,7 @@ import os
 import re
 from typing import Iterable, Iterator
 
-from sdgen.engines.base import CHOICES, LOGPROBS, PER_REQUEST_SAMPLING, Engine, Request, Result, StopMatcher, cut_at_stop
+from sdgen.engines.base import CHOICES, COUNT_TOKENS, LOGPROBS, PER_REQUEST_SAMPLING, Engine, Request, Result, StopMatcher, cut_at_stop
 from sdgen.errors import EngineError, ModelError
 from sdgen.models.registry import ResolvedModel
 from sdgen.spec import EngineOptions, GenerationParams
@@ -105,7 +105,7 @@ def generation_config(
 
 class OpenVINOEngine(Engine):
     backend = "openvino"
-    capabilities = frozenset({PER_REQUEST_SAMPLING, CHOICES, LOGPROBS})
+    capabilities = frozenset({PER_REQUEST_SAMPLING, CHOICES, LOGPROBS, COUNT_TOKENS})
 
     def __init__(self, model: ResolvedModel, options: EngineOptions) -> None:
 

@@ -112,6 +112,9 @@ class WorkerPool(Engine):
     def count_tokens(self, text: str) -> int:
         return self._call("count_tokens", text)
 
+    def stats(self) -> dict[str, object]:
+        return {"results_by": dict(self.results_by)}
+
     def _call(self, name: str, *args: Any) -> Any:
         if self._generating:
             raise RuntimeError(f"{name}() was called while this pool generates: call it before generate()")

@@ -204,7 +204,7 @@ class Run:
                 settle(result)
             if feed.last_handout is not None:
                 stats.tail_seconds = round(time.perf_counter() - feed.last_handout, 3)
-            workers = getattr(engine, "results_by", {})
+            workers = engine.stats().get("results_by", {})
             if len(workers) > 1 or self.spec.ray is not None:
                 stats.workers = dict(workers)
         stats.seconds = time.perf_counter() - t0
