@@ -212,3 +212,19 @@ def test_typical_examples_leave_out_rows_the_sample_contradicts(tmp_path):
     assert chosen["label"].value_counts().to_dict() == {label: 4 for label in LABELS}
     calm = chosen.loc[chosen["label"] == "calm", "text"]
     assert all(set(t.split()) <= set(VOCAB["calm"]) for t in calm)  # never the two noisy rows
+
+
+def test_the_tuned_spec_finds_its_files_wherever_it_is_written(tmp_path):
+    """A path the user's spec holds (relative to that spec) and one a proposal wrote (absolute) both resolve from the
+    tuned spec's own folder."""
+    from sdgen.tuning.output import _relocate
+
+    spec = tmp_path / "specs" / "mine.yaml"
+    tuned = tmp_path / "out" / "deeper" / "tuned.yaml"
+    template = {"prompt_style": "styles/t.j2", "examples_from": {"path": "data/real.csv", "per_label": 2}}
+    moved = _relocate(template, spec, tuned)
+    assert moved["prompt_style"] == "../../specs/styles/t.j2"
+    assert moved["examples_from"] == {"path": "../../specs/data/real.csv", "per_label": 2}
+    assert (tuned.parent / moved["examples_from"]["path"]).resolve() == (spec.parent / "data/real.csv").resolve()
+    proposed = _relocate({"examples_from": {"path": str(tmp_path / "seed.csv")}}, spec, tuned)
+    assert proposed["examples_from"]["path"] == "../../seed.csv"

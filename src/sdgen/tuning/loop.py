@@ -28,8 +28,8 @@ from sdgen.tuning.score import PilotScore, score_pilot
 
 DEFAULT_BUDGET_MINUTES = 15.0
 DEFAULT_PILOT_ROWS_PER_LABEL = 24
-DIRECTIONS = ((0, 1), (1, 0))
-ASK_TOKENS = 90  # a description of one or two sentences  # (fold the change is derived from, fold it is scored on)
+DIRECTIONS = ((0, 1), (1, 0))  # (fold the change is derived from, fold it is scored on)
+ASK_TOKENS = 90  # a description of one or two sentences
 
 
 class TuneError(SdgenError):
@@ -79,7 +79,7 @@ class _Session:
         self.rows = per_label * len(self.labels)
         self.backend, self.threads, self.progress, self.on_event = backend, threads, progress, on_event
         self.workdir = output.with_name(output.stem + ".tune")
-        self.output_dir = output.parent  # files the tuned spec points at go beside it
+        self.output_dir = output.absolute().parent  # files the tuned spec points at go beside it
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.folds = seed_set.folds(2, seed)
         self.fold_paths = []
@@ -92,6 +92,7 @@ class _Session:
         self.skipped: list[str] = []  # proposals that found nothing to change
         self.pilot_rows = 0
         self.pilot_seconds: list[float] = []
+        self._last_round_seconds = 0.0
         self.engines: KeptEngines | None = None
         self.t0 = time.perf_counter()
 
@@ -125,7 +126,7 @@ class _Session:
 
         data, out = self.data, []
         for r, proposal, rows in self.kept:
-            ev = Evidence(self.seed_set.rows, pd.concat(rows, ignore_index=True), self.seed_set.path, self.seed,
+            ev = Evidence(self.seed_set.rows, pd.concat(rows, ignore_index=True), self.seed_set.path.absolute(), self.seed,
                           self.seed_set.text_col, self.seed_set.label_col, self.ask, self.output_dir)  # fmt: skip
             change = proposal(data, ev)
             if change is not None:

@@ -19,14 +19,14 @@ if TYPE_CHECKING:
 
 
 def _relocate(data: dict, spec_path: Path, output: Path) -> dict:
-    """Paths the spec holds relative to itself, made relative to the tuned spec's folder."""
+    """Paths relative to the given spec (as a user wrote them) or absolute (as proposals write them), made relative
+    to the tuned spec's folder, so the tuned spec works wherever it was written."""
     data = dict(data)
     here, there = spec_path.absolute().parent, output.absolute().parent
 
     def moved(value: str) -> str:
         path = Path(value).expanduser()
-        path = path if path.is_absolute() else (Path.cwd() / path)
-        return os.path.relpath(path, there)
+        return os.path.relpath(path if path.is_absolute() else here / path, there)
 
     if data.get("prompt_style") not in (None, *BUILTIN_STYLES) and not Path(data["prompt_style"]).is_absolute():
         data["prompt_style"] = os.path.relpath(here / data["prompt_style"], there)
