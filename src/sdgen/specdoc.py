@@ -15,11 +15,11 @@ from pydantic_core import PydanticUndefined
 
 from sdgen.spec import (
     BalanceOptions, DedupOptions, EngineOptions, Example, GenerationParams, JudgeOptions, ModelChoice, RayOptions,
-    RealExamples, Spec,
+    MixReal, RealExamples, Spec,
 )  # fmt: skip
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
-    ("spec", Spec), ("examples[]", Example), ("examples_from", RealExamples), ("models[]", ModelChoice),
+    ("spec", Spec), ("examples[]", Example), ("examples_from", RealExamples), ("mix_real", MixReal), ("models[]", ModelChoice),
     ("generation", GenerationParams), ("engine", EngineOptions), ("dedup", DedupOptions), ("balance", BalanceOptions),
     ("judge", JudgeOptions), ("ray", RayOptions),
 ]  # fmt: skip
