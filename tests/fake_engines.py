@@ -1,14 +1,15 @@
-"""Engines for tests that must run in worker processes or on Ray nodes, so registered by import path.
-
-(Test doubles used in this process only live in the test files themselves.)
-"""
+"""The test doubles of engines, in one place: scripted base models (`FakeBaseModel` and what builds on it) that
+test modules register by factory, and engines that must run in worker processes or on Ray nodes, registered by
+import path. Test modules import engines from here, never from each other."""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import re
 import signal
+from collections import Counter
 from pathlib import Path
 
 from sdgen.engines import Engine, Result
@@ -76,3 +77,74 @@ class CopyingEngine(FakeBaseModel):
             else:
                 text = " ".join(random.Random(req.seed).sample([f"w{i}" for i in range(500)], 12))
             yield Result(req.id, " " + text, 12, "stop")
+
+
+_VOCAB = [f"w{i}" for i in range(5000)]
+
+
+def words(seed: int, n: int = 40) -> str:
+    """A text of n random words: two of these share (almost) no 3-word shingles."""
+    return " ".join(random.Random(seed).sample(_VOCAB, n))
+
+
+def SCENARIO(row: int, label: str, attempt: int) -> str:
+    """Every 7th row repeats an earlier row's text (a duplicate or a conflict); every 11th parses on its 2nd try."""
+    if row % 7 == 3:
+        return words(row - 3)
+    if row % 11 == 5 and attempt == 0:
+        return ""
+    return words(row)
+
+
+class CraftedEngine(FakeBaseModel):
+    """Answers each row with `script(row, label, attempt)`; classification requests by the marker in the text."""
+
+    backend = "crafted"
+    script = staticmethod(lambda row, label, attempt: words(row))
+    fed: list[int] = []
+
+    def __init__(self, model, options) -> None:
+        self._attempts: Counter = Counter()
+
+    def generate(self, requests):
+        for req in requests:
+            if req.choices:  # the judge: the text carries the label it will say, and how sure ("at 0.3")
+                text = req.prompt.rsplit("Text: ", 1)[1]
+                marked = re.search(r"says (\w+)(?: at ([\d.]+))?", text)
+                sure = float(marked.group(2)) if marked and marked.group(2) else 1.0
+                yield Result(req.id, " " + (marked.group(1) if marked else req.choices[0]), 2, "stop", math.log(sure))
+                continue
+            label = self.label_of(req)
+            (row,) = req.rows
+            attempt = self._attempts[row]
+            self._attempts[row] += 1
+            CraftedEngine.fed.append(row)
+            yield Result(req.id, " " + CraftedEngine.script(row, label, attempt), 10, "stop")
+
+
+class ListEngine(Engine):
+    """A chat model that answers "Write k new texts, each one LABEL" with a numbered list of k texts, each a
+    function of the request's seed and its position (so a resumed run gets the same texts); ``skip(seed, i)``
+    leaves item i out."""
+
+    backend = "list"
+    chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+    skip = staticmethod(lambda seed, i: False)
+    requests: list[tuple[int, ...]] = []
+
+    def __init__(self, model, options) -> None:
+        pass
+
+    def render_chat(self, messages):
+        return "".join(f"<{m['role']}>{m['content']}\n" for m in messages) + "<assistant>"
+
+    def generate(self, requests):
+        for req in requests:
+            if req.choices:
+                yield Result(req.id, " " + req.choices[0], 1, "stop")
+                continue
+            k = int(re.findall(r"Write (\d+) new texts?, each one", req.prompt)[-1])
+            ListEngine.requests.append(req.rows)
+            items = [f"{i}. {words(req.seed % 100_000 + 7 * i)}" for i in range(1, k + 1) if not ListEngine.skip(req.seed, i)]
+            text = "\n".join(items)
+            yield Result(req.id, text[2:] if text.startswith("1.") else " (none)\n" + text, 5 * k, "stop")

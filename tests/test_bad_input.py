@@ -14,8 +14,17 @@ import sdgen
 from sdgen.errors import OutputError, SpecError
 from sdgen.spec import Spec, build_spec
 
-from test_curation import unique_texts  # noqa: F401  (registers the crafted engine; autouse: a new text per row)
+from fake_engines import CraftedEngine, words
+from sdgen.engines import register_engine
 from conftest import ROOT, base_spec, cli_error
+
+register_engine("crafted", CraftedEngine)
+
+
+@pytest.fixture(autouse=True)
+def unique_texts():
+    """Every test starts from a crafted engine that writes a new text per row."""
+    CraftedEngine.script = staticmethod(lambda row, label, attempt: words(row))
 
 CASES = {
     "malformed YAML": ("labels: [a, b\n", "malformed YAML: line"),

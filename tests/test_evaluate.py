@@ -110,7 +110,10 @@ def test_the_cli_prints_the_table(tmp_path):
 
 
 def test_generate_checks_the_real_file_first_and_appends_the_eval_to_the_report(tmp_path, monkeypatch):
-    import test_curation  # noqa: F401  (the crafted engine)
+    from fake_engines import CraftedEngine
+    from sdgen.engines import register_engine
+
+    register_engine("crafted", CraftedEngine)
 
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF")

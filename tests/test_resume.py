@@ -18,14 +18,14 @@ from sdgen.errors import OutputError
 from sdgen.plan import make_plan
 from sdgen.store.files import read_dataset
 
-import test_curation
 from conftest import ROOT, base_spec
+from fake_engines import CraftedEngine
 
-register_engine("slow", test_curation.CraftedEngine)  # the children's backend name, unslowed, for refusals
+register_engine("slow", CraftedEngine)  # the children's backend name, unslowed, for refusals
 
 TESTS = ROOT / "tests"
 
-# A child process: the crafted engine of test_curation; with a kill point, it SIGKILLs itself once that many rows
+# A child process: the crafted engine (fake_engines); with a kill point, it SIGKILLs itself once that many rows
 # have settled (progress decides where the kill lands, not a clock).
 CHILD = textwrap.dedent("""
     import os, signal, sys
@@ -33,7 +33,7 @@ CHILD = textwrap.dedent("""
     import sdgen
     from sdgen.engines import register_engine
     from sdgen.progress import NullProgress
-    import test_curation as tc
+    import fake_engines as tc
 
     class KillAt(NullProgress):
         def __init__(self, at):
