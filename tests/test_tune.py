@@ -94,6 +94,8 @@ def test_a_change_is_kept_only_when_held_out_rows_say_it_helps(tmp_path, spec_pa
     assert len(comments) == 1 and comments[0].startswith("# tune round 1 (fit): task says FIT; held-out score")
     log = result.log_path.read_text()
     assert "| 1 | fit: task says FIT | yes |" in log and "| 2 | swap: task says SWAP | no |" in log
+    fit_row = next(line for line in log.splitlines() if line.startswith("| 1 | fit"))
+    assert " / ".join(f"{s.value:.3f}" for s in fit.scores) in fit_row  # each pilot's own score: the spread
     assert result.pilot_rows == 6 * 24
 
     # the tuned spec is an ordinary spec: it loads and generates, and its rows now fit their labels

@@ -82,15 +82,16 @@ def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet
         f"{result.pilot_rows} pilot rows in {result.seconds / 60:.1f} minutes (model load included)."
         + (f" Stopped early: {result.stopped}." if result.stopped else "")
         + (f" Nothing to change for: {', '.join(result.skipped)}." if result.skipped else ""), "",
-        "| round | change | kept | gain (fold 1 / fold 0) | agreement | TSTR F1 | hybrid F1 | score | rows/s | s |",
+        "| round | change | kept | gain (fold 1 / fold 0) | score (fold 1 / fold 0) | agreement | TSTR F1 | hybrid F1 | rows/s | s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for r in result.rounds:
         gains = " / ".join(f"{g:+.3f}" for g in r.gains) if r.gains else "-"
         kept = "baseline" if r.number == 0 else ("yes" if r.kept else "no")
-        mean = [sum(getattr(s, f) for s in r.scores) / len(r.scores) for f in ("agreement", "f1", "hybrid_f1", "value", "rows_per_s")]
-        lines.append(f"| {r.number} | {r.name}: {r.summary} | {kept} | {gains} | {mean[0]:.1%} | {mean[1]:.3f} | "
-                     f"{mean[2]:.3f} | {mean[3]:.3f} | {mean[4]:.2f} | {r.seconds:.0f} |")  # fmt: skip
+        mean = [sum(getattr(s, f) for s in r.scores) / len(r.scores) for f in ("agreement", "f1", "hybrid_f1", "value", "rows_per_s")]  # noqa: E501
+        spread = " / ".join(f"{s.value:.3f}" for s in r.scores)
+        lines.append(f"| {r.number} | {r.name}: {r.summary} | {kept} | {gains} | {spread} | {mean[0]:.1%} | {mean[1]:.3f} | "
+                     f"{mean[2]:.3f} | {mean[4]:.2f} | {r.seconds:.0f} |")  # fmt: skip
     lines += ["", "Before and after, per pilot (scored on fold 1, then fold 0):", "",
               "| spec | agreement | TSTR F1 | hybrid F1 (x the fold alone) | score | rows/s |", "|---|---|---|---|---|---|"]  # fmt: skip
     for what, scores in (("as given", result.before), ("tuned", result.after)):
