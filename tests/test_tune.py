@@ -188,18 +188,26 @@ def test_the_model_describes_each_label_from_real_rows_of_every_label():
 
 
 def test_tune_runs_on_the_real_engine_with_a_tiny_model(tmp_path, tiny_models, seed_csv):
-    """Pilots and the model's own descriptions through OpenVINO GenAI (a random tiny model: the texts are noise,
-    the path is real): one model load serves every pilot and question."""
+    """Pilots and the model's own answers through OpenVINO GenAI (a random tiny model: its texts are noise, and it
+    may answer nothing; the path is real), on one loaded engine."""
     spec = tmp_path / "tiny.yaml"
     spec.write_text(yaml.safe_dump({
         "name": "moods", "task": "Write short notes.", "labels": {label: f"A {label} note." for label in LABELS},
         "categories": {"topic": ["home"]}, "models": [str(tiny_models["chat"])], "sample_size": 30,
         "generation": {"max_new_tokens": 12}, "engine": {"threads": 2}, "output": "moods.csv",
     }))  # fmt: skip
-    result = sdgen.tune(spec, seed_csv, output=tmp_path / "tuned.yaml", pilot_rows_per_label=4,
-                        proposals=[describe_by_model])  # fmt: skip
-    assert [r.name for r in result.rounds] == ["baseline", "model-described"] and result.pilot_rows > 0
-    assert len(result.rounds[1].scores) == 2
+    asked = []
+
+    def ask_then_fit(data, ev):
+        asked.append(ev.ask(["Describe a calm note.", "Describe a sad note.", "Describe an angry note."]))
+        return with_task("FIT")(data, ev)
+
+    ask_then_fit.__name__ = "fit"
+    result = sdgen.tune(spec, seed_csv, output=tmp_path / "tuned.yaml", pilot_rows_per_label=4, proposals=[ask_then_fit])
+    assert [r.name for r in result.rounds] == ["baseline", "fit"] and len(result.rounds[1].scores) == 2
+    assert result.pilot_rows > 0
+    assert len(asked) == 2 + result.rounds[1].kept  # one question batch per direction, and one more to re-derive
+    assert all(len(answers) == 3 and all(isinstance(a, str) for a in answers) for answers in asked)
     assert set(sdgen.load_spec(result.spec_path).labels) == set(LABELS)
 
 
