@@ -179,3 +179,9 @@ def test_a_single_row_takes_the_whole_answer():
     assert only.text.startswith("Thank you")
     (item,) = extract_items("1. Thank you so much for the upgrade, it was a lovely surprise.", rows(1))
     assert item.text.startswith("Thank you")  # a single-row request in a numbered run keeps the numbering
+
+
+def test_control_characters_are_dropped():
+    """A NUL (which a random tiny model wrote, and Python 3.10's csv cannot write) or an escape is never text."""
+    parsed = extract("Fine\x00 service,\x1b thanks!\tReally.", ROW, reasoning=False)
+    assert parsed is not None and parsed.text == "Fine service, thanks!\tReally."

@@ -57,8 +57,13 @@ class Extracted:
     reasoning: str | None = None
 
 
+# Control characters a model's tokens can decode to (a random or broken model writes NUL): never text anyone
+# trains on, and Python 3.10's csv module cannot write a NUL at all. Tabs and newlines stay.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def clean_raw(raw: str) -> str:
-    text = _TEMPLATE_TOKENS.sub("", raw)
+    text = _CONTROL.sub("", _TEMPLATE_TOKENS.sub("", raw))
     return text.replace("\r\n", "\n").strip()
 
 
