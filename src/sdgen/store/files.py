@@ -7,19 +7,7 @@ import os
 from pathlib import Path
 
 from sdgen.errors import OutputError
-from sdgen.formats import (  # noqa: F401  (commit, fsync_path, parts_dir, Writer: the store's API, used by its callers)
-    BOOL_COLUMNS,
-    FLOAT_COLUMNS,
-    INT_COLUMNS,
-    FORMATS,
-    Writer,
-    commit,
-    format_of,
-    fsync_path,
-    parts_dir,
-    suffixes,
-    write_error,
-)
+from sdgen.formats import BOOL_COLUMNS, FLOAT_COLUMNS, FORMATS, INT_COLUMNS, Writer, commit, format_of, suffixes
 from sdgen.spec import Spec
 JUDGE_COLUMNS = ["judged_label", "judge_confidence"]  # the judge's verdict on a row: in the rejected file, and flagged rows
 
