@@ -21,7 +21,8 @@ from sdgen.store.files import read_dataset
 from conftest import ROOT, base_spec
 from fake_engines import CraftedEngine
 
-register_engine("slow", CraftedEngine)  # the children's backend name, unslowed, for refusals
+register_engine("slow", CraftedEngine)
+register_engine("crafted", CraftedEngine)  # a second name, to change the backend between runs  # the children's backend name, unslowed, for refusals
 
 TESTS = ROOT / "tests"
 
