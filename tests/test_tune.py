@@ -166,6 +166,15 @@ def test_what_tune_reads_in_real_rows():
     avoid = avoid_overused({"task": "t", "labels": {"calm": "Calm.", "sad": "Sad."}}, Evidence(real, generated))
     assert avoid is not None and avoid.data["labels"]["calm"]["avoid"] == ["please"]
     assert "avoid" not in avoid.data["labels"]["sad"]
+    # a phrase one of the label's examples holds, as the spec reads it (a curly apostrophe is a straight one), is never
+    # proposed: the tuned spec would be refused
+    sad = pd.DataFrame({"text": [f"i can't {w} #sad" for w in ("sleep", "eat", "go")], "label": "sad"})
+    cant = pd.concat([real[real["label"] == "calm"], sad], ignore_index=True)
+    said = pd.DataFrame({"text": [f"We can't wait, {w}!" for w in calm], "label": "calm"})
+    data = {"task": "t", "labels": {"calm": "Calm.", "sad": "Sad."}}
+    assert avoid_overused(data, Evidence(cant, said)).data["labels"]["calm"]["avoid"] == ["can't"]
+    example = {"label": "calm", "category": "c", "type": "t", "output": "We can\u2019t wait for the weekend"}
+    assert avoid_overused({**data, "examples": [example]}, Evidence(cant, said)) is None
 
 
 def test_the_model_describes_each_label_from_real_rows_of_every_label():

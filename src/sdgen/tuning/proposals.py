@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from sdgen.text import AvoidedPhrases
 from sdgen.tuning import profile
 
 MISREAD_SHARE = 0.25  # a label whose generated rows are read as another this often gets a `not:` line
@@ -161,9 +162,10 @@ def avoid_overused(data: dict, ev: Evidence) -> Change | None:
     labels, said = _labels(data), []
     examples = [ex for ex in data.get("examples") or [] if isinstance(ex, dict)]
     for name, value in labels.items():
-        own = [str(ex.get("output", "")).lower() for ex in examples if ex.get("label") == name]
+        own = [str(ex.get("output", "")) for ex in examples if ex.get("label") == name]
+        # the spec's own check: a phrase one of the label's examples holds would make the tuned spec invalid
         found = [p for p in profile.overused(ev.generated, ev.real, name)
-                 if not any(p in profile.phrases(text) for text in own)]  # fmt: skip
+                 if not any(AvoidedPhrases({name: [p]}).found(text, name) for text in own)]  # fmt: skip
         if found:
             current = value.get("avoid") or []
             value["avoid"] = [*current, *[p for p in found if p not in current]]
