@@ -66,10 +66,8 @@ class RichProgress:
     def update(self, rows: int, tokens: int) -> None:
         self._rows += rows
         self._tokens += tokens
-        elapsed = max(time.perf_counter() - self._t0, 1e-9)
-        rows_s = self._rows / elapsed
-        eta = _format_eta((self._total - self._rows) / rows_s) if rows_s > 0 else "?"
-        self._progress.update(self._task, advance=rows, rows_s=rows_s, tok_s=self._tokens / elapsed, eta=eta)
+        rows_s, tok_s, eta, _ = _rates(self._rows, self._tokens, self._total, self._t0)
+        self._progress.update(self._task, advance=rows, rows_s=rows_s, tok_s=tok_s, eta=eta)
 
     def stop(self) -> None:
         self._progress.stop()
@@ -106,19 +104,24 @@ class LineProgress:
             self._open = False
 
     def _line(self) -> None:
-        now = time.perf_counter()
-        self._last, elapsed = now, max(now - self._t0, 1e-9)
-        rows_s = self._rows / elapsed
-        eta = _format_eta((self._total - self._rows) / rows_s) if rows_s > 0 else "?"
+        self._last = time.perf_counter()
+        rows_s, tok_s, eta, elapsed = _rates(self._rows, self._tokens, self._total, self._t0)
         stream = self.stream or sys.stderr
         stream.write(f"{self._description}: {self._rows}/{self._total} rows, {rows_s:.2f} rows/s, "
-                     f"{self._tokens / elapsed:.0f} tok/s, ETA {eta}, {_format_eta(elapsed)} elapsed\n")  # fmt: skip
+                     f"{tok_s:.0f} tok/s, ETA {eta}, {_format_eta(elapsed)} elapsed\n")  # fmt: skip
         stream.flush()
 
 
 def progress_for(console: Console) -> ProgressListener:
     """A live bar on a terminal; plain whole lines when the output is a file or a pipe."""
     return RichProgress(console) if console.is_terminal else LineProgress(console.file)
+
+
+def _rates(rows: int, tokens: int, total: int, t0: float) -> tuple[float, float, str, float]:
+    """(rows/s, tokens/s, ETA, elapsed seconds) since ``t0`` (a perf_counter reading)."""
+    elapsed = max(time.perf_counter() - t0, 1e-9)
+    rows_s = rows / elapsed
+    return rows_s, tokens / elapsed, _format_eta((total - rows) / rows_s) if rows_s > 0 else "?", elapsed
 
 
 def _format_eta(seconds: float) -> str:

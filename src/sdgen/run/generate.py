@@ -197,8 +197,8 @@ class Run:
             k = self.spec.texts_per_request if builder.numbered else 1  # a base model answers one text at a time
             jobs = jobs_for([r for r in self.plan if r.model == name], rows, k)
             feed = RequestFeed(self.spec, builder, jobs, judge)
-            settle = Settle(self.spec, feed, self.curator, stats, self.progress, self.summary.judge)
-            settle.started = t0  # time to first row counts the model load
+            settle = Settle(self.spec, feed, self.curator, stats, self.progress, self.summary.judge,
+                            started=t0)  # time to first row counts the model load
             for result in engine.generate(feed):
                 stop.check()  # between rows: nothing half-written
                 settle(result)

@@ -37,12 +37,12 @@ class Settle:
     """Called with each result of one model's engine run, in the order results finish."""
 
     def __init__(self, spec: Spec, feed: RequestFeed, curator: Curator, stats: ModelStats, progress: ProgressListener,
-                 judged: JudgeStats | None = None) -> None:  # fmt: skip
+                 judged: JudgeStats | None = None, started: float | None = None) -> None:  # fmt: skip
         self.spec, self.feed, self.curator = spec, feed, curator
         self.stats, self.progress, self.judged = stats, progress, judged
         self._tokens: dict[int, float] = {}  # row -> generated tokens its text cost, until it is kept or lost
         self._lost = 0.0
-        self.started = time.perf_counter()  # the engine run's start (set again by the run before its model loads)
+        self.started = time.perf_counter() if started is None else started  # the engine run's start (before its load)
 
     def __call__(self, result: Result) -> None:
         job = self.feed.job(result.id)

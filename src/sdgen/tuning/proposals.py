@@ -60,18 +60,22 @@ DESCRIBE_EXAMPLES = 6  # real rows per label the model reads when it describes a
 DESCRIBE_CHARS = 200
 
 
-def describe_prompt(real, label: str, seed: int = 0) -> str:
-    """Ask the model what a label's real rows share that the other labels' rows lack (the same examples, in the
-    same order, for every label: the engine's prefix cache serves them once)."""
+def _examples_block(real, seed: int = 0) -> str:
+    """Up to DESCRIBE_EXAMPLES real rows of every label, grouped by label (the prefix every question shares)."""
     blocks = []
     for name in sorted(set(real["label"])):
         rows = real[real["label"] == name]
         texts = rows.sample(min(DESCRIBE_EXAMPLES, len(rows)), random_state=seed)["text"]
         blocks.append(f'Texts labelled "{name}":\n' + "\n".join(f"- {' '.join(t.split())[:DESCRIBE_CHARS]}" for t in texts))
-    return ("Below are real texts from a labelled dataset, grouped by label.\n\n" + "\n\n".join(blocks) + "\n\n"
-            f'In one or two sentences, describe what the texts labelled "{label}" have in common that the texts with '
-            "the other labels lack: their tone, typical words and phrases, and form (length, punctuation, mentions, "
-            "hashtags). Write only the description.")  # fmt: skip
+    return "Below are real texts from a labelled dataset, grouped by label.\n\n" + "\n\n".join(blocks) + "\n\n"
+
+
+def describe_prompt(examples: str, label: str) -> str:
+    """Ask the model what a label's real rows share that the other labels' rows lack; ``examples`` is the same block
+    for every label, so the engine's prefix cache serves it once."""
+    return (examples + f'In one or two sentences, describe what the texts labelled "{label}" have in common that the '
+            "texts with the other labels lack: their tone, typical words and phrases, and form (length, punctuation, "
+            "mentions, hashtags). Write only the description.")  # fmt: skip
 
 
 def describe_by_model(data: dict, ev: Evidence) -> Change | None:
@@ -79,7 +83,8 @@ def describe_by_model(data: dict, ev: Evidence) -> Change | None:
     if ev.ask is None:
         return None
     labels, said = _labels(data), []
-    answers = ev.ask([describe_prompt(ev.real, name, ev.seed) for name in labels])
+    examples = _examples_block(ev.real, ev.seed)
+    answers = ev.ask([describe_prompt(examples, name) for name in labels])
     for (name, value), answer in zip(labels.items(), answers):
         answer = " ".join(answer.split())
         if not answer:
