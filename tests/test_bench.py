@@ -84,6 +84,27 @@ def test_one_sampler_seed_for_every_row_gives_one_text_per_distinct_prompt(tmp_p
     assert cells["sdgen"]["distinct"] == cells["sdgen"]["parsed"] >= 6
 
 
+def test_sizes_measure_each_run_size_with_its_own_anchor(tmp_path, tiny_models, bench_spec):
+    """`sdgen bench --sizes 4,9`: sdgen and the GenAI-defaults anchor at each size; each cell has its time to first
+    row and (sdgen) its tail, carries the ratio against the anchor of its own size, and goes into the history."""
+    history = tmp_path / "h.jsonl"
+    result = run_cli(["bench", "--models", str(tiny_models["chat"]), "--styles", "fewshot", "--backends",
+                      "genai-default,sdgen", "--sizes", "4,9", "--threads", "2", "--spec", str(bench_spec),
+                      "--history", str(history), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cells = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [(c["size"], c["backend"], c["rows"]) for c in cells] == [
+        (4, "genai-default", 4), (4, "sdgen", 4), (9, "genai-default", 9), (9, "sdgen", 9)]
+    for c in cells:
+        assert "error" not in c and c["ttfr_s"] >= c["load_s"]
+    for anchor, c in zip(cells[::2], cells[1::2]):
+        assert c["x_genai_default_tok_s"] == pytest.approx(c["tok_s"] / anchor["tok_s"], rel=0.01, abs=0.001)
+        assert 0 <= c["tail_s"] <= c["gen_s"] + c["load_s"]
+    assert [r["size"] for r in load_history(history)] == [4, 4, 9, 9]
+    with pytest.raises(BenchError, match="--sizes takes row counts"):
+        run_cli(["bench", "--sizes", "64,x"])
+
+
 def test_failed_cell_is_reported_and_fails_the_run(tmp_path, tiny_models, bench_spec):
     ir_like = tmp_path / "not-a-model"
     ir_like.mkdir()
@@ -114,9 +135,21 @@ def test_config_errors_name_the_problem(tmp_path):
 
 def test_slow_baselines_run_fewer_rows_and_anchors_come_first():
     config = BenchConfig(spec=EXAMPLE_SPEC, models=["m"], styles=["reasoning"], backends=["sdgen", "torch", "recipe"])
-    assert config.cells() == [("m", "reasoning", b) for b in ("recipe", "torch", "sdgen")]
+    assert config.cells() == [("m", "reasoning", b, 256) for b in ("recipe", "torch", "sdgen")]
     assert (config.rows_for("recipe"), config.rows_for("torch"), config.rows_for("sdgen")) == (16, 64, 256)
     assert BenchConfig(spec=EXAMPLE_SPEC, rows=8).rows_for("recipe") == 8
+
+
+def test_sizes_run_every_cell_at_each_run_size():
+    """`--sizes 64,1024`: each model x style runs its backends at each size, anchors first within a size; a slow
+    baseline keeps its own cap."""
+    config = BenchConfig(spec=EXAMPLE_SPEC, models=["m"], styles=["fewshot"], backends=["sdgen", "genai-default", "recipe"],
+                         sizes=[64, 1024])  # fmt: skip
+    assert config.cells() == [("m", "fewshot", b, n) for n in (64, 1024) for b in ("recipe", "genai-default", "sdgen")]
+    assert [config.rows_for("sdgen", n) for n in (64, 1024)] == [64, 1024]
+    assert config.rows_for("recipe", 1024) == 16
+    with pytest.raises(BenchError, match="--sizes must be positive"):
+        BenchConfig(spec=EXAMPLE_SPEC, sizes=[64, 0])
 
 
 def test_targets_compare_sdgen_with_its_baselines():

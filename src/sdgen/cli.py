@@ -335,6 +335,9 @@ def bench_cmd(
         "or sdgen@COMMIT (this repository's sdgen at a commit, on the same model file)."
     ),
     rows: int = typer.Option(256, "--rows", "-n", help="Rows per cell."),
+    sizes: Optional[str] = typer.Option(
+        None, "--sizes", help="Comma-separated run sizes, e.g. 64,256,1024: every cell at each size (instead of --rows)."
+    ),
     baseline_rows: Optional[int] = typer.Option(
         None, "--baseline-rows", help="Rows for the slow baselines (default: recipe 16, torch/ipex 64)."
     ),
@@ -361,6 +364,7 @@ def bench_cmd(
     config = bench.BenchConfig(
         spec=spec or bench.EXAMPLE_SPEC, models=_csv(models) or list(BUILTINS),
         styles=_csv(styles) or list(bench.STYLES), backends=_csv(backends) or list(bench.DEFAULT_BACKENDS), rows=rows, baseline_rows=baseline_rows, history=history,
+        sizes=_sizes(sizes),
         engine=_engine_overrides(engine), real=real, **({"threads": threads} if threads else {}),
     )  # fmt: skip
     total = len(config.cells())
@@ -391,6 +395,17 @@ def bench_cmd(
     failed = [c for c in cells if "error" in c]
     if failed:
         raise bench.BenchError(f"{len(failed)} of {len(cells)} cells failed (see the table)")
+
+
+def _sizes(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in _csv(text)]
+    except ValueError:
+        from sdgen.bench import BenchError
+
+        raise BenchError(f"--sizes takes row counts separated by commas, as in 64,256,1024 (got {text!r})") from None
 
 
 def _bare_ray_flag(argv: list[str]) -> list[str]:

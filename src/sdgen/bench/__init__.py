@@ -49,6 +49,7 @@ class BenchConfig:
     styles: list[str] = field(default_factory=lambda: list(STYLES))
     backends: list[str] = field(default_factory=lambda: list(DEFAULT_BACKENDS))
     rows: int = 256
+    sizes: list[int] | None = None  # run sizes (rows) to measure each cell at, instead of `rows`
     baseline_rows: int | None = None  # rows for the slow backends; default SLOW_BACKENDS
     threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
     history: Path | None = Path("sdgen-bench.jsonl")
@@ -63,6 +64,8 @@ class BenchConfig:
             raise BenchError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
         if self.rows <= 0 or (self.baseline_rows is not None and self.baseline_rows <= 0):
             raise BenchError("--rows and --baseline-rows must be positive")
+        if self.sizes is not None and (not self.sizes or min(self.sizes) <= 0):
+            raise BenchError(f"--sizes must be positive row counts, as in 64,256,1024 (got {self.sizes})")
         if not self.spec.is_file():
             raise BenchError(f"spec {self.spec} does not exist (pass the workload with --spec)")
         try:
@@ -70,15 +73,18 @@ class BenchConfig:
         except ValidationError as exc:
             raise BenchError(format_validation_error(exc, "--engine")) from None
 
-    def rows_for(self, backend: str) -> int:
+    def rows_for(self, backend: str, size: int | None = None) -> int:
+        rows = self.rows if size is None else size
         if backend in SLOW_BACKENDS:
-            return min(self.rows, self.baseline_rows or SLOW_BACKENDS[backend])
-        return self.rows
+            return min(rows, self.baseline_rows or SLOW_BACKENDS[backend])
+        return rows
 
-    def cells(self) -> list[tuple[str, str, str]]:
+    def cells(self) -> list[tuple[str, str, str, int]]:
+        """(model, style, backend, run size) in run order: per model x style x size, anchors first."""
         order = sorted(self.backends, key=lambda b: BACKENDS.index("sdgen") - 0.5 if b.startswith(BASELINE_PREFIX)
                        else BACKENDS.index(b))  # fmt: skip
-        return [(m, s, b) for m in self.models for s in self.styles for b in order]
+        sizes = self.sizes or [self.rows]
+        return [(m, s, b, n) for m in self.models for s in self.styles for n in sizes for b in order]
 
 
 def ipex_python(explicit: str | None = None) -> str | None:
@@ -165,7 +171,7 @@ class Bench:
         self.common: dict = {"run": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine_info(config.threads),
                              "versions": versions(),
                              "git_commit": git_commit(SOURCE_TREE)}  # fmt: skip
-        self.anchors: dict[tuple[str, str], dict[str, dict]] = {}
+        self.anchors: dict[tuple[str, str, int], dict[str, dict]] = {}
         self._ipex = ipex_python(config.ipex_python)
         self._peak: float | None = None
         self._judge = None
@@ -180,12 +186,15 @@ class Bench:
         self._peak = self.common["matmul_peak_gflops"] = max(peaks.values()) if peaks else None
         return self._peak
 
-    def cell(self, model: str, style: str, backend: str) -> dict:
-        """Run one cell in its own process; add its share of peak and ratios; append it to the history."""
+    def cell(self, model: str, style: str, backend: str, size: int | None = None) -> dict:
+        """Run one cell (of run size ``size``, default --rows) in its own process; add its share of peak and ratios
+        against the anchors of the same model, style and size; append it to the history."""
         if "matmul_peaks" not in self.common:
             self.measure_peak()
+        size = self.config.rows if size is None else size
+        rows = self.config.rows_for(backend, size)
         args = {"spec": str(self.config.spec), "model": model, "style": style, "backend": backend,
-                "rows": self.config.rows_for(backend), "threads": self.config.threads, "engine": self.config.engine}
+                "rows": rows, "threads": self.config.threads, "engine": self.config.engine}
         t0 = time.perf_counter()
         if backend == "ipex" and self._ipex is None:
             result = {"skipped": "no IPEX environment: run `make ipex-env` (or set SDGEN_IPEX_PYTHON)"}
@@ -199,7 +208,7 @@ class Bench:
             result = _child(self._ipex if backend == "ipex" else sys.executable, args, self.config.threads)
         labelled = result.pop("labelled", None)
         cell = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": model, "style": style, "backend": backend,
-                "rows_asked": args["rows"], "wall_s": round(time.perf_counter() - t0, 1), **result}  # fmt: skip
+                "size": size, "rows_asked": args["rows"], "wall_s": round(time.perf_counter() - t0, 1), **result}  # fmt: skip
         if "error" in cell or "skipped" in cell:
             return cell
         # Rows of labels the real file lacks cannot be judged: agreement is over the others.
@@ -211,7 +220,7 @@ class Bench:
             cell["useful_rows_s"] = round(cell["distinct_rows_s"] * cell["agreement"], 3)
         if self._peak and cell.get("gflops") is not None:
             cell["peak_share"] = round(cell["gflops"] / self._peak, 5)
-        anchors = self.anchors.setdefault((model, style), {})
+        anchors = self.anchors.setdefault((model, style, size), {})
         add_ratios(cell, anchors)
         if backend in ANCHORS:
             anchors[backend] = cell
@@ -224,10 +233,10 @@ class Bench:
         on_event("peak", {})
         self.measure_peak()
         cells = []
-        for model, style, backend in self.config.cells():
+        for model, style, backend, size in self.config.cells():
             on_event("start", {"model": model, "style": style, "backend": backend,
-                               "rows": self.config.rows_for(backend)})  # fmt: skip
-            cells.append(self.cell(model, style, backend))
+                               "rows": self.config.rows_for(backend, size)})  # fmt: skip
+            cells.append(self.cell(model, style, backend, size))
             on_event("done", cells[-1])
         return cells
 

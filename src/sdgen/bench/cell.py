@@ -37,6 +37,7 @@ def run_cell(args: dict) -> dict:
         "generated_tokens": measured.generated_tokens, "prompt_tokens": measured.prompt_tokens,
         "load_s": round(clock.loaded_at, 2), "gen_s": round(gen_s, 4),
         "ttfr_s": round(clock.first_row_at, 2) if clock.first_row_at is not None else None,
+        "tail_s": measured.tail_s,
         "distinct_rows_s": round(distinct / gen_s, 3), "rows_s": round(len(measured.texts) / gen_s, 3),
         "tok_s": round(measured.generated_tokens / gen_s, 1), "prompt_tok_s": round(measured.prompt_tokens / gen_s, 1),
         "gflops": round(2 * params * measured.generated_tokens / gen_s / 1e9, 3) if params else None,

@@ -19,7 +19,8 @@ def _ratio(cell: dict, anchor: str) -> str:
 
 
 def cell_line(cell: dict) -> str:
-    head = f"{Path(cell['model']).name} · {cell['style']} · {cell['backend']}"
+    size = f" · {cell['size']} rows" if cell.get("size") is not None else ""
+    head = f"{Path(cell['model']).name} · {cell['style']} · {cell['backend']}{size}"
     if "error" in cell:
         return f"✗ {head}: {cell['error']}"
     if "skipped" in cell:
@@ -40,7 +41,7 @@ def roofline_line(peaks: dict[str, float], machine: dict) -> str:
 def bench_table(cells: list[dict]) -> Table:
     table = Table(title="sdgen bench (rates from the end of model loading; TTFR includes loading)")
     columns = ["model", "style", "backend", "weights", "rows", "distinct rows/s", "useful rows/s (agreement)", "rows/s",
-               "gen tok/s", "prompt tok/s", "TTFR s", "peak RSS MB", "GFLOP/s (peak %)", "x recipe (rows/tok)",
+               "gen tok/s", "prompt tok/s", "TTFR s", "tail s", "peak RSS MB", "GFLOP/s (peak %)", "x recipe (rows/tok)",
                "x genai-default (rows/tok)", "x llama.cpp (rows/tok)"]  # fmt: skip
     for col in columns:
         table.add_column(col, justify="left" if col in ("model", "style", "backend", "weights") else "right")
@@ -54,10 +55,11 @@ def bench_table(cells: list[dict]) -> Table:
         useful = (f"{c['useful_rows_s']:.2f} ({100 * c['agreement']:.0f}%)" if c.get("useful_rows_s") is not None else "-")
         table.add_row(
             *head, c.get("weights", "?"), f"{c['distinct']}/{c['parsed']}/{c['rows']}", _fmt(c["distinct_rows_s"], ".2f"),
-            useful, _fmt(c["rows_s"], ".2f"), _fmt(c["tok_s"], ".0f"), _fmt(c["prompt_tok_s"], ".0f"), _fmt(c["ttfr_s"]),
+            useful, _fmt(c["rows_s"], ".2f"), _fmt(c["tok_s"], ".0f"), _fmt(c["prompt_tok_s"], ".0f"), _fmt(c["ttfr_s"]), _fmt(c.get("tail_s")),
             _fmt(c["peak_rss_mb"], ".0f"), _fmt(c.get("gflops")) + share, _ratio(c, "recipe"), _ratio(c, "genai_default"),
             _ratio(c, "llamacpp"),
         )  # fmt: skip
-    table.caption = ("rows: distinct / parsed / asked. Useful rows/s: distinct rows/s x agreement, the share of rows a "
+    table.caption = ("rows: distinct / parsed / asked. TTFR: time to first row, model load included. Tail: from the "
+                     "last request handed out to the end, when the batch drains. Useful rows/s: distinct rows/s x agreement, the share of rows a "
                      "classifier trained on --real gives their label (rows of labels it lacks not counted). Ratios: distinct rows/s and generated tok/s.")
     return table

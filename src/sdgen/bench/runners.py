@@ -53,6 +53,7 @@ class Measured:
     prompt_tokens: int  # of the planned rows' prompts (retries not counted)
     weights: str
     clock: Clock
+    tail_s: float | None = None  # sdgen: from the last request handed out to the end (the low-batch tail)
 
 
 def _parse(spec: Spec, builder: PromptBuilder, row: PlannedRow, text: str) -> str | None:
@@ -155,8 +156,9 @@ def run_sdgen(spec: Spec, model: ResolvedModel) -> Measured:
     tok = ov_genai.Tokenizer(str(model.path))
     builder = _ov_builder(spec, tok)
     prompts = [builder.build(row) for row in make_plan(spec)]
+    tail = sum(stats.tail_seconds for stats in summary.per_model.values())
     return Measured(len(prompts), texts, summary.generated_tokens, _ov_prompt_tokens(tok, prompts), _ov_weights(model),
-                    clock)  # fmt: skip
+                    clock, tail_s=round(tail, 2))  # fmt: skip
 
 
 def _first_attempts(spec: Spec, engine, clock: Clock) -> tuple[list[str], int, dict[int, str]]:
@@ -340,7 +342,7 @@ def run_llamacpp(spec: Spec, model: ResolvedModel) -> Measured:
 
     if model.format != "gguf":
         raise ModelError(f"{model.path}: llama.cpp runs GGUF files")
-    slots = min(spec.engine.max_num_seqs, 16)
+    slots = min(spec.engine.seqs_in_flight, 16)
     clock = Clock()
     server = LlamaServer(model.path, threads=spec.engine.threads or 2, slots=slots, context=2048)
     try:
