@@ -102,6 +102,7 @@ class CraftedEngine(FakeBaseModel):
     backend = "crafted"
     script = staticmethod(lambda row, label, attempt: words(row))
     fed: list[int] = []
+    stopped: list[int] = []  # rows whose text stopped at an avoided phrase
 
     def __init__(self, model, options) -> None:
         self._attempts: Counter = Counter()
@@ -119,7 +120,12 @@ class CraftedEngine(FakeBaseModel):
             attempt = self._attempts[row]
             self._attempts[row] += 1
             CraftedEngine.fed.append(row)
-            yield Result(req.id, " " + CraftedEngine.script(row, label, attempt), 10, "stop")
+            text = " " + CraftedEngine.script(row, label, attempt)
+            found = re.search(f"(?:{req.avoid})(?=\\W)", text, re.IGNORECASE) if req.avoid else None
+            if found:  # an engine that watches avoided phrases stops one character after the phrase
+                CraftedEngine.stopped.append(row)
+                text = text[: found.end() + 1]
+            yield Result(req.id, text, 10 if not found else 5, "stop")
 
 
 class ListEngine(Engine):

@@ -371,18 +371,21 @@ def test_several_rows_per_request_fill_their_rows_by_position(tmp_path, model_pa
 def test_items_missing_from_a_list_are_asked_again_one_row_at_a_time(tmp_path, model_path):
     ListEngine.requests.clear()
     ListEngine.skip = staticmethod(lambda seed, i: i == 3)  # every list lacks its third text
-    spec = spec_for(tmp_path, model_path, sample_size=24, rows_per_request=4, engine={"max_attempts": 2})
+    spec = spec_for(tmp_path, model_path, sample_size=140, rows_per_request=4, engine={"max_attempts": 2})  # past the ramp
     summary = sdgen.generate(spec, backend="list")
     df = read(summary.output)
     singles = [rows for rows in ListEngine.requests if len(rows) == 1]
     thirds = {g[2] for g in ListEngine.requests if len(g) >= 3}
     assert thirds and thirds <= {r for (r,) in singles}  # each missing third row got a request of its own
-    assert summary.written == 24 and summary.unparseable == 0 and sorted(df["row"]) == list(range(24))
+    assert summary.written == 140 and summary.unparseable == 0 and sorted(df["row"]) == list(range(140))
 
 
 def test_rows_holding_a_phrase_their_label_avoids_are_dropped_before_the_judge(tmp_path, model_path):
     """labels.NAME.avoid: a row of that label whose text holds one of the phrases is lost before the judge sees
-    it, journaled with the phrase and replaced; the same text under another label is kept."""
+    it, journaled with the phrase and replaced; the same text under another label is kept. The engine stops such a
+    text where the phrase ends (a request for one text carries its label's phrases): it is dropped and replaced the
+    same way."""
+    CraftedEngine.stopped.clear()
     labels = {"a": {"description": "A.", "avoid": ["please", "could you"]}, "b": "B."}
     spec = spec_for(tmp_path, model_path, sample_size=30, labels=labels, judge=True, balance={"replacements": 1})
     asks = {r for r in range(30) if r % 4 == 1}  # planned rows that write "Could  you PLEASE"; replacements do not
@@ -394,6 +397,7 @@ def test_rows_holding_a_phrase_their_label_avoids_are_dropped_before_the_judge(t
     labels_of = {r.row: r.label for r in make_plan(spec)}
     avoided = {r for r in asks if labels_of[r] == "a"}
     assert avoided and asks - avoided  # both labels wrote the phrase
+    assert sorted(CraftedEngine.stopped) == sorted(avoided)  # stopped early, only under the label that avoids it
     assert summary.written == 30 and summary.missing_note is None
     assert sorted(df["row"]) == sorted((set(range(30)) - avoided) | {r + 30 for r in avoided})
     assert set(df.loc[df["text"].str.contains("PLEASE"), "row"]) == asks - avoided

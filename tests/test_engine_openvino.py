@@ -87,6 +87,27 @@ def test_a_request_stops_generating_at_its_stop_string(engine):
     assert stopped.generated_tokens < 40 - 5  # stopped within a step of writing the stop string
 
 
+def test_a_one_text_request_stops_once_its_text_holds_an_avoided_phrase(engine):
+    """A request carrying its label's avoided phrases stops after the step that completes one (a whole word: the
+    character after it is seen), and its text still holds the phrase, so the row is dropped and replaced as before;
+    a phrase the text never holds changes nothing."""
+    import re
+
+    from sdgen.text import AvoidedPhrases
+
+    prompt = engine.render_chat([{"role": "user", "content": "Write a long story."}])
+    long = SAMPLING.model_copy(update={"max_new_tokens": 40})
+    free = run(engine, [Request(0, prompt, long, seed=5)])[0]
+    words = [m.group(0) for m in re.finditer(r"(?<!\w)[A-Za-z]{3,}(?=\W)", free.text[: len(free.text) // 2])]
+    assert words, f"the tiny model wrote no whole word early in {free.text!r}"
+    avoided = AvoidedPhrases({"x": [words[0]], "y": ["zzqqxx"]})
+    stopped = run(engine, [Request(0, prompt, long, seed=5, avoid=avoided.pattern("x"))])[0]
+    assert avoided.found(stopped.text, "x") is not None and free.text.startswith(stopped.text)
+    assert stopped.generated_tokens < free.generated_tokens - 5
+    untouched = run(engine, [Request(0, prompt, long, seed=5, avoid=avoided.pattern("y"))])[0]
+    assert (untouched.text, untouched.generated_tokens) == (free.text, free.generated_tokens)
+
+
 def test_min_p_keeps_only_tokens_near_the_likeliest(engine):
     check_min_p_keeps_only_the_likeliest_token(engine, SAMPLING)
 

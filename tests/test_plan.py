@@ -56,18 +56,49 @@ def test_retry_seeds_differ_from_planned_seed():
     assert derive_seed(1, "x") != derive_seed(2, "x")
 
 
-def test_a_shorter_run_asks_its_groups_with_the_requests_of_a_longer_one():
-    """With several texts per request, a run of 10 rows makes the same requests (width, seed, first rows) as the
-    first groups of a run of 60, so `-n 10` gives the texts of the first 10 rows of `-n 60`."""
+def _jobs(n: int, k: int = 4, **fields):
     from sdgen.run.feed import jobs_for
 
-    def jobs(n):
-        plan = make_plan(spec(sample_size=n, prompt_style="fewshot", rows_per_request=4))
-        return {job.rows[0].row: job for job in jobs_for(plan, plan, 4)}
+    plan = make_plan(spec(sample_size=n, prompt_style="fewshot", rows_per_request=k, **fields))
+    return {job.rows[0].row: job for job in jobs_for(plan, plan, k)}
 
-    short, long = jobs(10), jobs(60)
-    assert any(len(job.rows) < 4 for job in short.values())  # the 10-row plan leaves some groups short
-    for first, job in short.items():
-        full = long[first]
-        assert job.width == full.width == 4 and job.seed(spec(sample_size=10)) == full.seed(spec(sample_size=60))
-        assert full.rows[: len(job.rows)] == job.rows
+
+def test_a_shorter_run_asks_its_groups_with_the_requests_of_a_longer_one():
+    """With several texts per request, a run of n rows makes the same requests (width, seed, first rows) as the
+    first groups of a longer run, so `-n 64` gives the texts of the first 64 rows of `-n 300`: at every run size
+    the width of a group follows its plan position only."""
+    for n, longer in [(50, 60), (64, 300), (150, 1024)]:
+        short, long = _jobs(n), _jobs(longer)
+        assert any(len(job.rows) < job.width for job in short.values())  # the shorter plan leaves groups short
+        for first, job in short.items():
+            full = long[first]
+            assert job.width == full.width and job.seed(spec(sample_size=n)) == full.seed(spec(sample_size=longer))
+            assert full.rows[: len(job.rows)] == job.rows
+
+
+def test_request_width_ramps_up_with_plan_position():
+    """The first plan positions are asked one text per request, then two, then the full width: the first wave of
+    requests finishes early and a small run still has requests enough to fill the batch."""
+    from sdgen.plan import PAIRED_ROWS, SINGLE_ROWS
+
+    jobs = _jobs(1024, categories={"a": ["x"]}, examples=[], labels={"p": "", "q": ""})  # two buckets: groups fill up
+    widths = {first: job.width for first, job in jobs.items()}
+    assert all(w == 1 for first, w in widths.items() if first < SINGLE_ROWS)
+    assert {w for first, w in widths.items() if SINGLE_ROWS <= first < PAIRED_ROWS} == {2}
+    assert {w for first, w in widths.items() if first >= PAIRED_ROWS + 8} == {4}
+    assert sorted(r.row for job in jobs.values() for r in job.rows) == list(range(1024))  # each row once
+    assert all(len(job.rows) == job.width for first, job in jobs.items() if first < 1000)
+    assert len(_jobs(64)) > 64 // 4  # a 64-row run is not cut into 16 wide requests
+    assert {job.width for job in _jobs(300, k=1).values()} == {1}  # rows_per_request 1 stays 1
+
+
+def test_a_request_stops_after_the_last_item_a_row_takes():
+    """A group the run leaves short (or a resumed group) asks for its full width, so its items read as in the longer
+    run, but stops where the item after its last taken row would start: no tokens on items nobody reads."""
+    from sdgen.run.feed import Job
+
+    rows = tuple(make_plan(spec(sample_size=4))[:2])
+    short = Job(rows, width=4)
+    assert short.last_item == 2
+    assert Job(rows, width=4, todo=frozenset({rows[0].row})).last_item == 1
+    assert Job(rows, width=4, todo=frozenset({rows[1].row})).last_item == 2

@@ -47,3 +47,18 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# Sequences in flight past which decode throughput stops rising (Qwen2.5-Coder-1.5B int8, 2 threads, OpenVINO or
+# llama.cpp, generated tok/s with prefill included). More in flight only delays every request's end, and with it
+# the first rows: with 128 a 240-row run wrote nothing for 8 minutes on a Zen 3.
+#   avx2 (EPYC Zen 3, llama.cpp batched-bench): 23.0 tok/s at 16, 24.7 at 32, 26.3 at 48
+#   amx (Xeon, OpenVINO CB, bf16, 48 forced tokens): 32.8 at 16, 45.2 at 32, 56.5-59.2 at 64, 48.5-86.0 at 128
+#   (a noisy machine: the 128 figures are three runs); still rising at 128, the old fixed default, kept there
+# avx512 classes were not swept; they sit between the two (int8 dot products via VNNI, no AMX tiles).
+SATURATION_SEQS = {"amx": 128, "avx512-bf16": 48, "avx512": 48, "avx2": 32, "other": 16}
+
+
+def saturation_seqs(flags: frozenset[str] | None = None) -> int:
+    """Default sequences in flight for this CPU class (`SATURATION_SEQS`)."""
+    return SATURATION_SEQS[cpu_class(flags)]

@@ -99,25 +99,48 @@ def generation(spec: Spec, row: int) -> int:
     return row // spec.sample_size
 
 
-def request_groups(plan: list[PlannedRow], k: int) -> list[tuple[PlannedRow, ...]]:
-    """The plan cut into requests of ``k`` rows (``rows_per_request``) that share label, category, type and model.
+# The first rows of every plan are asked narrow, so the engine's first wave finishes after one text's worth of
+# tokens (first rows early) and a small run has enough requests to fill the batch; wider requests, which share
+# their prompt over more rows, follow once the plan has rows to spare. A function of plan positions only (not of
+# the run's size, the machine or timing), so that resume and `-n` prefixes ask the same requests.
+SINGLE_ROWS = 32  # plan positions 0..31: one text per request
+PAIRED_ROWS = 96  # positions 32..95: two texts per request; later ones the full width
 
-    Rows are bucketed by that key in plan order and each bucket is cut into chunks, so a group is a
-    function of the full plan: a resumed run asks the same groups again (with their own seeds) and
-    takes only the items of the rows no file settles yet.
+
+def width_at(position: int, full: int) -> int:
+    """Texts asked for by a request whose first row sits at plan position ``position``, for a full width ``full``."""
+    if position < SINGLE_ROWS:
+        return 1
+    if position < PAIRED_ROWS:
+        return min(2, full)
+    return full
+
+
+def request_groups(plan: list[PlannedRow], k: int) -> list[tuple[tuple[PlannedRow, ...], int]]:
+    """The plan cut into requests that share label, category, type and model, each with its width: up to ``k``
+    rows (``rows_per_request``), narrower at the start of the plan (`width_at`).
+
+    Rows are bucketed by that key in plan order; a bucket's next group takes the width of its first row's
+    position, and closes when it has that many rows. A group is thus a function of the plan prefix up to it: a
+    shorter run asks its groups with the same width and seed as a longer one (a group it leaves short stops
+    after its last row's text), and a resumed run asks the same groups again and takes only the items of the
+    rows no file settles yet.
     """
     if k == 1:
-        return [(row,) for row in plan]
-    buckets: dict[tuple[str, str, str, str], list[PlannedRow]] = {}
-    groups: list[tuple[PlannedRow, ...]] = []
+        return [((row,), 1) for row in plan]
+    open_: dict[tuple[str, str, str, str], tuple[list[PlannedRow], int]] = {}
+    groups: list[tuple[tuple[PlannedRow, ...], int]] = []
     for row in plan:
-        bucket = buckets.setdefault((row.label, row.category, row.type, row.model), [])
-        bucket.append(row)
-        if len(bucket) == k:
-            groups.append(tuple(bucket))
-            bucket.clear()
-    groups += [tuple(b) for b in buckets.values() if b]
-    return sorted(groups, key=lambda g: g[0].row)
+        key = (row.label, row.category, row.type, row.model)
+        if key not in open_:
+            open_[key] = ([], width_at(row.row, k))
+        rows, width = open_[key]
+        rows.append(row)
+        if len(rows) == width:
+            groups.append((tuple(rows), width))
+            del open_[key]
+    groups += [(tuple(rows), width) for rows, width in open_.values()]
+    return sorted(groups, key=lambda g: g[0][0].row)
 
 
 def group_seed(spec: Spec, group: tuple[PlannedRow, ...]) -> int:

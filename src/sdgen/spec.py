@@ -49,7 +49,11 @@ class EngineOptions(_Strict):
     """OpenVINO continuous-batching engine settings (defaults measured on a 2-core Zen 4; see README)."""
 
     threads: int | None = Field(None, ge=1, description="Inference threads; default: all cores of this process.")
-    max_num_seqs: int = Field(128, ge=1, description="Sequences decoded together per step.")
+    max_num_seqs: int | None = Field(
+        None, ge=1, description="Sequences decoded together per step; default: where this CPU class's decode "
+        "throughput stops rising (sdgen.hardware.SATURATION_SEQS: 32 on AVX2, 128 on AMX). More only delays the "
+        "first rows.",
+    )  # fmt: skip
     max_num_batched_tokens: int = Field(1024, ge=16, description="Token budget per scheduler step.")
     cache_size_gb: float = Field(1.0, gt=0.0, description="KV-cache size in GB.")
     enable_prefix_caching: bool = Field(True, description="Reuse the KV cache of the shared prompt prefix.")
@@ -83,6 +87,13 @@ class EngineOptions(_Strict):
         "dtype fp32), which keeps a row's text independent of the rows sharing its batch; else the plugin's "
         "choice (u8). A quantized cache is not batch-invariant (docs/resume.md).",
     )
+
+    @property
+    def seqs_in_flight(self) -> int:
+        """``max_num_seqs``, or this CPU class's saturation point."""
+        from sdgen.hardware import saturation_seqs
+
+        return self.max_num_seqs or saturation_seqs()
 
 
 class RayOptions(_Strict):
@@ -267,7 +278,8 @@ class Spec(_Strict):
         None, ge=1, le=32,
         description="Texts asked for in one request (a numbered list), for rows that share label, category and type: "
         "the request and its prefill are shared by that many rows. Default: 4 with the fewshot style (chat models; "
-        "measured: 1.6x the rows/s at the same quality), 1 otherwise; more than 1 needs the fewshot style.",
+        "measured: 1.6x the rows/s at the same quality), 1 otherwise; more than 1 needs the fewshot style. The first "
+        "32 plan positions are asked one text per request and the next 64 two (first rows early; see docs/resume.md).",
     )  # fmt: skip
     system_prompt: str | None = Field(None, description="Replaces sdgen's system text (a model without a system "
                                       "role gets it in its first user turn).")

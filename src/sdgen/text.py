@@ -22,6 +22,11 @@ def normalize_text(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text).split())
 
 
+def straight_quotes(text: str) -> str:
+    """Curly apostrophes as straight ones, as avoided phrases are matched."""
+    return text.translate(_QUOTES)
+
+
 def _pattern(phrases: list[str]) -> re.Pattern[str]:
     alternatives = [r"\s+".join(map(re.escape, p.translate(_QUOTES).split())) for p in phrases]
     alternatives.sort(key=len, reverse=True)  # the longest phrase wins where two start at one place
@@ -36,6 +41,11 @@ class AvoidedPhrases:
 
     def __bool__(self) -> bool:
         return bool(self._patterns)
+
+    def pattern(self, label: str) -> str | None:
+        """The label's phrases as one regex source (case-insensitive, on `straight_quotes` text), or None."""
+        pattern = self._patterns.get(label)
+        return pattern.pattern if pattern is not None else None
 
     def found(self, text: str, label: str) -> str | None:
         """The avoided phrase ``text`` holds (lower case, as written in the text), or None."""

@@ -5,11 +5,13 @@ An engine knows nothing about processes or clusters: `sdgen.hosting` decides whe
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from sdgen.spec import GenerationParams
+from sdgen.text import straight_quotes
 
 
 @dataclass(slots=True)
@@ -22,6 +24,9 @@ class Request:
     choices: tuple[str, ...] | None = None  # constrain the output to exactly one of these (greedy)
     rows: tuple[int, ...] = ()  # the plan rows it is for (logs and test doubles; engines ignore it)
     prefix: str = ""  # names the shared prompt prefix it starts with (a group's examples, the judge's shots)
+    # a one-text request of a label with avoided phrases: their pattern (`sdgen.text.AvoidedPhrases.pattern`); an
+    # engine that watches it stops the request once its text holds one (the row is lost anyway: no more tokens on it)
+    avoid: str | None = None
 
 
 @dataclass(slots=True)
@@ -73,6 +78,22 @@ class StopMatcher:
             return False
         text = self._tokenizer.decode(window, skip_special_tokens=True)
         return any(stop in text for stop in stops)
+
+
+class AvoidWatch:
+    """Tells whether a request's text so far holds one of its avoided phrases, followed by a character that ends the
+    word (so "please" does not stop "pleased" half-written). Runs after a step only for requests that produced
+    tokens and carry a pattern: one decode of a short one-text answer."""
+
+    def __init__(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+        self._compiled: dict[str, re.Pattern[str]] = {}
+
+    def holds(self, ids: list[int], pattern: str) -> bool:
+        rx = self._compiled.get(pattern)
+        if rx is None:
+            rx = self._compiled[pattern] = re.compile(f"(?:{pattern})(?=\\W)", re.IGNORECASE)
+        return rx.search(straight_quotes(self._tokenizer.decode(ids, skip_special_tokens=True))) is not None
 
 
 # What an engine can do, declared on its class (`Engine.capabilities`) so a run can check a spec before it loads a model.

@@ -12,7 +12,8 @@ import os
 import re
 from typing import Iterable, Iterator
 
-from sdgen.engines.base import CHOICES, COUNT_TOKENS, LOGPROBS, PER_REQUEST_SAMPLING, Engine, Request, Result, StopMatcher, cut_at_stop
+from sdgen.engines.base import (CHOICES, COUNT_TOKENS, LOGPROBS, PER_REQUEST_SAMPLING, AvoidWatch, Engine, Request, Result,
+                                StopMatcher, cut_at_stop)
 from sdgen.errors import EngineError, ModelError
 from sdgen.models.registry import ResolvedModel
 from sdgen.spec import EngineOptions, GenerationParams
@@ -34,7 +35,7 @@ def scheduler_config(options: EngineOptions):
     import openvino_genai as ov_genai
 
     config = ov_genai.SchedulerConfig()
-    config.max_num_seqs = options.max_num_seqs
+    config.max_num_seqs = options.seqs_in_flight
     config.max_num_batched_tokens = options.max_num_batched_tokens
     config.cache_size = max(1, round(options.cache_size_gb))
     config.enable_prefix_caching = options.enable_prefix_caching
@@ -127,8 +128,13 @@ class OpenVINOEngine(Engine):
             ) from None
         self._tokenizer = self._pipe.get_tokenizer()
         self._stops = StopMatcher(self._tokenizer)
-        self._window = max(2 * options.max_num_seqs, 8)
+        self._avoid = AvoidWatch(self._tokenizer)
+        self._window = max(2 * options.seqs_in_flight, 8)
         self._idle_steps = 0
+        # GenAI request ids are unique over the pipeline's life, not per generate() call: its sampler keeps state
+        # by request id, and a request stopped early (a stop string) left it behind, so the next request given the
+        # same id sampled other tokens from the same seed (measured: GenAI 2026.4, tiny model, fp32)
+        self._ids = itertools.count()
 
     def _load(self):
         import openvino_genai as ov_genai
@@ -154,7 +160,7 @@ class OpenVINOEngine(Engine):
         pending = iter(requests)
         inflight: list[_Flight] = []
         prefixes = _PrefixWarmer(running)
-        ids = itertools.count()
+        ids = self._ids
 
         def add(req: Request) -> _Flight:
             config = generation_config(req.params, req.seed, req.choices)
@@ -178,7 +184,7 @@ class OpenVINOEngine(Engine):
         while inflight:
             self._step(len(inflight))
             for flight in inflight:
-                flight.pull(self._stops)
+                flight.pull(self._stops, self._avoid)
             for req in prefixes.ready():
                 add(req)
             finished, still = [], []
@@ -201,7 +207,7 @@ class OpenVINOEngine(Engine):
         o = self.options
         raise EngineError(
             f"the OpenVINO scheduler ran none of {waiting} waiting requests for {_STALLED_STEPS} steps "
-            f"(max_num_seqs {o.max_num_seqs}, max_num_batched_tokens {o.max_num_batched_tokens}, cache_size_gb "
+            f"(max_num_seqs {o.seqs_in_flight}, max_num_batched_tokens {o.max_num_batched_tokens}, cache_size_gb "
             f"{o.cache_size_gb}, dynamic_split_fuse {o.dynamic_split_fuse}): a prompt too long for these settings?"
         )
 
@@ -214,7 +220,7 @@ class OpenVINOEngine(Engine):
         """
         while flight.handle.get_status() == running and not flight.started:
             self._step(1)
-            flight.pull(self._stops)
+            flight.pull(self._stops, self._avoid)
 
     def _result(self, flight: _Flight) -> Result:
         """The request's text; its tokens were all read right after the step that finished it."""
@@ -229,7 +235,7 @@ class OpenVINOEngine(Engine):
     def close(self) -> None:
         self._pipe = None
         self._tokenizer = None
-        self._stops = None
+        self._stops = self._avoid = None
 
 
 class _Flight:
@@ -252,8 +258,9 @@ class _Flight:
         """The request has produced a token (its prompt is computed and cached)."""
         return bool(self.ids)
 
-    def pull(self, stops: StopMatcher) -> None:
-        """Read the tokens generated since the last read; stop the request once they complete a stop string."""
+    def pull(self, stops: StopMatcher, avoid: AvoidWatch) -> None:
+        """Read the tokens generated since the last read; stop the request once they complete a stop string, or
+        once its text holds a phrase its label avoids (the row is dropped anyway; its later tokens would be spent)."""
         fresh = 0
         while self.handle.can_read():
             for out in self.handle.read().values():
@@ -262,7 +269,11 @@ class _Flight:
                     self.logprobs += out.generated_log_probs
                 fresh += len(out.generated_ids)
                 self.reason = str(out.finish_reason.name).lower()
-        if fresh and self.req.stop_strings and stops.completes_stop(self.ids, fresh, self.req.stop_strings):
+        if not fresh:
+            return
+        if (self.req.stop_strings and stops.completes_stop(self.ids, fresh, self.req.stop_strings)) or (
+            self.req.avoid and avoid.holds(self.ids, self.req.avoid)
+        ):
             self.handle.stop()  # no longer running: it leaves `inflight` before the next step
 
 

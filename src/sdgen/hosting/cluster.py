@@ -358,7 +358,7 @@ def ray_pool(factory: str, model: ResolvedModel, options: EngineOptions, ray_opt
     launcher = _Launcher(placements, lambda p: RayWorker(rendezvous, p, factory, model, shipped, options))
     try:
         return WorkerPool(launcher, workers=len(placements), recycle_every=options.recycle_every,
-                          restarts=ray_options.restarts, inflight_cap=options.max_num_seqs, backend=backend,
+                          restarts=ray_options.restarts, inflight_cap=options.seqs_in_flight, backend=backend,
                           on_close=rendezvous.close)  # fmt: skip
     except BaseException:
         rendezvous.close()

@@ -33,7 +33,12 @@ class Job:
     rows: tuple[PlannedRow, ...]
     attempt: int = 0
     todo: frozenset[int] | None = None
-    width: int = 1  # texts asked for: ``rows_per_request`` for a planned group, even when the plan leaves it short
+    width: int = 1  # texts the prompt asks for (`width_at`), even when the plan leaves the group short
+
+    @property
+    def last_item(self) -> int:
+        """How many of the answer's items are needed: up to the last row taken (later items are never read)."""
+        return max(i for i, row in enumerate(self.rows, 1) if self.takes(row))
 
     def seed(self, spec: Spec) -> int:
         if self.width > 1:
@@ -49,8 +54,8 @@ def jobs_for(plan: list[PlannedRow], pending: list[PlannedRow], k: int) -> list[
     """The requests for the pending rows of one model: groups of the model's full plan (`request_groups`) that
     still have pending rows, then each pending replacement row on its own."""
     todo = {row.row for row in pending}
-    jobs = [Job(group, todo=frozenset(r.row for r in group if r.row in todo), width=k) if k > 1 else Job(group)
-            for group in request_groups(plan, k) if any(r.row in todo for r in group)]  # fmt: skip
+    jobs = [Job(group, todo=frozenset(r.row for r in group if r.row in todo), width=width) if k > 1 else Job(group)
+            for group, width in request_groups(plan, k) if any(r.row in todo for r in group)]  # fmt: skip
     planned = {row.row for row in plan}
     return jobs + [Job((row,)) for row in pending if row.row not in planned]
 
@@ -69,6 +74,7 @@ class RequestFeed:
 
     def __init__(self, spec: Spec, builder: PromptBuilder, jobs: Iterable[Job], judge: JudgePrompt | None = None) -> None:
         self.spec, self.builder, self.judge = spec, builder, judge
+        self._avoided = spec.avoided
         self._planned: Iterator[Job] = iter(jobs)
         self._params: dict[int, GenerationParams] = {}
         self._judging: deque[JudgeJob] = deque()
@@ -100,9 +106,15 @@ class RequestFeed:
             return Request(request_id, self.judge.build(job.record["text"]), JUDGE_PARAMS, 0, set(),
                            self.judge.choices, rows=(job.row.row,), prefix="judge")  # fmt: skip
         k = job.width
+        # The answer stops after the last item a row takes: the items before it are the same tokens as in the full
+        # answer (a group the run leaves short, a resumed group), and no tokens are spent on items nobody reads.
         return Request(request_id, self.builder.build_group(job.rows, k), self._params_for(k), job.seed(self.spec),
-                       self.builder.group_stop_strings(k), rows=tuple(r.row for r in job.rows if job.takes(r)),
-                       prefix=self.builder.prefix_of(job.rows[0].row))  # fmt: skip
+                       self.builder.group_stop_strings(job.last_item), rows=tuple(r.row for r in job.rows if job.takes(r)),
+                       prefix=self.builder.prefix_of(job.rows[0].row), avoid=self._avoid_of(job))  # fmt: skip
+
+    def _avoid_of(self, job: Job) -> str | None:
+        """The avoided phrases of a request that is read for one text: it may stop once that text holds one."""
+        return self._avoided.pattern(job.rows[0].label) if job.last_item == 1 else None
 
     def _params_for(self, k: int) -> GenerationParams:
         """The spec's sampling, with room for k texts."""

@@ -28,7 +28,8 @@ from sdgen.spec import Spec
 
 MANIFEST_VERSION = 1
 # Fields that do not change which rows a run makes or what they contain.
-_NOT_IDENTITY = {("batch_size",), ("engine", "threads"), ("engine", "recycle_every"), ("engine", "process"), ("engine", "cpu_pinning"), ("ray",)}
+_NOT_IDENTITY = {("batch_size",), ("engine", "threads"), ("engine", "recycle_every"), ("engine", "process"), ("engine", "cpu_pinning"),
+                ("engine", "max_num_seqs"), ("ray",)}
 
 
 def model_identity(model: ResolvedModel) -> dict[str, Any]:
