@@ -22,14 +22,27 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sdgen.errors import EngineError
+from sdgen.hardware import cpu_flags
 from sdgen.models.registry import CACHE_DIR
 
 SDIST = "llama-cpp-python==0.3.36"  # its vendor/llama.cpp is the source we build
+# ggml's AMX matmul segfaults in this version on an AMX Xeon (2-vCPU VM, every model: `ggml_backend_amx_mul_mat`,
+# llama.cpp issue 20824, open): on such CPUs it is built without AMX, keeping AVX-512/VNNI (`-march=native` sets the
+# rest, and explicit -mno- flags win over it in GCC)
+_NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+
+
+def _build_variant() -> tuple[str, list[str]]:
+    """The cache dir's suffix and the extra cmake flags for this CPU."""
+    if "amx_tile" in cpu_flags():
+        return "-no-amx", [f"-DCMAKE_C_FLAGS={_NO_AMX}", f"-DCMAKE_CXX_FLAGS={_NO_AMX}"]
+    return "", []
 
 
 def server_binary(log=print) -> Path:
     """The cached `llama-server`, built once (about 10 minutes on 2 cores)."""
-    root = CACHE_DIR / "llamacpp" / SDIST.split("==")[1]
+    suffix, extra = _build_variant()
+    root = CACHE_DIR / "llamacpp" / (SDIST.split("==")[1] + suffix)
     binary = root / "llama-server"
     if binary.is_file():
         return binary
@@ -46,7 +59,7 @@ def server_binary(log=print) -> Path:
         (source,) = tmp.glob("*/vendor/llama.cpp")
         build = tmp / "build"
         flags = ["-DGGML_NATIVE=ON", "-DLLAMA_CURL=OFF", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_BUILD_TESTS=OFF",
-                 "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=ON", "-DCMAKE_BUILD_TYPE=Release"]  # fmt: skip
+                 "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=ON", "-DCMAKE_BUILD_TYPE=Release", *extra]  # fmt: skip
         log("configuring llama.cpp (cmake)")
         _run(["cmake", "-S", str(source), "-B", str(build), *flags])
         log("building llama-server")
