@@ -39,6 +39,13 @@ def has_bf16(flags: frozenset[str] | None = None) -> bool:
     return cpu_class(flags) in ("amx", "avx512-bf16")
 
 
+def has_int8_dot(flags: frozenset[str] | None = None) -> bool:
+    """int8 dot products in hardware (AVX512-VNNI, AVX-VNNI, AMX): OpenVINO's CPU plugin runs int8 x int8 (dynamic
+    quantization of activations) only with them; elsewhere it unpacks int8 weights to f32."""
+    flags = cpu_flags() if flags is None else flags
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

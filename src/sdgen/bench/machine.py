@@ -9,13 +9,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from sdgen.hardware import cpu_class, cpu_name, has_bf16
+from sdgen.hardware import cpu_class, cpu_name, has_bf16, has_int8_dot
 from sdgen.models.registry import ResolvedModel
 
 
 def matmul_peak_gflops(threads: int, seconds: float = 1.5) -> dict[str, float]:
-    """Best dense matmul GFLOP/s on `threads` cores: torch fp32 (and bf16 where the CPU has it in hardware)
-    when torch is there, else numpy fp32."""
+    """Best dense matmul GFLOP/s (GOP/s for int8) on `threads` cores: torch fp32, bf16 where the CPU has it in
+    hardware and int8 where it has int8 dot products (VNNI, AMX), when torch is there; else numpy fp32."""
     results: dict[str, float] = {}
     try:
         import torch
@@ -26,6 +26,13 @@ def matmul_peak_gflops(threads: int, seconds: float = 1.5) -> dict[str, float]:
             a = torch.randn(2048, 2048, dtype=dtype)
             b = torch.randn(2048, 2048, dtype=dtype)
             results[f"torch-{name}"] = _best_rate(lambda: torch.mm(a, b), 2 * 2048**3, seconds)
+        if has_int8_dot():  # int8 x int8 -> int32 (oneDNN: AMX tiles or VNNI), what dynamic quantization runs on
+            a = torch.randint(-127, 127, (2048, 2048), dtype=torch.int8)
+            b = torch.randint(-127, 127, (2048, 2048), dtype=torch.int8)
+            try:
+                results["torch-int8"] = _best_rate(lambda: torch._int_mm(a, b), 2 * 2048**3, seconds)
+            except RuntimeError:  # a torch build without the CPU int8 matmul
+                pass
     except ImportError:
         import numpy as np
 
@@ -106,5 +113,6 @@ def git_commit(where: Path | None = None) -> str | None:
 
 
 def machine_info(threads: int) -> dict[str, object]:
-    return {"cpu": cpu_name(), "cpu_class": cpu_class(), "cores": len(os.sched_getaffinity(0)), "threads": threads,
+    return {"cpu": cpu_name(), "cpu_class": cpu_class(), "int8_dot": has_int8_dot(), "cores": len(os.sched_getaffinity(0)),
+            "threads": threads,
             "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}  # fmt: skip
