@@ -108,6 +108,22 @@ def test_a_one_text_request_stops_once_its_text_holds_an_avoided_phrase(engine):
     assert (untouched.text, untouched.generated_tokens) == (free.text, free.generated_tokens)
 
 
+def test_the_engine_reports_where_its_time_and_prompt_tokens_went(engine):
+    """Through the worker process: the last generate()'s priming, step and full-batch seconds, and its prompt tokens,
+    of which those the later requests of one prefix share with the first are served from the prefix cache."""
+    shared = "You write short product reviews for a shop that sells garden tools and kitchen knives. " * 6
+    prompts = [engine.render_chat([{"role": "user", "content": f"{shared}Review item {i}."}]) for i in range(6)]
+    expected = sum(engine.count_tokens(p) for p in prompts)
+    results = run(engine, [Request(i, p, SAMPLING, seed=i, prefix="shop") for i, p in enumerate(prompts)])
+    assert len(results) == 6
+    stats = engine.stats()
+    assert stats["prompt_tokens"] == expected
+    assert 5 * 32 <= stats["cached_prompt_tokens"] < expected  # five requests found the shared prefix computed
+    assert stats["priming_seconds"] > 0 and stats["step_seconds"] >= stats["full_batch_seconds"] >= 0
+    run(engine, [Request(0, prompts[0], SAMPLING, seed=1)])
+    assert engine.stats()["prompt_tokens"] == engine.count_tokens(prompts[0])  # the last generate() only
+
+
 def test_min_p_keeps_only_tokens_near_the_likeliest(engine):
     check_min_p_keeps_only_the_likeliest_token(engine, SAMPLING)
 

@@ -49,7 +49,12 @@ def test_rows_match_the_plan(tmp_path, tiny_models, kind):
             planned.label, planned.category, planned.type, planned.model,
         )  # fmt: skip
     assert summary.generated_tokens > 0 and summary.wall_time > 0
-    assert summary.per_model[str(tiny_models[kind])].rows == summary.written
+    stats = summary.per_model[str(tiny_models[kind])]
+    assert stats.rows == summary.written
+    # where the time went, from the engine's worker: priming, steps, prompt tokens (the shared prefix cached)
+    assert stats.priming_seconds > 0 and stats.step_seconds >= stats.full_batch_seconds
+    assert 0 < stats.cached_prompt_tokens < stats.prompt_tokens
+    assert f"prompt tokens {stats.prompt_tokens - stats.cached_prompt_tokens:,} computed" in summary.timing_line()
 
 
 def test_same_seed_same_rows_and_new_seed_new_rows(tmp_path, tiny_models):

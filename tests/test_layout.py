@@ -69,7 +69,7 @@ def test_no_import_cycles_among_sdgen_modules():
 
 # The layers, bottom first (docs/development.md): a module may import its own layer and those below, never above.
 LAYERS = [
-    ("base", {"errors", "hardware", "debug", "progress", "text", "formats"}),
+    ("base", {"errors", "hardware", "debug", "progress", "text", "formats", "timing"}),
     ("task", {"spec", "plan", "extract", "prompts", "realdata", "specdoc"}),
     ("models", {"models"}),
     ("store", {"store"}),

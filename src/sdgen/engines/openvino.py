@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import time
+from collections import Counter
 from typing import Iterable, Iterator
 
 from sdgen.engines.base import (CHOICES, COUNT_TOKENS, LOGPROBS, PER_REQUEST_SAMPLING, AvoidWatch, Engine, Request, Result,
@@ -135,6 +137,7 @@ class OpenVINOEngine(Engine):
         # by request id, and a request stopped early (a stop string) left it behind, so the next request given the
         # same id sampled other tokens from the same seed (measured: GenAI 2026.4, tiny model, fp32)
         self._ids = itertools.count()
+        self._counts: Counter[str] = Counter()  # of the last generate(): `stats()`
 
     def _load(self):
         import openvino_genai as ov_genai
@@ -161,11 +164,16 @@ class OpenVINOEngine(Engine):
         inflight: list[_Flight] = []
         prefixes = _PrefixWarmer(running)
         ids = self._ids
+        self._counts = Counter()
+        cached = _CachedPrefix(self.count_tokens)
 
         def add(req: Request) -> _Flight:
             config = generation_config(req.params, req.seed, req.choices)
             flight = _Flight(self._pipe.add_request(next(ids), req.prompt, config), req)
             inflight.append(flight)
+            tokens = self.count_tokens(req.prompt)
+            self._counts["prompt_tokens"] += tokens
+            self._counts["cached_prompt_tokens"] += min(cached.tokens(req, prefixes.computed(req.prefix)), tokens)
             return flight
 
         def refill() -> None:
@@ -178,7 +186,9 @@ class OpenVINOEngine(Engine):
         if first is None:
             return
         prefixes.warming(first.prefix, add(first))
+        t0 = time.perf_counter()
         self._prime(inflight[0], running)
+        self._counts["priming_seconds"] += time.perf_counter() - t0
         prefixes.ready()
         refill()
         while inflight:
@@ -198,10 +208,20 @@ class OpenVINOEngine(Engine):
                 yield self._result(flight)
             refill()  # requests the consumer queued while taking these results (retries) join this run
 
+    def stats(self) -> dict[str, object]:
+        """The last generate()'s priming, step and full-batch seconds and prompt tokens (computed or cached)."""
+        return {key: round(value, 3) if isinstance(value, float) else value for key, value in self._counts.items()}
+
     def _step(self, waiting: int) -> None:
         """One scheduler step; an error once steps have scheduled nothing ``_STALLED_STEPS`` times in a row."""
+        t0 = time.perf_counter()
         self._pipe.step()
-        self._idle_steps = self._idle_steps + 1 if self._pipe.get_metrics().scheduled_requests == 0 else 0
+        seconds = time.perf_counter() - t0
+        scheduled = self._pipe.get_metrics().scheduled_requests
+        self._counts["step_seconds"] += seconds
+        if scheduled >= max(1, 0.9 * self.options.seqs_in_flight):
+            self._counts["full_batch_seconds"] += seconds
+        self._idle_steps = self._idle_steps + 1 if scheduled == 0 else 0
         if self._idle_steps < _STALLED_STEPS:
             return
         o = self.options
@@ -277,6 +297,27 @@ class _Flight:
             self.handle.stop()  # no longer running: it leaves `inflight` before the next step
 
 
+class _CachedPrefix:
+    """Estimates the prompt tokens a request finds in the prefix cache: the prompt it shares with the first request
+    of its prefix, in whole KV blocks (measured once per prefix, when its second request comes)."""
+
+    BLOCK = 32  # tokens per KV-cache block of the CPU plugin
+
+    def __init__(self, count_tokens) -> None:
+        self._count = count_tokens
+        self._first: dict[str, str] = {}
+        self._shared: dict[str, int] = {}
+
+    def tokens(self, req: Request, computed: bool) -> int:
+        first = self._first.setdefault(req.prefix, req.prompt)
+        if not computed or first is req.prompt:
+            return 0
+        if req.prefix not in self._shared:
+            common = os.path.commonprefix([first, req.prompt])
+            self._shared[req.prefix] = self._count(common) // self.BLOCK * self.BLOCK if common else 0
+        return self._shared[req.prefix]
+
+
 class _PrefixWarmer:
     """Holds back requests whose shared prefix (``Request.prefix``) another request is still prefilling.
 
@@ -294,6 +335,10 @@ class _PrefixWarmer:
     @property
     def held(self) -> int:
         return sum(map(len, self._waiting.values()))
+
+    def computed(self, prefix: str) -> bool:
+        """The prefix's first request has produced a token: its prompt blocks are in the cache."""
+        return prefix in self._done
 
     def admit(self, req: Request) -> bool:
         """True when the request may start now; else it waits for its prefix."""

@@ -72,6 +72,7 @@ class WorkerPool(Engine):
         self._launch, self._recycle_every, self._restarts = launch, recycle_every, restarts
         self._cap = inflight_cap or float("inf")
         self.results_by: Counter[str] = Counter()  # results per worker (its label)
+        self._engine_stats: Counter[str] = Counter()  # the workers' own figures (`Engine.stats`), summed
         self._slots: list[_Slot] = []
         handles: list[WorkerHandle] = []
         try:
@@ -113,7 +114,8 @@ class WorkerPool(Engine):
         return self._call("count_tokens", text)
 
     def stats(self) -> dict[str, object]:
-        return {"results_by": dict(self.results_by)}
+        """Results per worker, and the workers' own figures of the last generate() summed."""
+        return {**self._engine_stats, "results_by": dict(self.results_by)}
 
     def _call(self, name: str, *args: Any) -> Any:
         if self._generating:
@@ -129,6 +131,7 @@ class WorkerPool(Engine):
     def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
         self._restart_abandoned()
         self._generating = True
+        self._engine_stats = Counter()
         try:
             yield from self._generate(_Queue(iter(requests)))
         finally:
@@ -180,6 +183,7 @@ class WorkerPool(Engine):
             yield result
         elif kind == "done":
             slot.running = False
+            self._engine_stats.update({k: v for k, v in args[0].items() if isinstance(v, (int, float))})
             if self._recycle_every and slot.served >= self._recycle_every:
                 self._replace(slot)
                 if queue.peek():

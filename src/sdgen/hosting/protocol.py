@@ -7,7 +7,7 @@ same run), each worker takes work only when its batch has room, and a worker tha
 nothing but its in-flight requests.
 
     worker -> driver: ("hello", token, pid) first; then ("ready", chat_template) | ("error", SdgenError)
-                      and later ("reply", value) | ("want",) | ("result", Result) | ("done",) | ("error", ...)
+                      and later ("reply", value) | ("want",) | ("result", Result) | ("done", stats) | ("error", ...)
     driver -> worker: ("call", name, args) | ("generate",) | ("request", Request) | ("none",) | ("close",)
 """
 
@@ -71,7 +71,7 @@ def _answer(conn: Connection, engine: Engine) -> None:
             elif kind == "generate":
                 for result in engine.generate(Pull(conn)):
                     conn.send(("result", result))
-                conn.send(("done",))
+                conn.send(("done", engine.stats()))  # the engine's own figures of this generate()
         except (EOFError, OSError, Closed):
             raise
         except BaseException as exc:  # noqa: BLE001

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sdgen.errors import OutputError
 from sdgen.quality.index import TextIndex, Verdict
 from sdgen.store.files import read_dataset, sidecar
+from sdgen.timing import timing_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -147,16 +148,8 @@ def render_report(output: Path, df: pd.DataFrame, stats: dict | None) -> Path:
             f"of generation ({stats['generated_tokens'] / max(gen_s, 1e-9):.0f} tok/s), {stats['wall_time']:.1f} s wall time."
         )
         models = stats["per_model"].values()
-        firsts = [m["first_row_seconds"] for m in models if m.get("first_row_seconds") is not None]
-        if firsts:
-            tail = sum(m.get("tail_seconds", 0.0) for m in models)
-            parts[-1] += (f" Model load {sum(m['load_seconds'] for m in models):.1f} s, first row after {min(firsts):.1f} s, "
-                          f"a tail of {tail:.1f} s after the last request went in ({100 * tail / max(gen_s, 1e-9):.0f}% "
-                          "of generation).")  # fmt: skip
-        lost = stats.get("lost_tokens")
-        if lost:
-            parts[-1] += (f" {lost:,} of the generated tokens ({100 * lost / max(stats['generated_tokens'], 1):.1f}%) "
-                          "were spent on texts that did not reach the dataset (unparseable, or dropped by curation).")
+        if any(m.get("first_row_seconds") is not None for m in models):
+            parts[-1] += f" Where it went: {timing_text(models)}."
     else:
         parts[-1] += ". No run stats beside it: duplicate and conflict rates below are measured on the file itself."
     parts += ["", "## Per model", ""]

@@ -204,7 +204,10 @@ class Run:
                 settle(result)
             if feed.last_handout is not None:
                 stats.tail_seconds = round(time.perf_counter() - feed.last_handout, 3)
-            workers = engine.stats().get("results_by", {})
+            reported = engine.stats()
+            for key in ("priming_seconds", "step_seconds", "full_batch_seconds", "prompt_tokens", "cached_prompt_tokens"):
+                setattr(stats, key, reported.get(key, 0))
+            workers = reported.get("results_by", {})
             if len(workers) > 1 or self.spec.ray is not None:
                 stats.workers = dict(workers)
         stats.seconds = time.perf_counter() - t0

@@ -13,6 +13,7 @@ from sdgen.quality.curate import QualityCounts
 from sdgen.quality.evaluate import EvalReport
 from sdgen.quality.judge import JudgeStats
 from sdgen.spec import Spec
+from sdgen.timing import timing_text
 
 
 @dataclass
@@ -28,6 +29,12 @@ class ModelStats:
     load_seconds: float = 0.0
     first_row_seconds: float | None = None  # from the engine's start (load included) to the first row settled
     tail_seconds: float = 0.0  # after the last request went in: the engine ran a shrinking batch
+    # from the engine (OpenVINO; 0 from engines that do not report steps)
+    priming_seconds: float = 0.0  # the first request's prefill, alone, so the others find the shared prefix cached
+    step_seconds: float = 0.0  # all scheduler steps
+    full_batch_seconds: float = 0.0  # steps that ran at least 90% of the sequences in flight
+    prompt_tokens: int = 0  # of every request the engine ran
+    cached_prompt_tokens: int = 0  # of those, served from the prefix cache (estimated in whole KV blocks)
     workers: dict[str, int] = field(default_factory=dict)  # results per engine worker, when there are several
 
 
@@ -62,15 +69,8 @@ class Summary:
         return self.generated_tokens / self.wall_time if self.wall_time else 0.0
 
     def timing_line(self) -> str:
-        """Where the time went: model load, time to the first row, and the tail after the last request went in."""
-        models = self.per_model.values()
-        load = sum(m.load_seconds for m in models)
-        first = min((m.first_row_seconds for m in models if m.first_row_seconds is not None), default=None)
-        tail = sum(m.tail_seconds for m in models)
-        generation = sum(m.seconds - m.load_seconds for m in models)
-        first_text = f"first row after {first:.1f} s" if first is not None else "no row"
-        return (f"model load {load:.1f} s, {first_text}, tail {tail:.1f} s after the last request went in "
-                f"({100 * tail / max(generation, 1e-9):.0f}% of generation)")
+        """Where the time and tokens went (`sdgen.timing.timing_text`)."""
+        return timing_text(dataclasses.asdict(m) for m in self.per_model.values())
 
     @property
     def lost_tokens(self) -> int:
