@@ -154,3 +154,24 @@ class ListEngine(Engine):
             items = [f"{i}. {words(req.seed % 100_000 + 7 * i)}" for i in range(1, k + 1) if not ListEngine.skip(req.seed, i)]
             text = "\n".join(items)
             yield Result(req.id, text[2:] if text.startswith("1.") else " (none)\n" + text, 5 * k, "stop")
+
+
+class ExampleCopier(ListEngine):
+    """A chat model that answers a one-text request of a planned row whose id is a multiple of 5 with the spec's
+    example (``example``), unless the request tells it not to repeat the examples (then as `ListEngine`)."""
+
+    backend = "copier"
+    example = ""
+    told: list[int] = []  # rows whose request said not to repeat the examples
+
+    def generate(self, requests):
+        from sdgen.prompts import UNLIKE_EXAMPLES
+
+        for req in requests:
+            if req.choices or len(req.rows) != 1 or req.rows[0] % 5:
+                yield from super().generate([req])
+            elif UNLIKE_EXAMPLES.strip() in req.prompt.rsplit("<user>", 1)[-1]:
+                ExampleCopier.told.append(req.rows[0])
+                yield from super().generate([req])
+            else:
+                yield Result(req.id, " " + ExampleCopier.example, 5, "stop")

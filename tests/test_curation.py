@@ -20,7 +20,7 @@ from sdgen.plan import make_plan, quotas
 from sdgen.spec import build_spec
 
 from conftest import ROOT
-from fake_engines import CraftedEngine, ListEngine, words
+from fake_engines import CraftedEngine, ExampleCopier, ListEngine, words
 
 register_engine("crafted", CraftedEngine)
 
@@ -348,6 +348,7 @@ def test_conflicts_and_judge_flags_rewrite_every_format(tmp_path, model_path, su
 
 
 register_engine("list", ListEngine)
+register_engine("copier", ExampleCopier)
 
 
 def test_several_rows_per_request_fill_their_rows_by_position(tmp_path, model_path):
@@ -417,7 +418,7 @@ def test_tokens_spent_on_dropped_rows_are_counted(tmp_path, model_path):
     summary = sdgen.generate(spec, backend="crafted")
     assert summary.generated_tokens == 400 and summary.lost_tokens == 50 and summary.lost_share == 0.125
     assert json.loads((tmp_path / "out.stats.json").read_text())["lost_tokens"] == 50
-    assert "50 of the generated tokens (12.5%) were spent on texts that did not reach the dataset" in \
+    assert "generated tokens 400, 50 of them (12.5%) spent on texts that did not reach the dataset" in \
         summary.report_file.read_text()
 
 
@@ -441,3 +442,24 @@ def test_where_the_time_went(tmp_path, model_path):
     assert saved["first_row_seconds"] == stats.first_row_seconds and saved["tail_seconds"] == stats.tail_seconds
     assert summary.timing_line().startswith(f"model load {stats.load_seconds:.1f} s, first row after ")
     assert "after the last request went in" in summary.report_file.read_text()
+    assert "priming" not in summary.timing_line()  # an engine that reports no steps: no priming or batch figures
+
+
+def test_a_replacement_of_an_example_copy_is_told_not_to_repeat_the_examples(tmp_path, model_path):
+    """A row lost as a copy of the spec's example is replaced by a row whose request says not to repeat the
+    examples (a new seed alone let one row copy the same example three times); a resumed run asks the same."""
+    from sdgen.run.state import Resumed
+
+    ExampleCopier.example, ExampleCopier.told = "the parcel came back unopened", []
+    examples = [{"label": "a", "category": "topic", "type": "x", "output": ExampleCopier.example}]
+    spec = spec_for(tmp_path, model_path, examples=examples, balance={"replacements": 2})
+    summary = sdgen.generate(spec, backend="copier")
+    journal = [json.loads(line) for line in (tmp_path / "out.journal.jsonl").read_text().splitlines()]
+    copied = sorted(e["row"] for e in journal if e["event"] == "example")
+    assert copied == list(range(0, 32, 5))  # the one-text requests of rows divisible by 5 (wider ones: no copies)
+    assert sorted(ExampleCopier.told) == [r + 40 for r in copied]  # each replacement was told, and did not copy
+    df = read(summary.output)
+    assert summary.written == 40 and not (df["text"] == ExampleCopier.example).any()
+    resumed = Resumed(df[df["row"] < 40].iloc[:0], None, journal)  # as if nothing but the journal were written
+    pending = {r.row: r for r in resumed.pending(spec, make_plan(spec), summary)}
+    assert {r for r, row in pending.items() if row.unlike_examples} == {r + 40 for r in copied}

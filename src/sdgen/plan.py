@@ -31,6 +31,9 @@ class PlannedRow:
     type: str
     model: str
     seed: int
+    # a replacement of a row lost as a copy of an example: its request says not to repeat the examples, so it does
+    # not copy the same one again (a new seed alone did: one row copied the same example three times)
+    unlike_examples: bool = False
 
 
 def derive_seed(run_seed: int, *parts: object) -> int:
@@ -91,7 +94,8 @@ def replacement(spec: Spec, lost: PlannedRow) -> PlannedRow | None:
     if generation(spec, lost.row) >= spec.balance.replacements:
         return None
     new = lost.row + spec.sample_size
-    return PlannedRow(new, lost.label, lost.category, lost.type, lost.model, derive_seed(spec.seed, "sample", new, 0))
+    return PlannedRow(new, lost.label, lost.category, lost.type, lost.model, derive_seed(spec.seed, "sample", new, 0),
+                      unlike_examples=lost.unlike_examples)
 
 
 def generation(spec: Spec, row: int) -> int:

@@ -79,6 +79,9 @@ def render_around(
     return head, tail
 
 
+# Said in the request of a row that replaces a copy of an example (`PlannedRow.unlike_examples`; chat models).
+UNLIKE_EXAMPLES = " Do not repeat or closely follow any example above: write a new one."
+
 class PromptBuilder:
     """Builds the prompt string for each planned row of a spec, for one model's prompt mode.
 
@@ -132,7 +135,7 @@ class PromptBuilder:
         if not self.numbered:
             return head + self._row_part(rows[0]) + tail + self._answer_start()
         row = rows[0]
-        return head + self._request(row.label, row.category, row.type, k or len(rows)) + tail + "1."
+        return head + self._request(row.label, row.category, row.type, k or len(rows), row.unlike_examples) + tail + "1."
 
     def prefix_of(self, row_id: int) -> str:
         """Names the shared prompt prefix of a row's request: the rows of a group of real examples share one."""
@@ -212,7 +215,7 @@ class PromptBuilder:
         others = [other for other in self.spec.labels if other != label]
         return f" (not {', not '.join(others)})" if self.spec.contrast and others else ""
 
-    def _request(self, label: str, category: str | None, type_: str | None, k: int = 1) -> str:
+    def _request(self, label: str, category: str | None, type_: str | None, k: int = 1, unlike: bool = False) -> str:
         """The topic first, then what to write: the label, with its description when it has one.
 
         Small models follow the end of the request: with the label last and spelled out, the 1.5B's politeness
@@ -222,7 +225,7 @@ class PromptBuilder:
         where = f"Category: {category}. Type: {type_}. " if category is not None else ""
         meaning = self._meaning(label)
         what = f"{label}: {meaning}" if meaning else f"{label}{self._contrast(label)}"
-        avoid = self._avoid(label)
+        avoid = self._avoid(label) + (UNLIKE_EXAMPLES if unlike else "")
         if self.numbered:
             return f"{where}Write {k} new {'text' if k == 1 else 'texts'}, each one {what}.{avoid}"
         kind = "text and why it is" if self.spec.wants_reasoning else "text that is"
@@ -250,7 +253,7 @@ class PromptBuilder:
             return self._render_template(row)
         if self.mode is PromptMode.COMPLETION:
             return f"Label: {row.label}\nCategory: {row.category}\nType: {row.type}\n{self.response_prefix}"
-        return self._request(row.label, row.category, row.type)
+        return self._request(row.label, row.category, row.type, unlike=row.unlike_examples)
 
     def _chat_messages(self, user_turn: str) -> list[dict[str, str]]:
         """System instructions, each example as a request/answer exchange, then the row's request.

@@ -9,6 +9,8 @@ lost, so that the run can replace them (`sdgen.plan.replacement`).
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -154,7 +156,7 @@ class Curator:
             counts.example_copies += 1
             self.index.discard(record["row"])
             self._note("example", record["row"], record["model"])
-            freed = [as_row(record)]
+            freed = [dataclasses.replace(as_row(record), unlike_examples=True)]  # its replacement is told why
         elif check.verdict is Verdict.CONFLICT:
             freed = self._conflict(record, cell, check.match)
         else:

@@ -9,6 +9,7 @@ gets a replacement row does not advance it (the replacement will).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -119,7 +120,7 @@ class Settle:
             return 0
         self.stats.unparseable += 1
         self.curator.unparseable(row.row, row.model)
-        return 1 - self._replace([row])
+        return 1 - self._replace([dataclasses.replace(row, unlike_examples=False)])  # lost for no copy (as on resume)
 
     def _lose(self, tokens: float) -> None:
         self._lost += tokens

@@ -94,9 +94,12 @@ class Resumed:
         settled = kept | lost
         planned = {r.row: r for r in plan}
         todo = [r for r in plan if r.row not in settled]
+        copies = {entry["row"] for entry in self.journal if entry["event"] == "example"}
         for row_id in sorted(lost):
             source = planned[row_id % spec.sample_size]  # a replacement keeps its planned row's cell and model
-            nxt = replacement(spec, PlannedRow(row_id, source.label, source.category, source.type, source.model, 0))
+            lost_row = PlannedRow(row_id, source.label, source.category, source.type, source.model, 0,
+                                  unlike_examples=row_id in copies)  # fmt: skip
+            nxt = replacement(spec, lost_row)
             if nxt is not None and nxt.row not in settled:
                 todo.append(nxt)
         return todo
