@@ -15,7 +15,10 @@ def _share(part: float, whole: float) -> str:
 
 def timing_text(models: Iterable[Mapping[str, Any]]) -> str:
     models = list(models)
-    total = lambda key: sum(m.get(key) or 0 for m in models)  # noqa: E731
+
+    def total(key: str) -> float:
+        return sum(m.get(key) or 0 for m in models)
+
     generation = sum(m["seconds"] - m["load_seconds"] for m in models)
     firsts = [m["first_row_seconds"] for m in models if m.get("first_row_seconds") is not None]
     parts = [f"model load {total('load_seconds'):.1f} s",

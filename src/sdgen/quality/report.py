@@ -148,7 +148,9 @@ def render_report(output: Path, df: pd.DataFrame, stats: dict | None) -> Path:
             f"of generation ({stats['generated_tokens'] / max(gen_s, 1e-9):.0f} tok/s), {stats['wall_time']:.1f} s wall time."
         )
         models = stats["per_model"].values()
-        if any(m.get("first_row_seconds") is not None for m in models):
+        # stats of an sdgen older than the timing figures have neither; a run whose every row was lost has no first
+        # row but still says what its tokens went on
+        if stats.get("lost_tokens") or any(m.get("first_row_seconds") is not None for m in models):
             parts[-1] += f" Where it went: {timing_text(models)}."
     else:
         parts[-1] += ". No run stats beside it: duplicate and conflict rates below are measured on the file itself."
