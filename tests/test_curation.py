@@ -17,6 +17,7 @@ import sdgen
 from sdgen.engines import Result, register_engine
 from sdgen.errors import EngineError, OutputError
 from sdgen.plan import make_plan, quotas
+from sdgen.run.replacements import ReplacementBudget
 from sdgen.spec import build_spec
 
 from conftest import ROOT
@@ -157,9 +158,13 @@ def test_exact_balance_reports_the_cells_it_could_not_fill(tmp_path, model_path)
     summary = sdgen.generate(spec, backend="crafted")
     assert summary.filled == {("a",): 10, ("b",): 1}
     assert summary.shortfall == {("b",): 9}
-    assert summary.per_model[str(model_path)].extra_rows == 9  # one replacement per lost b row, all duplicates again
-    assert summary.exact_duplicates == 9 + 9
-    assert summary.missing_note.startswith("9 of 20 rows missing: their planned rows were lost 2 times")
+    # the run's budget (1 x 20 extra rows) all went to the cell that lost rows, all duplicates again
+    assert summary.per_model[str(model_path)].extra_rows == 20
+    assert summary.exact_duplicates == 9 + 20
+    assert re.fullmatch(r"9 of 20 rows missing: b lost 29 of 30 rows \(97%\); the replacement budget ran out "
+                        r"\(balance.replacements 1 x 20 rows = 20 extra rows, all used\); filling them would take about "
+                        r"270 more rows, about \d+ s at this run's pace; raise balance.replacements to fill them",
+                        summary.missing_note)  # fmt: skip
     stats = json.loads((tmp_path / "out.stats.json").read_text())
     assert {tuple(q["cell"]): (q["quota"], q["filled"]) for q in stats["quotas"]} == {("a",): (10, 10), ("b",): (10, 1)}
     assert "1 of 2 cells full" in (tmp_path / "out.report.md").read_text()
@@ -405,7 +410,7 @@ def test_rows_holding_a_phrase_their_label_avoids_are_dropped_before_the_judge(t
     assert summary.judge.overall.total == 30  # the judge never saw an avoided row
     assert summary.avoided == Counter({"could you": len(avoided)})
     journal = [json.loads(line) for line in (tmp_path / "out.journal.jsonl").read_text().splitlines()]
-    assert sorted((e["row"], e["phrase"]) for e in journal if e["event"] == "avoided") == [(r, "could you") for r in sorted(avoided)]
+    assert sorted((e["row"], e["reason"]) for e in journal if e["event"] == "avoided") == [(r, "could you") for r in sorted(avoided)]
     assert f'for a phrase their label avoids (labels.NAME.avoid): {len(avoided)} ("could you" {len(avoided)})' in (
         tmp_path / "out.report.md").read_text()
 
@@ -461,5 +466,45 @@ def test_a_replacement_of_an_example_copy_is_told_not_to_repeat_the_examples(tmp
     df = read(summary.output)
     assert summary.written == 40 and not (df["text"] == ExampleCopier.example).any()
     resumed = Resumed(df[df["row"] < 40].iloc[:0], None, journal)  # as if nothing but the journal were written
-    pending = {r.row: r for r in resumed.pending(spec, make_plan(spec), summary)}
+    pending = {r.row: r for r in resumed.pending(spec, make_plan(spec), summary, ReplacementBudget(spec))}
     assert {r for r, row in pending.items() if row.unlike_examples} == {r + 40 for r in copied}
+
+
+def test_rows_a_classifier_of_real_rows_reads_as_another_label_are_dropped(tmp_path, model_path):
+    """label_check: a classifier fitted on the user's real rows reads each parsed row; a row it reads clearly as
+    another label is journaled ("misread", with that label), replaced, and counted in the summary and report.
+    Rows it reads as their own label, and rows it is unsure of, are kept."""
+    sunny, rainy = "sunny warm bright dry", "rainy cold wet grey"
+    real = pd.DataFrame({"text": [f"{sunny} day {i}" for i in range(6)] + [f"{rainy} night {i}" for i in range(6)],
+                         "label": ["a"] * 6 + ["b"] * 6})  # fmt: skip
+    real.to_csv(tmp_path / "real.csv", index=False)
+    spec = spec_for(tmp_path, model_path, sample_size=30, label_check="real.csv", balance={"replacements": 1})
+    labels_of = {r.row: r.label for r in make_plan(spec)}
+    misread = {r for r in range(30) if r % 5 == 2 and labels_of[r] == "a"}  # label a, written as b's weather
+    unsure = {r for r in range(30) if r % 5 == 4}  # no weather words at all
+
+    def script(row, label, attempt):
+        if row in unsure:
+            return words(row)
+        weather = rainy if row in misread else (sunny if label == "a" else rainy)
+        return f"{words(row, 6)} {weather}"
+
+    CraftedEngine.script = staticmethod(script)
+    summary = sdgen.generate(spec, backend="crafted")
+    df = read(summary.output)
+    assert misread and summary.written == 30 and summary.missing_note is None
+    assert sorted(df["row"]) == sorted((set(range(30)) - misread) | {r + 30 for r in misread})
+    assert summary.screened("misread") == Counter({"b": len(misread)})
+    journal = [json.loads(line) for line in (tmp_path / "out.journal.jsonl").read_text().splitlines()]
+    assert sorted((e["row"], e["reason"]) for e in journal if e["event"] == "misread") == [(r, "b") for r in sorted(misread)]
+    assert (f"as another label by a classifier of the real rows (label_check): {len(misread)} "
+            f'("b" {len(misread)})') in (tmp_path / "out.report.md").read_text()  # fmt: skip
+    assert not set(df["text"]) & set(real["text"])  # the real rows are learnt from, never written
+
+
+def test_label_check_refuses_a_real_file_without_a_label_before_writing(tmp_path, model_path):
+    pd.DataFrame({"text": ["one", "two"], "label": ["a", "a"]}).to_csv(tmp_path / "real.csv", index=False)
+    spec = spec_for(tmp_path, model_path, label_check={"path": "real.csv"})
+    with pytest.raises(sdgen.SdgenError, match=r"real.csv: has no rows labelled 'b'"):
+        sdgen.generate(spec, backend="crafted")
+    assert not list(tmp_path.glob("out*"))

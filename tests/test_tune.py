@@ -37,7 +37,7 @@ class ScriptedEngine(FakeBaseModel):
         for req in requests:
             label = self.label_of(req)
             rng = random.Random(req.seed)
-            if "SWAP" in req.prompt:
+            if "SWAP" in req.prompt or ("MIXED" in req.prompt and rng.random() < 0.4):
                 text = label_text(LABELS[(LABELS.index(label) + 1) % len(LABELS)], rng)
             elif "FIT" in req.prompt:
                 text = label_text(label, rng)
@@ -102,6 +102,27 @@ def test_a_change_is_kept_only_when_held_out_rows_say_it_helps(tmp_path, spec_pa
     summary = sdgen.generate(result.spec_path, backend="tune-scripted", rows=30, output=tmp_path / "out.csv")
     df = pd.read_csv(summary.output)
     assert len(df) == 30 and all(set(t.split()) <= set(VOCAB[label]) for t, label in zip(df["text"], df["label"]))
+
+
+def test_the_label_check_is_kept_when_it_drops_rows_held_out_real_rows_read_otherwise(tmp_path, spec_path, seed_csv):
+    """A model that writes 40% of its rows in another label's words: the label check (a classifier of one fold's real
+    rows) drops them, the other fold agrees with every row left, and the tuned spec checks against the whole seed."""
+    from sdgen.tuning.proposals import label_check
+
+    data = yaml.safe_load(spec_path.read_text())
+    spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. MIXED."}, sort_keys=False))
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "out" / "tuned.yaml", backend="tune-scripted",
+                        pilot_rows_per_label=8, proposals=[label_check])  # fmt: skip
+    baseline, check = result.rounds
+    assert check.name == "label-check" and check.kept and min(check.gains) > 0
+    assert all(s.agreement == 1.0 for s in check.scores) and all(s.agreement < 0.8 for s in baseline.scores)
+    tuned = yaml.safe_load(result.spec_path.read_text())
+    assert tuned["label_check"] == {"path": "../seed.csv", "min_ratio": 0.8}
+    summary = sdgen.generate(result.spec_path, backend="tune-scripted", rows=60, output=tmp_path / "out.csv")
+    df = pd.read_csv(summary.output)
+    assert all(set(t.split()) <= set(VOCAB[label]) for t, label in zip(df["text"], df["label"]))
+    dropped = sum(summary.screened("misread").values())
+    assert dropped > 10 and len(df) > 50  # a row lost 3 times (0.4^3 of them) stays missing: balance.replacements
 
 
 def test_the_budget_stops_new_rounds(tmp_path, spec_path, seed_csv):
@@ -247,3 +268,7 @@ def test_the_tuned_spec_finds_its_files_wherever_it_is_written(tmp_path):
     assert (tuned.parent / moved["examples_from"]["path"]).resolve() == (spec.parent / "data/real.csv").resolve()
     proposed = _relocate({"examples_from": {"path": str(tmp_path / "seed.csv")}}, spec, tuned)
     assert proposed["examples_from"]["path"] == "../../seed.csv"
+    short = _relocate({"examples_from": "data/real.csv", "mix_real": "data/real.csv", "label_check":
+                       {"path": str(tmp_path / "seed.csv"), "min_ratio": 0.8}}, spec, tuned)  # fmt: skip
+    assert short == {"examples_from": "../../specs/data/real.csv", "mix_real": "../../specs/data/real.csv",
+                     "label_check": {"path": "../../seed.csv", "min_ratio": 0.8}}

@@ -93,13 +93,15 @@ def _print_summary(s: Summary) -> None:
     for what, count in (("exact duplicates", s.exact_duplicates), ("near duplicates", s.near_duplicates),
                         ("label conflicts", s.conflicts)):  # fmt: skip
         table.add_row(what, f"{count} ({100 * count / max(parsed, 1):.1f}% of parsed rows)")
-    avoided = s.avoided
-    if avoided:
-        from sdgen.quality.report import phrase_counts
+    from sdgen.quality.report import phrase_counts
+    from sdgen.quality.steps import step_titles
 
-        count = sum(avoided.values())
-        table.add_row("avoided phrases", f"{count} ({100 * count / max(parsed, 1):.1f}% of parsed rows): "
-                      f"{phrase_counts(avoided)}")  # fmt: skip
+    for step, title in step_titles().items():
+        dropped = s.screened(step)
+        if dropped:
+            count = sum(dropped.values())
+            table.add_row(f"dropped ({step})", f"{count} ({100 * count / max(parsed, 1):.1f}% of parsed rows) "
+                          f"{title}: {phrase_counts(dropped)}")  # fmt: skip
     if s.missing_note:
         table.add_row("missing", f"[yellow]{escape(s.missing_note)}[/yellow]")
     if s.quotas:

@@ -7,9 +7,10 @@ rebuilt without the others.
 
 A row that is lost (unparseable after its attempts, a duplicate, a conflict, rejected by the judge)
 is replaced by row ``id + sample_size``: the same label, category, type and model with a seed of its
-own, up to ``balance.replacements`` times per planned row. Replacements are thus a function of the
-lost row alone, not of the order losses happened in, which is what lets ``--resume`` rebuild them
-from the files.
+own (and a lost replacement by ``id + 2 x sample_size``, ...), while the run's budget of
+``balance.replacements x sample_size`` extra rows lasts (`sdgen.run.replacements`). Which row replaces
+a lost one is thus a function of the lost row alone, not of the order losses happened in, which is what
+lets ``--resume`` rebuild them from the files.
 """
 
 from __future__ import annotations
@@ -89,10 +90,8 @@ def make_plan(spec: Spec) -> list[PlannedRow]:
     return [plan_row(spec, row, cell) for row, cell in enumerate(deal)]
 
 
-def replacement(spec: Spec, lost: PlannedRow) -> PlannedRow | None:
-    """The row that takes a lost row's place, or None when that planned row has used its replacements."""
-    if generation(spec, lost.row) >= spec.balance.replacements:
-        return None
+def replacement(spec: Spec, lost: PlannedRow) -> PlannedRow:
+    """The row that takes a lost row's place (whether it gets one is the run's budget: `sdgen.run.replacements`)."""
     new = lost.row + spec.sample_size
     return PlannedRow(new, lost.label, lost.category, lost.type, lost.model, derive_seed(spec.seed, "sample", new, 0),
                       unlike_examples=lost.unlike_examples)

@@ -169,9 +169,10 @@ class BalanceOptions(_Strict):
     by: Literal["label", "label_category"] = Field("label", description="Quota cells: per label or label x category.")
     replacements: int = Field(
         2, ge=0, le=20,
-        description="How many times a planned row may be replaced when it is lost (unparseable after its attempts, a "
-        "duplicate, a conflict, rejected by the judge): the replacement keeps its label, category and type and gets "
-        "a seed of its own. This is the budget: at most replacements x sample_size extra rows.",
+        description="The run's budget of replacement rows, as a multiple of sample_size: at most replacements x "
+        "sample_size extra rows. A lost row (unparseable after its attempts, a duplicate, a conflict, dropped by a "
+        "quality step or the judge) is replaced by a row with its label, category and type and a seed of its own, and "
+        "a lost replacement again, while the budget lasts: cells that lose more rows draw more. 0: no replacements.",
     )  # fmt: skip
 
     @model_validator(mode="before")
@@ -245,6 +246,27 @@ class MixReal(_Strict):
         return {"path": value} if isinstance(value, (str, Path)) else value
 
 
+class LabelCheckOptions(_Strict):
+    """A classifier trained on real labelled rows reads every generated row before it is kept; a row it reads as
+    another label is dropped and replaced: ``label_check: true`` (the examples_from file), a path, or these fields.
+    The real rows are never written to the output (mix_real does that)."""
+
+    path: Path | None = Field(None, description="CSV, JSONL or Parquet with a text and a label column (relative to "
+                              "the spec); none: the examples_from file.")  # fmt: skip
+    text_col: str | None = Field(None, description="The text column (default: examples_from's, else text).")
+    label_col: str | None = Field(None, description="The label column (default: examples_from's, else label).")
+    min_ratio: float = Field(0.5, gt=0.0, le=1.0, description="Keep a row when the classifier gives its label at "
+                             "least this share of the probability of the label it finds likeliest. 1: only rows it "
+                             "reads as their own label; lower drops only rows it reads clearly as another.")  # fmt: skip
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_scalar(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return {"path": value} if isinstance(value, (str, Path)) else value
+
+
 # Measured on the 1.5B (politeness, 300 rows, 2-core AVX2): k=4 gave 1.6x the rows/s of k=1 at the same F1 and agreement.
 DEFAULT_ROWS_PER_REQUEST = 4
 
@@ -270,6 +292,9 @@ class Spec(_Strict):
     mix_real: MixReal | None = Field(None, description="Write real labelled rows into the dataset too, marked in "
                                      "a `source` column: true (the examples_from file), a path, or the long form "
                                      "(see mix_real).")  # fmt: skip
+    label_check: LabelCheckOptions | None = Field(None, description="Drop generated rows that a classifier of "
+                                                  "real labelled rows reads as another label: true (the examples_from "
+                                                  "file), a path, or the long form (see label_check).")  # fmt: skip
     contrast: bool = Field(True, description="Say in the prompt what each label is not: labels.NAME.not in the label "
                            "list, the other labels' names in the request for a label without a description, and that "
                            "a text must fit its label and none of the others.")
@@ -383,9 +408,9 @@ class Spec(_Strict):
                 raise ValueError(f"category {category!r} lists a type twice")
         return value
 
-    @field_validator("mix_real", mode="before")
+    @field_validator("mix_real", "label_check", mode="before")
     @classmethod
-    def _mix_real_off(cls, value: Any) -> Any:
+    def _real_rows_off(cls, value: Any) -> Any:
         return None if value is False else value
 
     @field_validator("ray", mode="before")
@@ -424,6 +449,9 @@ class Spec(_Strict):
         if self.mix_real is not None and self.mix_real.path is None and self.examples_from is None:
             raise ValueError("mix_real: true takes its rows from examples_from, which the spec lacks; give mix_real "
                              "a path (mix_real: real.csv)")  # fmt: skip
+        if self.label_check is not None and self.label_check.path is None and self.examples_from is None:
+            raise ValueError("label_check: true takes its rows from examples_from, which the spec lacks; give "
+                             "label_check a path (label_check: real.csv)")  # fmt: skip
         if self.prompt_style not in BUILTIN_STYLES:
             path = self.template_path
             if path is None or not path.is_file():
@@ -458,13 +486,22 @@ class Spec(_Strict):
     @property
     def mixed_real(self) -> tuple[Path, str, str] | None:
         """(path, text column, label column) of the real rows ``mix_real`` writes into the dataset, or None."""
-        mix, source = self.mix_real, self.examples_from
-        if mix is None:
+        return self._real_source(self.mix_real)
+
+    @property
+    def label_check_source(self) -> tuple[Path, str, str] | None:
+        """(path, text column, label column) of the real rows ``label_check`` learns from, or None."""
+        return self._real_source(self.label_check)
+
+    def _real_source(self, option: MixReal | LabelCheckOptions | None) -> tuple[Path, str, str] | None:
+        """A real-rows option's file and columns; without a path, the examples_from file and its columns."""
+        source = self.examples_from
+        if option is None:
             return None
-        if mix.path is None:
-            return self.real_examples_path, mix.text_col or source.text_col, mix.label_col or source.label_col
-        path = mix.path.expanduser()
-        return (path if path.is_absolute() else self.base_dir / path), mix.text_col or "text", mix.label_col or "label"
+        if option.path is None:
+            return self.real_examples_path, option.text_col or source.text_col, option.label_col or source.label_col
+        path = option.path.expanduser()
+        return (path if path.is_absolute() else self.base_dir / path), option.text_col or "text", option.label_col or "label"
 
     @property
     def template_path(self) -> Path | None:

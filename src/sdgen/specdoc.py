@@ -15,11 +15,12 @@ from pydantic_core import PydanticUndefined
 
 from sdgen.spec import (
     BalanceOptions, DedupOptions, EngineOptions, Example, GenerationParams, JudgeOptions, ModelChoice, RayOptions,
-    MixReal, RealExamples, Spec,
+    LabelCheckOptions, MixReal, RealExamples, Spec,
 )  # fmt: skip
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
-    ("spec", Spec), ("examples[]", Example), ("examples_from", RealExamples), ("mix_real", MixReal), ("models[]", ModelChoice),
+    ("spec", Spec), ("examples[]", Example), ("examples_from", RealExamples), ("mix_real", MixReal), ("label_check", LabelCheckOptions),
+    ("models[]", ModelChoice),
     ("generation", GenerationParams), ("engine", EngineOptions), ("dedup", DedupOptions), ("balance", BalanceOptions),
     ("judge", JudgeOptions), ("ray", RayOptions),
 ]  # fmt: skip

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from sdgen.plan import Cell, PlannedRow, cell_of
 from sdgen.quality.index import TextIndex, Verdict
+from sdgen.quality.steps import Candidate, Step, steps_for
 from sdgen.store.runstate import Journal
 from sdgen.spec import Spec
 
@@ -35,8 +36,8 @@ class QualityCounts:
     near_duplicates: int = 0
     conflicts: int = 0  # rows of this model set aside as one side of a conflict
     example_copies: int = 0  # rows that repeated a spec example or a real example (dropped)
-    # rows dropped for a phrase their label avoids, per phrase
-    avoided_phrases: dict[str, int] = field(default_factory=dict)
+    # rows dropped by a quality step (`sdgen.quality.steps`): step name -> reason (a phrase, a label) -> rows
+    screened: dict[str, dict[str, int]] = field(default_factory=dict)
     rejected: int = 0  # rows the judge gave another label (moved to the rejected file)
     seconds: float = 0.0  # time spent checking and indexing
 
@@ -91,6 +92,7 @@ class Curator:
     per_model: dict[str, QualityCounts] = field(default_factory=dict)
     cells: Counter = field(default_factory=Counter)  # rows counting toward each quota cell
     pulled: dict[int, int] = field(default_factory=dict)  # earlier kept row -> the row it conflicts with
+    steps: list[Step] | None = None  # the quality steps (default: those the spec asks for)
 
     def __post_init__(self) -> None:
         options = self.spec.dedup
@@ -104,7 +106,9 @@ class Curator:
             )
         self._kept: dict[int, _Kept] = {}
         self._reserved: list[str] = []
-        self._avoided = self.spec.avoided
+        if self.steps is None:
+            self.steps = steps_for(self.spec)
+        self._step_names = {step.name for step in self.steps}
 
     def counts(self, model: str) -> QualityCounts:
         return self.per_model.setdefault(model, QualityCounts())
@@ -119,19 +123,25 @@ class Curator:
         self._reserved += [t for t, _ in texts]
 
     def screen(self, record: dict[str, Any]) -> list[PlannedRow] | None:
-        """Before the judge and the index: a row whose text holds a phrase its label avoids is lost (None: it passes)."""
-        phrase = self._avoided.found(record["text"], record["label"]) if self._avoided else None
-        if phrase is None:
+        """Before the judge and the index: the quality steps in chain order; the first that drops the row decides
+        (None: it passes them all)."""
+        if not self.steps:
             return None
-        self._count_avoided(record["model"], phrase)
-        self._note("avoided", record["row"], record["model"], phrase=phrase)
-        self._maybe_flush()
-        return [as_row(record)]
+        candidate = Candidate.of(record)
+        for step in self.steps:
+            drop = step.decide(candidate)
+            if drop is not None:
+                self._count_screened(record["model"], step.name, drop.reason)
+                self._note(step.name, record["row"], record["model"], reason=drop.reason)
+                self._maybe_flush()
+                return [as_row(record)]
+        return None
 
-    def _count_avoided(self, model: str, phrase: str) -> None:
+    def _count_screened(self, model: str, step: str, reason: str) -> None:
         counts = self.counts(model)
         counts.parsed += 1
-        counts.avoided_phrases[phrase] = counts.avoided_phrases.get(phrase, 0) + 1
+        reasons = counts.screened.setdefault(step, {})
+        reasons[reason] = reasons.get(reason, 0) + 1
 
     def reject(self, record: dict[str, Any]) -> list[PlannedRow]:
         """A row the judge gave another label: to the rejected file; it is lost."""
@@ -279,8 +289,8 @@ class Curator:
             else:
                 counts.example_copies += 1
         for entry in journal:
-            if entry["event"] == "avoided":
-                self._count_avoided(entry["model"], entry.get("phrase", "?"))
+            if entry["event"] in self._step_names:  # older journals call an avoided phrase "phrase"
+                self._count_screened(entry["model"], entry["event"], entry.get("reason", entry.get("phrase", "?")))
         for model in (rejected["model"] if rejected is not None else []):
             self.counts(model).parsed += 1
             self.counts(model).rejected += 1

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sdgen.errors import SdgenError
+from sdgen.quality.classifier import text_classifier
 from sdgen.quality.report import distinct_n
 from sdgen.realdata import check_labels, read_real
 from sdgen.store.files import read_dataset, sidecar
@@ -96,17 +97,6 @@ class EvalReport:
         figures = (f"seed + generated rows {self.hybrid_macro_f1:.3f} against the seed's {self.seed_rows} rows alone "
                    f"{self.seed_macro_f1:.3f} ({self.hybrid_gain:.2f}x)")  # fmt: skip
         return figures if self.helps else f"the generated rows do not help: {figures}"
-
-
-def _classifier(seed: int):
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    return make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, strip_accents="unicode"),
-        LogisticRegression(max_iter=2000, C=4.0, class_weight="balanced", random_state=seed),
-    )
 
 
 def check_real_labels(real: Path, text_col: str, label_col: str, labels: list[str]) -> None:
@@ -181,7 +171,7 @@ def evaluate(dataset: str | Path, real: str | Path, *, text_col: str = "text", l
     if seed_file is not None:
         seed_df, real_df, warnings = _apart_from_seed(Path(seed_file), Path(real), real_df, labels, text_col, label_col, notes)
     test, pool = _split(real_df, labels, seed)
-    model = _classifier(seed).fit(synthetic["text"], synthetic["label"])
+    model = text_classifier(seed).fit(synthetic["text"], synthetic["label"])
     predicted = model.predict(test["text"])
     report = EvalReport(
         dataset=str(dataset), real=str(real), labels=labels, synthetic_rows=len(synthetic), real_test_rows=len(test),
@@ -192,7 +182,7 @@ def evaluate(dataset: str | Path, real: str | Path, *, text_col: str = "text", l
     )  # fmt: skip
     reference_train = _sample(pool, len(synthetic), seed)
     if reference_train["label"].nunique() == len(labels):
-        ref = _classifier(seed).fit(reference_train["text"], reference_train["label"])
+        ref = text_classifier(seed).fit(reference_train["text"], reference_train["label"])
         report.reference_rows = len(reference_train)
         report.reference_macro_f1 = round(float(f1_score(test["label"], ref.predict(test["text"]), labels=labels,
                                                           average="macro", zero_division=0)), 4)  # fmt: skip
@@ -245,7 +235,7 @@ def _learning_curve(report: EvalReport, seed_df, synthetic, test, seed: int, see
     from sklearn.metrics import f1_score
 
     def score(train) -> float:
-        model = _classifier(seed).fit(train["text"], train["label"])
+        model = text_classifier(seed).fit(train["text"], train["label"])
         return round(float(f1_score(test["label"], model.predict(test["text"]), labels=report.labels, average="macro",
                                     zero_division=0)), 4)  # fmt: skip
 
@@ -258,7 +248,7 @@ class RealClassifier:
     """The agreement judge: a classifier trained on real rows, asked which label each text has."""
 
     def __init__(self, pool, seed: int = 0) -> None:
-        self.model = _classifier(seed).fit(pool["text"], pool["label"])
+        self.model = text_classifier(seed).fit(pool["text"], pool["label"])
 
     @classmethod
     def from_file(cls, real: Path, text_col: str = "text", label_col: str = "label", seed: int = 0) -> RealClassifier:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sdgen.errors import OutputError
 from sdgen.quality.index import TextIndex, Verdict
+from sdgen.quality.steps import step_titles
 from sdgen.store.files import read_dataset, sidecar
 from sdgen.timing import timing_text
 
@@ -195,10 +196,10 @@ def _notes(stats: dict) -> str:
         f"Quality steps: curation {curation:.2f} s + dataset rewrite {stats['finalize_seconds']:.2f} s = "
         f"{_pct(curation + stats['finalize_seconds'], gen_s)} of generation time; {extra} replacement rows scheduled.",
     ]
-    avoided = _avoided_phrases(stats)
-    if avoided:
-        lines.append(f"Rows dropped and replaced for a phrase their label avoids (labels.NAME.avoid): "
-                     f"{sum(avoided.values())} ({phrase_counts(avoided)}).")  # fmt: skip
+    for step, title in step_titles().items():
+        dropped = _screened(stats, step)
+        if dropped:
+            lines.append(f"Rows dropped and replaced {title}: {sum(dropped.values())} ({phrase_counts(dropped)}).")
     copies = sum(m.get("quality", {}).get("example_copies", 0) for m in models)
     if copies:
         lines.append(f"Rows dropped and replaced as copies of a spec or real example: {copies}.")
@@ -209,11 +210,14 @@ def _notes(stats: dict) -> str:
     return "\n".join(lines)
 
 
-def _avoided_phrases(stats: dict) -> Counter:
-    """How often each avoided phrase dropped a row, over all models of a run's stats."""
+def _screened(stats: dict, step: str) -> Counter:
+    """How often a quality step dropped a row, per reason, over all models of a run's stats."""
     found: Counter = Counter()
     for m in stats["per_model"].values():
-        found.update(m.get("quality", {}).get("avoided_phrases", {}))
+        quality = m.get("quality", {})
+        found.update(quality.get("screened", {}).get(step, {}))
+        if step == "avoided":  # stats of an sdgen before the quality steps
+            found.update(quality.get("avoided_phrases", {}))
     return found
 
 

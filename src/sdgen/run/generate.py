@@ -21,10 +21,12 @@ from sdgen.progress import NullProgress, ProgressListener
 from sdgen.prompts import PromptBuilder, detect_mode
 from sdgen.quality.curate import Curator, RowBuffer
 from sdgen.quality.judge import JudgePrompt, JudgeStats
+from sdgen.quality.steps import steps_for
 from sdgen.quality.evaluate import check_real_labels, render_eval
 from sdgen.quality.evaluate import evaluate as evaluate_dataset
 from sdgen.run.feed import RequestFeed, jobs_for
 from sdgen.run.finish import count_filled, finish_dataset, mix_in_real, write_report
+from sdgen.run.replacements import ReplacementBudget
 from sdgen.run.settle import Settle
 from sdgen.run.state import Resumed, Sidecars, start_fresh
 from sdgen.run.stop import StopRequest
@@ -99,6 +101,7 @@ class Run:
         if spec.mixed_real is not None:  # written at the end, beside the generated rows; never copied by them
             path, text_col, label_col = spec.mixed_real
             self.mixed = SeedSet.load(path, list(spec.labels), text_col, label_col, min_per_label=1).rows
+        self.steps = steps_for(spec)  # a label_check file that cannot be read fails here, before any file is written
         self.columns = columns_for(spec)
         self.lock = OutputLock(self.output).acquire()  # one writer per output, until execute() ends
         try:
@@ -122,11 +125,12 @@ class Run:
             self.curator.reserve(list(zip(self.mixed["text"], self.mixed["label"])))
         self.summary.judge = JudgeStats(spec.judge.action) if spec.judge.enabled else None
         self.pending = self.plan
+        self.budget = ReplacementBudget(spec)
         if self.resumed is not None:
             self.curator.restore(self.resumed.dataset, self.resumed.conflicts, self.resumed.journal, self.resumed.rejected)
             if self.summary.judge is not None:
                 self.summary.judge.restore(self.resumed.dataset, self.resumed.rejected)
-            self.pending = self.resumed.pending(spec, self.plan, self.summary)
+            self.pending = self.resumed.pending(spec, self.plan, self.summary, self.budget)
 
     def _open_files(self, overwrite: bool) -> Curator:
         self.writer = open_writer(self.output, self.columns, overwrite=overwrite, append=self.resumed is not None)
@@ -141,6 +145,7 @@ class Run:
             sidecar_writer(sidecars.conflicts, "conflict_with"),
             Journal(journal_path(self.output)),
             rejected=sidecar_writer(sidecars.rejected, *JUDGE_COLUMNS),
+            steps=self.steps,
         )
 
     def execute(self, *, report: bool = True) -> Summary:
@@ -170,11 +175,18 @@ class Run:
                 self.progress.stop()
         write_manifest(self.output, self.spec, self.models, self.backend, status="finished")
         count_filled(self.spec, self.summary, df)
-        self.summary.missing_note = self.summary.budget_line(self.spec)
+        self.summary.missing_note = self._missing_line()
         self.summary.wall_time = time.perf_counter() - t0
         if report:
             self.summary.report_file = write_report(self.spec, self.summary, df)
         return self.summary
+
+    def _missing_line(self) -> str | None:
+        """Why rows are missing, per cell, and what filling them would cost at the pace rows were tried."""
+        seconds = sum(m.seconds - m.load_seconds for m in self.summary.per_model.values())
+        tried = self.summary.written + sum(self.budget.lost.values())
+        return self.budget.missing_line(self.summary.missing, self.summary.planned, self.curator.cells,
+                                        tried / seconds if seconds > 0 else 0.0)  # fmt: skip
 
     def _rows_by_model(self) -> dict[str, list[PlannedRow]]:
         by_model: dict[str, list[PlannedRow]] = {name: [] for name in self.models}
@@ -198,7 +210,7 @@ class Run:
             jobs = jobs_for([r for r in self.plan if r.model == name], rows, k)
             feed = RequestFeed(self.spec, builder, jobs, judge)
             settle = Settle(self.spec, feed, self.curator, stats, self.progress, self.summary.judge,
-                            started=t0)  # time to first row counts the model load
+                            started=t0, budget=self.budget)  # time to first row counts the model load
             for result in engine.generate(feed):
                 stop.check()  # between rows: nothing half-written
                 settle(result)

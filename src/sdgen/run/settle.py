@@ -16,11 +16,12 @@ import time
 from sdgen.engines.base import Result
 from sdgen.errors import EngineError
 from sdgen.extract import Extracted, extract, extract_items
-from sdgen.plan import PlannedRow, replacement
+from sdgen.plan import PlannedRow
 from sdgen.progress import ProgressListener
 from sdgen.quality.curate import Curator
 from sdgen.quality.judge import JudgeStats
 from sdgen.run.feed import Job, JudgeJob, RequestFeed
+from sdgen.run.replacements import ReplacementBudget
 from sdgen.run.summary import ModelStats
 from sdgen.spec import Spec
 
@@ -38,8 +39,10 @@ class Settle:
     """Called with each result of one model's engine run, in the order results finish."""
 
     def __init__(self, spec: Spec, feed: RequestFeed, curator: Curator, stats: ModelStats, progress: ProgressListener,
-                 judged: JudgeStats | None = None, started: float | None = None) -> None:  # fmt: skip
+                 judged: JudgeStats | None = None, started: float | None = None,
+                 budget: ReplacementBudget | None = None) -> None:  # fmt: skip
         self.spec, self.feed, self.curator = spec, feed, curator
+        self.budget = budget if budget is not None else ReplacementBudget(spec)
         self.stats, self.progress, self.judged = stats, progress, judged
         self._tokens: dict[int, float] = {}  # row -> generated tokens its text cost, until it is kept or lost
         self._lost = 0.0
@@ -131,7 +134,7 @@ class Settle:
         queued = 0
         for row in lost:
             self._lose(self._tokens.pop(row.row, 0.0))
-            extra = replacement(self.spec, row)
+            extra = self.budget.take(row)
             if extra is None:
                 self.stats.unreplaced += 1
                 continue

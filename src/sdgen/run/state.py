@@ -8,7 +8,8 @@ from typing import Any
 
 from sdgen.errors import OutputError
 from sdgen.models.registry import ResolvedModel
-from sdgen.plan import PlannedRow, replacement
+from sdgen.plan import PlannedRow, cell_of
+from sdgen.run.replacements import ReplacementBudget
 from sdgen.run.summary import Summary
 from sdgen.spec import Spec
 from sdgen.store.files import JUDGE_COLUMNS, check_output, dataset_exists, read_dataset, sidecar
@@ -69,7 +70,7 @@ class Resumed:
         rejected = read_dataset(sidecars.rejected, [*columns, *JUDGE_COLUMNS]) if dataset_exists(sidecars.rejected) else None
         return cls(read_dataset(output, columns), conflicts, read_journal(journal_path(output)), rejected)
 
-    def pending(self, spec: Spec, plan: list[PlannedRow], summary: Summary) -> list[PlannedRow]:
+    def pending(self, spec: Spec, plan: list[PlannedRow], summary: Summary, budget: ReplacementBudget) -> list[PlannedRow]:
         """The planned rows that no file settles, then the replacements of lost rows that no file settles.
 
         A row is settled once a file holds it: the dataset (kept), the conflicts or rejected file, or the
@@ -95,11 +96,15 @@ class Resumed:
         planned = {r.row: r for r in plan}
         todo = [r for r in plan if r.row not in settled]
         copies = {entry["row"] for entry in self.journal if entry["event"] == "example"}
+        budget.spent = sum(1 for row in settled if row >= spec.sample_size)
         for row_id in sorted(lost):
             source = planned[row_id % spec.sample_size]  # a replacement keeps its planned row's cell and model
             lost_row = PlannedRow(row_id, source.label, source.category, source.type, source.model, 0,
                                   unlike_examples=row_id in copies)  # fmt: skip
-            nxt = replacement(spec, lost_row)
-            if nxt is not None and nxt.row not in settled:
+            if row_id + spec.sample_size in settled:  # replaced already: the loss counts, the budget was spent
+                budget.lost[cell_of(spec, source.label, source.category)] += 1
+                continue
+            nxt = budget.take(lost_row)
+            if nxt is not None:
                 todo.append(nxt)
         return todo

@@ -97,27 +97,22 @@ class Summary:
     def conflicts(self) -> int:
         return sum(q.conflicts for q in self.quality.values())
 
+    def screened(self, step: str) -> Counter:
+        """Rows a quality step dropped, per reason (`sdgen.quality.steps`; "avoided": per phrase)."""
+        found: Counter = Counter()
+        for q in self.quality.values():
+            found.update(q.screened.get(step, {}))
+        return found
+
     @property
     def avoided(self) -> Counter:
         """Rows dropped for a phrase their label avoids, per phrase."""
-        found: Counter = Counter()
-        for q in self.quality.values():
-            found.update(q.avoided_phrases)
-        return found
+        return self.screened("avoided")
 
     @property
     def missing(self) -> int:
         """Rows the dataset lacks against the spec's sample_size (flagged duplicates aside)."""
         return max(self.planned - self.written, 0)
-
-    def budget_line(self, spec: Spec) -> str | None:
-        """One line when the dataset has fewer rows than planned, and why."""
-        if not self.missing:
-            return None
-        extra = sum(m.extra_rows for m in self.per_model.values())
-        return (f"{self.missing} of {self.planned} rows missing: their planned rows were lost "
-                f"{spec.balance.replacements + 1} times (balance.replacements {spec.balance.replacements}; "
-                f"{extra} replacement rows ran); raise balance.replacements to fill them")
 
     @property
     def shortfall(self) -> dict[Cell, int]:

@@ -30,9 +30,12 @@ def _relocate(data: dict, spec_path: Path, output: Path) -> dict:
 
     if data.get("prompt_style") not in (None, *BUILTIN_STYLES) and not Path(data["prompt_style"]).is_absolute():
         data["prompt_style"] = os.path.relpath(here / data["prompt_style"], there)
-    source = data.get("examples_from")
-    if isinstance(source, dict):
-        data["examples_from"] = {**source, "path": moved(str(source["path"]))}
+    for key in ("examples_from", "label_check", "mix_real"):  # the options that name a real-rows file
+        source = data.get(key)
+        if isinstance(source, dict) and source.get("path"):
+            data[key] = {**source, "path": moved(str(source["path"]))}
+        elif isinstance(source, str):
+            data[key] = moved(source)
     return data
 
 

@@ -122,9 +122,9 @@ def typical(rows, per_label: int, seed: int = 0):
     """Each label's ``per_label`` rows that a classifier trained on all ``rows`` gives their own label most surely."""
     import numpy as np
 
-    from sdgen.quality.evaluate import _classifier
+    from sdgen.quality.classifier import text_classifier
 
-    model = _classifier(seed).fit(rows["text"], rows["label"])
+    model = text_classifier(seed).fit(rows["text"], rows["label"])
     classes = [str(c) for c in model.classes_]
     proba = model.predict_proba(rows["text"])
     own = proba[np.arange(len(rows)), [classes.index(str(label)) for label in rows["label"]]]

@@ -25,12 +25,13 @@ def score_pilot(generated, derive, held, labels: list[str], rows_per_s: float, s
     import pandas as pd
     from sklearn.metrics import f1_score
 
-    from sdgen.quality.evaluate import RealClassifier, _classifier
+    from sdgen.quality.classifier import text_classifier
+    from sdgen.quality.evaluate import RealClassifier
 
     def f1(train) -> float:
         if train["label"].nunique() < 2:
             return 0.0
-        model = _classifier(seed).fit(train["text"], train["label"])
+        model = text_classifier(seed).fit(train["text"], train["label"])
         return float(f1_score(held["label"], model.predict(held["text"]), labels=labels, average="macro", zero_division=0))
 
     agreement = RealClassifier(held, seed).agreement(generated["text"], generated["label"]) if len(generated) else 0.0

@@ -1,0 +1,31 @@
+"""Quality steps: each decides on one parsed row, before the judge and the dedup index (`base.Step`).
+
+The chain is declared here, in order; a new step is one module and one entry in ``CHAIN``
+(docs/development.md#adding-a-quality-step).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sdgen.quality.steps.avoid import Avoid
+from sdgen.quality.steps.base import Candidate, Drop, Step
+from sdgen.quality.steps.label_check import LabelCheck
+
+if TYPE_CHECKING:
+    from sdgen.spec import Spec
+
+CHAIN: tuple[type[Step], ...] = (Avoid, LabelCheck)
+
+
+def steps_for(spec: Spec) -> list[Step]:
+    """The steps the spec asks for, in chain order."""
+    return [step for cls in CHAIN if (step := cls.from_spec(spec)) is not None]
+
+
+def step_titles() -> dict[str, str]:
+    """Journal event -> what the summary says of the rows the step dropped."""
+    return {cls.name: cls.title for cls in CHAIN}
+
+
+__all__ = ["CHAIN", "Candidate", "Drop", "Step", "step_titles", "steps_for"]
