@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sdgen.testing import NO_SYSTEM_TEMPLATE, build_tiny_gguf
+from sdgen.testing import NO_SYSTEM_TEMPLATE, build_tiny_gguf, stacks_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_SPEC = ROOT / "examples" / "customer_service.yaml"
+
+
+stacks_before_the_backstop = stacks_fixture()  # a test that hangs fails with the stacks of every sdgen process
 
 
 @pytest.fixture(scope="session")

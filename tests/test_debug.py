@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -20,6 +21,28 @@ def test_a_run_that_stops_progressing_fails_with_its_stacks(tmp_path):
 
 
 def test_a_run_that_keeps_progressing_runs_to_its_end(tmp_path):
-    """Its whole run (~3 s) is longer than the stall window; its stderr grows every 0.4 s."""
-    run = run_watched([sys.executable, "-c", BUSY], [], stall=1)
+    """Its whole run (~3 s) is longer than the stall window; its stderr grows every 0.4 s, far inside the window."""
+    run = run_watched([sys.executable, "-c", BUSY], [], stall=2.5)
     assert run.returncode == 0 and run.stderr.split() == [str(i) for i in range(8)]
+
+
+HANGING_TEST = f"""
+import subprocess, sys
+import pytest
+
+@pytest.mark.timeout(6)
+def test_hangs():
+    subprocess.run([sys.executable, "-c", {STUCK!r}])
+"""
+
+
+def test_a_test_that_hangs_fails_at_its_deadline_with_the_stacks_of_its_sdgen_processes(tmp_path):
+    """The suite's backstop (pytest-timeout) fails a hung test; just before it, the conftest's fixture has every sdgen
+    process the test started print its stacks, so the failure shows where the child waits, not only the parent."""
+    (tmp_path / "conftest.py").write_text("from sdgen.testing import stacks_fixture\nstacks = stacks_fixture()\n")
+    (tmp_path / "test_hang.py").write_text(HANGING_TEST)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_hang.py")],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)  # fmt: skip
+    out = run.stdout + run.stderr
+    assert run.returncode == 1 and "Timeout (>6.0s) from pytest-timeout" in out, out[-3000:]
+    assert "in waits_here" in out, out[-3000:]  # the child's stack, printed by the child itself

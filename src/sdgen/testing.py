@@ -229,6 +229,70 @@ def _stall_failure(proc: subprocess.Popen, err, stall: float, on_stall: Callable
     raise AssertionError(f"no progress for {stall:.0f} s: {proc.args}\n--- stderr (stacks last) ---\n{text[-20000:]}\n{extra}")
 
 
+def ask_for_stacks() -> list[int]:
+    """Every sdgen process below this one (a CLI it started, its engine workers) prints its threads' stacks to its
+    stderr (SIGUSR1, `sdgen.debug`); returns their pids. Only processes running sdgen are signalled (SIGUSR1 would
+    end any other), and only this process's own: another run on the machine is left alone."""
+    pids = [pid for pid in _descendants(os.getpid()) if _runs_sdgen(pid)]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGUSR1)
+    return pids
+
+
+def _runs_sdgen(pid: int) -> bool:
+    try:
+        return b"sdgen" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+STACKS_LEAD = 20.0  # seconds before a test's backstop deadline at which its sdgen processes print their stacks
+
+
+def stacks_fixture():
+    """An autouse pytest fixture (assign it to a name in a conftest.py): shortly before pytest-timeout's deadline
+    fails a test, every sdgen process the test started prints its stacks, so a hang fails with all of them (pytest-
+    timeout prints the test process's own)."""
+    import threading
+
+    import pytest
+
+    @pytest.fixture(autouse=True)
+    def _stacks_before_the_backstop(request):
+        marker = request.node.get_closest_marker("timeout")
+        limit = float(marker.args[0] if marker and marker.args else request.config.getini("timeout") or 0)
+        if limit <= 0:
+            yield
+            return
+        timer = threading.Timer(limit - min(STACKS_LEAD, limit / 4), ask_for_stacks)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+    return _stacks_before_the_backstop
+
+
 def _sdgen_worker_pids() -> list[int]:
     """Engine worker programs on this machine (local or under Ray); their stderr reaches the driver's."""
     pids = []
