@@ -40,12 +40,12 @@ class DiesOnce(OpenVINOEngine):
 
 SHOP_ROWS = [("the parcel never came", "complaint"), ("where is my refund", "complaint"), ("order 1234 is late", "complaint"),
              ("love the new colours", "praise"), ("great service, thanks", "praise")]  # fmt: skip
-_LABEL = re.compile(r"Label: (.+)\n")
 
 
 class FakeBaseModel(Engine):
     """The scaffolding of a scripted engine: a base model (no chat template) that loads nothing; subclasses write
-    ``generate``. Prompts of a base model carry their row's label as ``Label: NAME`` (`label_of`)."""
+    ``generate``. A script reads what a request is for from its plan data (`label_of`, ``rows``, ``asked``), never
+    from the prompt's wording, so rewording a prompt cannot break a test double."""
 
     backend = "fake"
     chat_template = None
@@ -58,7 +58,7 @@ class FakeBaseModel(Engine):
 
     @staticmethod
     def label_of(request) -> str:
-        return _LABEL.findall(request.prompt)[-1]
+        return request.label
 
 
 class CopyingEngine(FakeBaseModel):
@@ -149,7 +149,7 @@ class ListEngine(Engine):
             if req.choices:
                 yield Result(req.id, " " + req.choices[0], 1, "stop")
                 continue
-            k = int(re.findall(r"Write (\d+) new texts?, each one", req.prompt)[-1])
+            k = req.asked
             ListEngine.requests.append(req.rows)
             items = [f"{i}. {words(req.seed % 100_000 + 7 * i)}" for i in range(1, k + 1) if not ListEngine.skip(req.seed, i)]
             text = "\n".join(items)

@@ -22,7 +22,11 @@ class Request:
     seed: int
     stop_strings: set[str] = field(default_factory=set)
     choices: tuple[str, ...] | None = None  # constrain the output to exactly one of these (greedy)
-    rows: tuple[int, ...] = ()  # the plan rows it is for (logs and test doubles; engines ignore it)
+    # what it asks for, as plan data (logs and test doubles read these; engines ignore them): the plan rows it is
+    # for, the label they share, and how many texts the prompt asks for (a numbered list when more than one)
+    rows: tuple[int, ...] = ()
+    label: str = ""
+    asked: int = 1
     prefix: str = ""  # names the shared prompt prefix it starts with (a group's examples, the judge's shots)
     # a one-text request of a label with avoided phrases: their pattern (`sdgen.text.AvoidedPhrases.pattern`); an
     # engine that watches it stops the request once its text holds one (the row is lost anyway: no more tokens on it)

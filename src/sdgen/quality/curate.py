@@ -127,15 +127,16 @@ class Curator:
         (None: it passes them all)."""
         if not self.steps:
             return None
+        t0 = time.perf_counter()
         candidate = Candidate.of(record)
-        for step in self.steps:
-            drop = step.decide(candidate)
-            if drop is not None:
-                self._count_screened(record["model"], step.name, drop.reason)
-                self._note(step.name, record["row"], record["model"], reason=drop.reason)
-                self._maybe_flush()
-                return [as_row(record)]
-        return None
+        drop, step = next(((d, s) for s in self.steps if (d := s.decide(candidate)) is not None), (None, None))
+        self.counts(record["model"]).seconds += time.perf_counter() - t0
+        if drop is None:
+            return None
+        self._count_screened(record["model"], step.name, drop.reason)
+        self._note(step.name, record["row"], record["model"], reason=drop.reason)
+        self._maybe_flush()
+        return [as_row(record)]
 
     def _count_screened(self, model: str, step: str, reason: str) -> None:
         counts = self.counts(model)

@@ -104,13 +104,13 @@ class RequestFeed:
         self._jobs[request_id] = job
         if isinstance(job, JudgeJob):
             return Request(request_id, self.judge.build(job.record["text"]), JUDGE_PARAMS, 0, set(),
-                           self.judge.choices, rows=(job.row.row,), prefix="judge")  # fmt: skip
+                           self.judge.choices, rows=(job.row.row,), label=job.row.label, prefix="judge")  # fmt: skip
         k = job.width
         # The answer stops after the last item a row takes: the items before it are the same tokens as in the full
         # answer (a group the run leaves short, a resumed group), and no tokens are spent on items nobody reads.
         return Request(request_id, self.builder.build_group(job.rows, k), self._params_for(k), job.seed(self.spec),
                        self.builder.group_stop_strings(job.last_item), rows=tuple(r.row for r in job.rows if job.takes(r)),
-                       prefix=self.builder.prefix_of(job.rows[0].row), avoid=self._avoid_of(job))  # fmt: skip
+                       label=job.rows[0].label, asked=k, prefix=self.builder.prefix_of(job.rows[0].row), avoid=self._avoid_of(job))  # fmt: skip
 
     def _avoid_of(self, job: Job) -> str | None:
         """The avoided phrases of a request that is read for one text: it may stop once that text holds one."""
