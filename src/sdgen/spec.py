@@ -228,43 +228,36 @@ class RealExamples(_Strict):
         return {"path": value} if isinstance(value, (str, Path)) else value
 
 
-class MixReal(_Strict):
+class _RealRows(_Strict):
+    """A file of real labelled rows: true (the examples_from file), a path, or these fields."""
+
+    path: Path | None = Field(None, description="CSV, JSONL or Parquet with a text and a label column (relative to "
+                              "the spec); none: the examples_from file.")  # fmt: skip
+    text_col: str | None = Field(None, description="The text column (default: examples_from's, else text).")
+    label_col: str | None = Field(None, description="The label column (default: examples_from's, else label).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_scalar(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return {"path": value} if isinstance(value, (str, Path)) else value
+
+
+class MixReal(_RealRows):
     """Real labelled rows written into the dataset beside the generated ones, with a `source` column (real /
     generated): ``mix_real: true`` (the examples_from file), a path, or these fields. They are reserved in the
     dedup index, so no generated row copies one."""
 
-    path: Path | None = Field(None, description="CSV, JSONL or Parquet with a text and a label column (relative to "
-                              "the spec); none: the examples_from file.")  # fmt: skip
-    text_col: str | None = Field(None, description="The text column (default: examples_from's, else text).")
-    label_col: str | None = Field(None, description="The label column (default: examples_from's, else label).")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _from_scalar(cls, value: Any) -> Any:
-        if value is True:
-            return {}
-        return {"path": value} if isinstance(value, (str, Path)) else value
-
-
-class LabelCheckOptions(_Strict):
+class LabelCheckOptions(_RealRows):
     """A classifier trained on real labelled rows reads every generated row before it is kept; a row it reads as
     another label is dropped and replaced: ``label_check: true`` (the examples_from file), a path, or these fields.
     The real rows are never written to the output (mix_real does that)."""
 
-    path: Path | None = Field(None, description="CSV, JSONL or Parquet with a text and a label column (relative to "
-                              "the spec); none: the examples_from file.")  # fmt: skip
-    text_col: str | None = Field(None, description="The text column (default: examples_from's, else text).")
-    label_col: str | None = Field(None, description="The label column (default: examples_from's, else label).")
     min_ratio: float = Field(0.5, gt=0.0, le=1.0, description="Keep a row when the classifier gives its label at "
                              "least this share of the probability of the label it finds likeliest. 1: only rows it "
                              "reads as their own label; lower drops only rows it reads clearly as another.")  # fmt: skip
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_scalar(cls, value: Any) -> Any:
-        if value is True:
-            return {}
-        return {"path": value} if isinstance(value, (str, Path)) else value
 
 
 # Measured on the 1.5B (politeness, 300 rows, 2-core AVX2): k=4 gave 1.6x the rows/s of k=1 at the same F1 and agreement.
@@ -493,7 +486,7 @@ class Spec(_Strict):
         """(path, text column, label column) of the real rows ``label_check`` learns from, or None."""
         return self._real_source(self.label_check)
 
-    def _real_source(self, option: MixReal | LabelCheckOptions | None) -> tuple[Path, str, str] | None:
+    def _real_source(self, option: _RealRows | None) -> tuple[Path, str, str] | None:
         """A real-rows option's file and columns; without a path, the examples_from file and its columns."""
         source = self.examples_from
         if option is None:
