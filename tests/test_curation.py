@@ -252,8 +252,7 @@ def test_spec_examples_are_never_copied_into_the_data(tmp_path, model_path):
     CraftedEngine.script = staticmethod(lambda row, label, attempt: scripts.get(row, words(row)))
     summary = sdgen.generate(spec, backend="crafted")
     df = read(summary.output)
-    q = summary.quality[str(model_path)]
-    assert q.example_copies == 4 and summary.written == 20
+    assert summary.screened("example") == Counter({"spec example": 4}) and summary.written == 20
     assert not {3, 7, 11, 13} & set(df["row"]) and 15 in set(df["row"])
     normalised = [" ".join(t.lower().replace("!", " ").replace(".", " ").split()) for t in df["text"]]
     assert not any(example in text for text in normalised)

@@ -44,7 +44,7 @@ def test_mix_real_writes_exactly_the_real_rows_once(tmp_path, suffix):
     generated = df[df["source"] == "generated"]
     assert len(generated) == 12 == summary.written and summary.real_rows == 5 and len(df) == 17
     # the engine copied a real row for each label: both copies were dropped and replaced
-    assert not set(generated["text"]) & {t for t, _ in REAL} and summary.quality[next(iter(summary.quality))].example_copies == 2
+    assert not set(generated["text"]) & {t for t, _ in REAL} and summary.screened("example") == {"real row": 2}
     # finishing again (a resumed run) does not add them twice
     assert len(read_dataset(summary.output).pipe(lambda d: d[d["source"] == "real"])) == 5
     mix_in_real(sdgen.load_spec(spec), summary, None, pd.DataFrame(REAL, columns=["text", "label"]))

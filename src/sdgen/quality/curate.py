@@ -35,7 +35,6 @@ class QualityCounts:
     exact_duplicates: int = 0
     near_duplicates: int = 0
     conflicts: int = 0  # rows of this model set aside as one side of a conflict
-    example_copies: int = 0  # rows that repeated a spec example or a real example (dropped)
     # rows dropped by a quality step (`sdgen.quality.steps`): step name -> reason (a phrase, a label) -> rows
     screened: dict[str, dict[str, int]] = field(default_factory=dict)
     rejected: int = 0  # rows the judge gave another label (moved to the rejected file)
@@ -105,7 +104,6 @@ class Curator:
                 num_perm=options.num_perm,
             )
         self._kept: dict[int, _Kept] = {}
-        self._reserved: list[str] = []
         if self.steps is None:
             self.steps = steps_for(self.spec)
         self._step_names = {step.name for step in self.steps}
@@ -113,14 +111,10 @@ class Curator:
     def counts(self, model: str) -> QualityCounts:
         return self.per_model.setdefault(model, QualityCounts())
 
-    def reserve(self, texts: list[tuple[str, str]]) -> None:
-        """Texts no generated row may repeat, exactly or nearly, or hold whole, under any label: the spec's examples
-        and the real examples the prompts show. They take negative row ids in the index."""
-        if self.index is None:
-            return
-        for i, (text, label) in enumerate(texts, start=len(self._reserved) + 1):
-            self.index.reserve(-i, text, label)
-        self._reserved += [t for t, _ in texts]
+    def reserve(self, texts: list[tuple[str, str]], kind: str) -> None:
+        """Texts (text, label) no generated row may repeat: told to the quality steps (`Step.reserve`)."""
+        for step in self.steps:
+            step.reserve(texts, kind)
 
     def screen(self, record: dict[str, Any]) -> list[PlannedRow] | None:
         """Before the judge and the index: the quality steps in chain order; the first that drops the row decides
@@ -136,7 +130,7 @@ class Curator:
         self._count_screened(record["model"], step.name, drop.reason)
         self._note(step.name, record["row"], record["model"], reason=drop.reason)
         self._maybe_flush()
-        return [as_row(record)]
+        return [dataclasses.replace(as_row(record), unlike_examples=step.unlike_examples)]  # its replacement is told why
 
     def _count_screened(self, model: str, step: str, reason: str) -> None:
         counts = self.counts(model)
@@ -163,11 +157,6 @@ class Curator:
         freed: list[Cell] = []
         if check is None or check.verdict is Verdict.UNIQUE:
             self._keep(record, cell)
-        elif check.match is not None and check.match < 0:  # a spec or real example, whatever its label
-            counts.example_copies += 1
-            self.index.discard(record["row"])
-            self._note("example", record["row"], record["model"])
-            freed = [dataclasses.replace(as_row(record), unlike_examples=True)]  # its replacement is told why
         elif check.verdict is Verdict.CONFLICT:
             freed = self._conflict(record, cell, check.match)
         else:
@@ -279,16 +268,14 @@ class Curator:
                 counts.parsed += 1
                 counts.conflicts += 1
         duplicates = [(r["model"], r["duplicate"]) for r in dataset[flagged].to_dict("records")]
-        duplicates += [(e["model"], e["event"]) for e in journal if e["event"] in ("exact", "near", "example")]
+        duplicates += [(e["model"], e["event"]) for e in journal if e["event"] in ("exact", "near")]
         for model, kind in duplicates:
             counts = self.counts(model)
             counts.parsed += 1
             if kind == "exact":
                 counts.exact_duplicates += 1
-            elif kind == "near":
-                counts.near_duplicates += 1
             else:
-                counts.example_copies += 1
+                counts.near_duplicates += 1
         for entry in journal:
             if entry["event"] in self._step_names:  # older journals call an avoided phrase "phrase"
                 self._count_screened(entry["model"], entry["event"], entry.get("reason", entry.get("phrase", "?")))

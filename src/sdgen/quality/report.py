@@ -200,9 +200,6 @@ def _notes(stats: dict) -> str:
         dropped = _screened(stats, step)
         if dropped:
             lines.append(f"Rows dropped and replaced {title}: {sum(dropped.values())} ({phrase_counts(dropped)}).")
-    copies = sum(m.get("quality", {}).get("example_copies", 0) for m in models)
-    if copies:
-        lines.append(f"Rows dropped and replaced as copies of a spec or real example: {copies}.")
     if stats.get("conflicts_file"):
         lines.append(f"Conflicting rows (both sides): `{Path(stats['conflicts_file']).name}`.")
     if stats.get("rejected_file"):
@@ -218,6 +215,8 @@ def _screened(stats: dict, step: str) -> Counter:
         found.update(quality.get("screened", {}).get(step, {}))
         if step == "avoided":  # stats of an sdgen before the quality steps
             found.update(quality.get("avoided_phrases", {}))
+        if step == "example" and quality.get("example_copies"):
+            found["example"] += quality["example_copies"]
     return found
 
 

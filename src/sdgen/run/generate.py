@@ -118,11 +118,11 @@ class Run:
             start_fresh(spec, self.models, backend, overwrite)
         self.curator = self._open_files(overwrite)
         self.summary.quality = self.curator.per_model
-        self.curator.reserve([(ex.output, ex.label) for ex in spec.examples])  # never copied into the data
+        self.curator.reserve([(ex.output, ex.label) for ex in spec.examples], "spec example")  # never copied into the data
         if self.pool is not None:
-            self.curator.reserve(self.pool.reserved())  # real rows never enter the output
+            self.curator.reserve(self.pool.reserved(), "real example")  # real rows never enter the output
         if self.mixed is not None:
-            self.curator.reserve(list(zip(self.mixed["text"], self.mixed["label"])))
+            self.curator.reserve(list(zip(self.mixed["text"], self.mixed["label"])), "real row")
         self.summary.judge = JudgeStats(spec.judge.action) if spec.judge.enabled else None
         self.pending = self.plan
         self.budget = ReplacementBudget(spec)

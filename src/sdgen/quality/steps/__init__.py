@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 
 from sdgen.quality.steps.avoid import Avoid
 from sdgen.quality.steps.base import Candidate, Drop, Step
+from sdgen.quality.steps.example_copy import ExampleCopy
 from sdgen.quality.steps.label_check import LabelCheck
 
 if TYPE_CHECKING:
     from sdgen.spec import Spec
 
-CHAIN: tuple[type[Step], ...] = (Avoid, LabelCheck)
+CHAIN: tuple[type[Step], ...] = (Avoid, ExampleCopy, LabelCheck)
 
 
 def steps_for(spec: Spec) -> list[Step]:

@@ -44,6 +44,7 @@ class Step(ABC):
 
     name: ClassVar[str]  # its journal event and its key in the quality counts
     title: ClassVar[str]  # completes "rows dropped and replaced ..." in the summary and the report
+    unlike_examples: ClassVar[bool] = False  # the replacement of a row it drops is asked not to repeat the examples
 
     @classmethod
     @abstractmethod
@@ -52,3 +53,7 @@ class Step(ABC):
     @abstractmethod
     def decide(self, row: Candidate) -> Drop | None:
         """None: the row passes this step."""
+
+    def reserve(self, texts: list[tuple[str, str]], kind: str) -> None:
+        """Texts (text, label) no generated row may repeat: the spec's examples ("spec example"), the real rows
+        the prompts show ("real example") or the dataset mixes in ("real row"). Most steps ignore them."""
