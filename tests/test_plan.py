@@ -102,3 +102,35 @@ def test_a_request_stops_after_the_last_item_a_row_takes():
     assert short.last_item == 2
     assert Job(rows, width=4, todo=frozenset({rows[0].row})).last_item == 1
     assert Job(rows, width=4, todo=frozenset({rows[1].row})).last_item == 2
+
+
+def test_the_replacement_budget_goes_where_rows_are_lost_in_any_order():
+    """One budget of replacements x sample_size extra rows for the run: a cell that keeps losing rows draws on it
+    (a lost replacement is replaced again) until it is spent; while it lasts, the replacements do not depend on the
+    order rows were lost in; a planned row gives up after MAX_GENERATIONS replacements in a row."""
+    import dataclasses
+
+    from sdgen.run.replacements import MAX_GENERATIONS, ReplacementBudget
+
+    spec = build_spec({"task": "t", "labels": ["a", "b"], "categories": {"c": ["x"]}, "sample_size": 10,
+                       "balance": {"mode": "exact", "replacements": 1}})  # fmt: skip
+    plan = {r.row: r for r in make_plan(spec)}
+    a_rows = [r for r in plan.values() if r.label == "a"]
+    budget, lost, chain = ReplacementBudget(spec), a_rows[0], []
+    while (lost := budget.take(lost)) is not None:  # the same cell loses every row: it takes the whole budget
+        chain.append(lost.row)
+    assert chain == [a_rows[0].row + 10 * g for g in range(1, 11)] and budget.exhausted
+    assert budget.missing_line(1, 10, Counter({("a",): 4, ("b",): 5}), 2.0).startswith(
+        "1 of 10 rows missing: a lost 11 of 15 rows (73%); the replacement budget ran out (balance.replacements 1 x 10 "
+        "rows = 10 extra rows, all used); filling them would take about 4 more rows, about 2 s")  # fmt: skip
+
+    losses = [plan[0], plan[3], plan[7], dataclasses.replace(plan[3], row=13), dataclasses.replace(plan[3], row=23)]
+    forward, backward = ReplacementBudget(spec), ReplacementBudget(spec)
+    assert {forward.take(r).row for r in losses} == {backward.take(r).row for r in reversed(losses)}
+
+    deep = build_spec({**spec.model_dump(exclude={"base_dir"}), "balance": {"replacements": 20}})
+    budget, lost, depth = ReplacementBudget(deep), plan[0], 0
+    while (lost := budget.take(lost)) is not None:
+        depth += 1
+    assert depth == MAX_GENERATIONS and not budget.exhausted
+    assert "their planned rows were lost 13 times in a row" in budget.missing_line(1, 10, Counter(), 1.0)

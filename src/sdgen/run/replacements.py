@@ -60,6 +60,8 @@ class ReplacementBudget:
                 parts.append(f"{' x '.join(cell)} lost {self.lost[cell]} of {tried} rows ({rate:.0%})")
         if len(cells) > SHOWN_CELLS:
             parts.append(f"{len(cells) - SHOWN_CELLS} more cells")
+        if not parts:  # no lost row went without its replacement: the rows went missing some other way
+            return f"{missing} of {planned} rows missing, though every lost row was replaced"
         why = (f"the replacement budget ran out (balance.replacements {self.spec.balance.replacements} x "
                f"{self.spec.sample_size} rows = {self.limit} extra rows, all used)" if self.exhausted or not self.limit else
                f"their planned rows were lost {MAX_GENERATIONS + 1} times in a row")  # fmt: skip
