@@ -129,6 +129,8 @@ class TextIndex:
     def check(self, row: int, text: str, label: str) -> Check:
         """What `text` (for `row`, under `label`) is relative to the kept texts. Same label wins over conflicts.
         A text that holds a whole reserved text is its near duplicate."""
+        if not self._exact:  # nothing kept or reserved yet: no text to match (and no signature to compute)
+            return Check(Verdict.UNIQUE)
         normalized = normalize_text(text)
         inside = self._reserved_inside(normalized)
         if inside is not None:

@@ -39,10 +39,10 @@ class Settle:
     """Called with each result of one model's engine run, in the order results finish."""
 
     def __init__(self, spec: Spec, feed: RequestFeed, curator: Curator, stats: ModelStats, progress: ProgressListener,
-                 judged: JudgeStats | None = None, started: float | None = None,
-                 budget: ReplacementBudget | None = None) -> None:  # fmt: skip
+                 judged: JudgeStats | None = None, started: float | None = None, *,
+                 budget: ReplacementBudget) -> None:  # fmt: skip
         self.spec, self.feed, self.curator = spec, feed, curator
-        self.budget = budget if budget is not None else ReplacementBudget(spec)
+        self.budget = budget  # the run's, shared by every model's engine run
         self.stats, self.progress, self.judged = stats, progress, judged
         self._tokens: dict[int, float] = {}  # row -> generated tokens its text cost, until it is kept or lost
         self._lost = 0.0
