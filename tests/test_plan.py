@@ -65,9 +65,9 @@ def _jobs(n: int, k: int = 4, **fields):
 
 def test_a_shorter_run_asks_its_groups_with_the_requests_of_a_longer_one():
     """With several texts per request, a run of n rows makes the same requests (width, seed, first rows) as the
-    first groups of a longer run, so `-n 64` gives the texts of the first 64 rows of `-n 300`: at every run size
+    first groups of a longer run, so `-n 100` gives the texts of the first 100 rows of `-n 300`: at every run size
     the width of a group follows its plan position only."""
-    for n, longer in [(50, 60), (64, 300), (150, 1024)]:
+    for n, longer in [(70, 80), (100, 300), (150, 1024)]:
         short, long = _jobs(n), _jobs(longer)
         assert any(len(job.rows) < job.width for job in short.values())  # the shorter plan leaves groups short
         for first, job in short.items():

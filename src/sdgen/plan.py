@@ -106,8 +106,10 @@ def generation(spec: Spec, row: int) -> int:
 # tokens (first rows early) and a small run has enough requests to fill the batch; wider requests, which share
 # their prompt over more rows, follow once the plan has rows to spare. A function of plan positions only (not of
 # the run's size, the machine or timing), so that resume and `-n` prefixes ask the same requests.
-SINGLE_ROWS = 32  # plan positions 0..31: one text per request
-PAIRED_ROWS = 96  # positions 32..95: two texts per request; later ones the full width
+# A run of up to 64 rows asks exactly what `rows_per_request: 1` asks: it cannot fill the engine (32-128
+# sequences in flight) with wider requests, and pairs there were no faster than singles (docs/benchmarks.md).
+SINGLE_ROWS = 64  # plan positions 0..63: one text per request
+PAIRED_ROWS = 128  # positions 64..127: two texts per request; later ones the full width
 
 
 def width_at(position: int, full: int) -> int:

@@ -297,7 +297,7 @@ class Spec(_Strict):
         description="Texts asked for in one request (a numbered list), for rows that share label, category and type: "
         "the request and its prefill are shared by that many rows. Default: 4 with the fewshot style (chat models; "
         "measured: 1.6x the rows/s at the same quality), 1 otherwise; more than 1 needs the fewshot style. The first "
-        "32 plan positions are asked one text per request and the next 64 two (first rows early; see docs/resume.md).",
+        "64 plan positions are asked one text per request and the next 64 two (first rows early; see docs/resume.md).",
     )  # fmt: skip
     system_prompt: str | None = Field(None, description="Replaces sdgen's system text (a model without a system "
                                       "role gets it in its first user turn).")
