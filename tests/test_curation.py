@@ -358,31 +358,32 @@ register_engine("copier", ExampleCopier)
 def test_several_rows_per_request_fill_their_rows_by_position(tmp_path, model_path):
     ListEngine.requests.clear()
     ListEngine.skip = staticmethod(lambda seed, i: False)
-    spec = spec_for(tmp_path, model_path, sample_size=40, rows_per_request=4)
+    spec = spec_for(tmp_path, model_path, sample_size=160, rows_per_request=4)  # past the ramp of singles and pairs
     summary = sdgen.generate(spec, backend="list")
     df = read(summary.output).set_index("row")
     plan = {r.row: r for r in make_plan(spec)}
-    assert summary.written == 40 and sorted(df.index) == list(range(40))
-    groups = [rows for rows in ListEngine.requests if len(rows) > 1]
-    assert groups and all(len(g) <= 4 for g in ListEngine.requests) and sum(map(len, ListEngine.requests)) == 40
+    assert summary.written == 160 and sorted(df.index) == list(range(160))
+    groups = [rows for rows in ListEngine.requests if len(rows) > 2]
+    assert groups and all(len(g) <= 4 for g in ListEngine.requests) and sum(map(len, ListEngine.requests)) == 160
     for group in ListEngine.requests:  # one request, one seed; rows share label, category and type
         assert len({df.loc[r, "seed"] for r in group}) == 1
         assert len({(plan[r].label, plan[r].category, plan[r].type) for r in group}) == 1
         for i, r in enumerate(group, 1):
             assert df.loc[r, "text"] == words(int(df.loc[r, "seed"]) % 100_000 + 7 * i)
-    assert len(ListEngine.requests) < 40  # fewer requests than rows
+    assert len(ListEngine.requests) < 160  # fewer requests than rows
 
 
 def test_items_missing_from_a_list_are_asked_again_one_row_at_a_time(tmp_path, model_path):
     ListEngine.requests.clear()
     ListEngine.skip = staticmethod(lambda seed, i: i == 3)  # every list lacks its third text
-    spec = spec_for(tmp_path, model_path, sample_size=140, rows_per_request=4, engine={"max_attempts": 2})  # past the ramp
+    spec = spec_for(tmp_path, model_path, sample_size=160, rows_per_request=4, engine={"max_attempts": 2},
+                    balance={"replacements": 1})  # past the ramp; a rare exact duplicate is replaced
     summary = sdgen.generate(spec, backend="list")
     df = read(summary.output)
     singles = [rows for rows in ListEngine.requests if len(rows) == 1]
     thirds = {g[2] for g in ListEngine.requests if len(g) >= 3}
     assert thirds and thirds <= {r for (r,) in singles}  # each missing third row got a request of its own
-    assert summary.written == 140 and summary.unparseable == 0 and sorted(df["row"]) == list(range(140))
+    assert summary.written == 160 and summary.unparseable == 0 and len(set(df["row"] % 160)) == 160
 
 
 def test_rows_holding_a_phrase_their_label_avoids_are_dropped_before_the_judge(tmp_path, model_path):
@@ -460,7 +461,7 @@ def test_a_replacement_of_an_example_copy_is_told_not_to_repeat_the_examples(tmp
     summary = sdgen.generate(spec, backend="copier")
     journal = [json.loads(line) for line in (tmp_path / "out.journal.jsonl").read_text().splitlines()]
     copied = sorted(e["row"] for e in journal if e["event"] == "example")
-    assert copied == list(range(0, 32, 5))  # the one-text requests of rows divisible by 5 (wider ones: no copies)
+    assert copied == list(range(0, 40, 5))  # the one-text requests (all 40 rows) of rows divisible by 5
     assert sorted(ExampleCopier.told) == [r + 40 for r in copied]  # each replacement was told, and did not copy
     df = read(summary.output)
     assert summary.written == 40 and not (df["text"] == ExampleCopier.example).any()
@@ -507,3 +508,43 @@ def test_label_check_refuses_a_real_file_without_a_label_before_writing(tmp_path
     with pytest.raises(sdgen.SdgenError, match=r"real.csv: has no rows labelled 'b'"):
         sdgen.generate(spec, backend="crafted")
     assert not list(tmp_path.glob("out*"))
+
+
+def test_a_new_quality_step_is_one_class_and_one_entry_in_the_chain(tmp_path, model_path, monkeypatch):
+    """A step written as docs/development.md says (a `Step` subclass, one entry in `CHAIN`) runs on every parsed
+    row: its drops are journaled under its name and replaced, the summary, stats and report count them per reason,
+    and a resumed run's curator counts them again from the journal."""
+    from sdgen.quality import steps
+    from sdgen.quality.curate import Curator, RowBuffer
+    from sdgen.quality.steps import Drop, Step
+    from sdgen.store.files import read_dataset
+
+    class Zebra(Step):
+        name = "zebra"
+        title = "for a zebra (a test step)"
+
+        @classmethod
+        def from_spec(cls, spec):
+            return cls()
+
+        def decide(self, row):
+            return Drop("striped") if "zebra" in row.text else None
+
+    monkeypatch.setattr(steps, "CHAIN", (*steps.CHAIN, Zebra))
+    striped = {r for r in range(30) if r % 5 == 2}
+    CraftedEngine.script = staticmethod(lambda row, label, attempt: words(row) + (" zebra" if row in striped else ""))
+    spec = spec_for(tmp_path, model_path, sample_size=30, balance={"replacements": 1})
+    summary = sdgen.generate(spec, backend="crafted")
+    df = read(summary.output)
+    assert sorted(df["row"]) == sorted((set(range(30)) - striped) | {r + 30 for r in striped})
+    assert summary.screened("zebra") == Counter({"striped": len(striped)})
+    journal = [json.loads(line) for line in (tmp_path / "out.journal.jsonl").read_text().splitlines()]
+    assert sorted(e["row"] for e in journal if e["event"] == "zebra") == sorted(striped)
+    (stats,) = json.loads((tmp_path / "out.stats.json").read_text())["per_model"].values()
+    assert stats["quality"]["screened"]["zebra"] == {"striped": len(striped)}
+    assert f"for a zebra (a test step): {len(striped)}" in summary.report_file.read_text()
+    resumed = Curator(spec, RowBuffer(lambda: None), RowBuffer(lambda: None))
+    resumed.restore(read_dataset(summary.output), None, journal)
+    (counts,) = resumed.per_model.values()
+    assert counts.screened == {"zebra": {"striped": len(striped)}} and counts.kept == 30
+    assert counts.parsed == 30 + len(striped)

@@ -1,29 +1,30 @@
-"""Online curation: every parsed row is checked against the rows kept so far before it reaches the dataset.
+"""Online curation: every parsed row goes through the quality steps before it reaches the dataset.
 
-Exact and near duplicates under the same label are dropped (or written flagged with
-``keep_duplicates``); a text (near-)equal to one kept under another label is a cross-label
-conflict: the new row goes to the conflicts file, and so does the earlier one, which is moved
-out of the dataset when the run ends (it was already written). Every call returns the rows it
-lost, so that the run can replace them (`sdgen.plan.replacement`).
+The steps decide (`sdgen.quality.steps`: avoided phrases, example copies, the label check, duplicates and
+conflicts); the curator does what is the same for all of them: it counts each drop per model and reason,
+writes the row where the drop says (the dataset flagged, the conflicts file, or only the journal), counts
+rows per quota cell, buffers the files and flushes them before the journal. Every call returns the rows
+it lost, so that the run can replace them (`sdgen.run.replacements`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from sdgen.plan import Cell, PlannedRow, cell_of
-from sdgen.quality.index import TextIndex, Verdict
-from sdgen.quality.steps import Candidate, Step, steps_for
+from sdgen.plan import PlannedRow, cell_of
+from sdgen.quality.steps import Candidate, Drop, Step, Written, steps_for
+from sdgen.quality.steps.dedup import Dedup
+from sdgen.quality.steps.judge_verdict import JudgeVerdict
 from sdgen.store.runstate import Journal
 from sdgen.spec import Spec
 
 if TYPE_CHECKING:
     import pandas as pd
+
 
 
 @dataclass
@@ -32,13 +33,31 @@ class QualityCounts:
 
     parsed: int = 0
     kept: int = 0
-    exact_duplicates: int = 0
-    near_duplicates: int = 0
-    conflicts: int = 0  # rows of this model set aside as one side of a conflict
-    # rows dropped by a quality step (`sdgen.quality.steps`): step name -> reason (a phrase, a label) -> rows
+    # rows dropped by a quality step (`sdgen.quality.steps`): step name -> reason (a phrase, a label, "exact") -> rows
     screened: dict[str, dict[str, int]] = field(default_factory=dict)
-    rejected: int = 0  # rows the judge gave another label (moved to the rejected file)
     seconds: float = 0.0  # time spent checking and indexing
+
+    @property
+    def rejected(self) -> int:
+        """Rows the judge gave another label (moved to the rejected file)."""
+        return sum(self.screened.get(JudgeVerdict.name, {}).values())
+
+    @property
+    def exact_duplicates(self) -> int:
+        return self.screened.get(Dedup.name, {}).get("exact", 0)
+
+    @property
+    def near_duplicates(self) -> int:
+        return self.screened.get(Dedup.name, {}).get("near", 0)
+
+    @property
+    def conflicts(self) -> int:
+        """Rows of this model set aside as one side of a conflict."""
+        return self.screened.get(Dedup.name, {}).get("conflict", 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "exact_duplicates": self.exact_duplicates,
+                "near_duplicates": self.near_duplicates, "conflicts": self.conflicts, "rejected": self.rejected}  # fmt: skip
 
 
 def as_row(record: dict[str, Any]) -> PlannedRow:
@@ -74,14 +93,8 @@ class RowBuffer:
 
 
 @dataclass
-class _Kept:
-    cell: Cell
-    row: PlannedRow  # what a replacement needs if this row is pulled out later (a conflict)
-
-
-@dataclass
 class Curator:
-    """Decides, row by row, what is kept; counts per model and per quota cell."""
+    """Runs the quality steps on each row and writes what they decide; counts per model and per quota cell."""
 
     spec: Spec
     dataset: RowBuffer
@@ -90,23 +103,18 @@ class Curator:
     rejected: RowBuffer | None = None
     per_model: dict[str, QualityCounts] = field(default_factory=dict)
     cells: Counter = field(default_factory=Counter)  # rows counting toward each quota cell
-    pulled: dict[int, int] = field(default_factory=dict)  # earlier kept row -> the row it conflicts with
     steps: list[Step] | None = None  # the quality steps (default: those the spec asks for)
 
     def __post_init__(self) -> None:
-        options = self.spec.dedup
-        self.index = None
-        if options.enabled:
-            self.index = TextIndex(
-                near=options.near,
-                threshold=options.threshold,
-                shingle_size=options.shingle_size,
-                num_perm=options.num_perm,
-            )
-        self._kept: dict[int, _Kept] = {}
         if self.steps is None:
             self.steps = steps_for(self.spec)
-        self._step_names = {step.name for step in self.steps}
+        self._before = [s for s in self.steps if not s.after_judge]
+        self._after = [s for s in self.steps if s.after_judge]
+
+    @property
+    def pulled(self) -> dict[int, int]:
+        """Earlier kept rows -> the row each conflicts with: copied (separate: moved) to the conflicts file at the end."""
+        return next((s.pulled for s in self.steps if isinstance(s, Dedup)), {})
 
     def counts(self, model: str) -> QualityCounts:
         return self.per_model.setdefault(model, QualityCounts())
@@ -117,63 +125,71 @@ class Curator:
             step.reserve(texts, kind)
 
     def screen(self, record: dict[str, Any]) -> list[PlannedRow] | None:
-        """Before the judge and the index: the quality steps in chain order; the first that drops the row decides
-        (None: it passes them all)."""
-        if not self.steps:
+        """Before the judge: the steps that do not compare with kept rows, in chain order; the first that drops
+        the row decides. None: it passes them all (the judge, when there is one, and `offer` come next)."""
+        if not self._before:
             return None
         t0 = time.perf_counter()
-        candidate = Candidate.of(record)
-        drop, step = next(((d, s) for s in self.steps if (d := s.decide(candidate)) is not None), (None, None))
+        lost = self._decide(record, self._before)
         self.counts(record["model"]).seconds += time.perf_counter() - t0
-        if drop is None:
-            return None
-        self._count_screened(record["model"], step.name, drop.reason)
-        self._note(step.name, record["row"], record["model"], reason=drop.reason)
-        self._maybe_flush()
-        return [dataclasses.replace(as_row(record), unlike_examples=step.unlike_examples)]  # its replacement is told why
+        return lost
 
-    def _count_screened(self, model: str, step: str, reason: str) -> None:
+    def offer(self, record: dict[str, Any]) -> list[PlannedRow]:
+        """After the judge: the steps on its verdict and against the kept rows; the row is kept unless one drops it.
+        Returns the rows it lost (this one and/or earlier ones it made the other side of a conflict)."""
+        t0 = time.perf_counter()
+        lost = self._decide(record, self._after)
+        if lost is None:
+            self._keep(record)
+            candidate = Candidate.of(record)
+            for step in self._after:
+                step.kept(candidate)
+            lost = []
+        self.counts(record["model"]).seconds += time.perf_counter() - t0
+        self._maybe_flush()
+        return lost
+
+    def _decide(self, record: dict[str, Any], steps: list[Step]) -> list[PlannedRow] | None:
+        candidate = Candidate.of(record)
+        for step in steps:
+            drop = step.decide(candidate)
+            if drop is not None:
+                return self._dropped(record, step, drop)
+        return None
+
+    def _dropped(self, record: dict[str, Any], step: Step, drop: Drop) -> list[PlannedRow]:
+        """Count the drop, write the row where it says, take the rows it frees out of the counts; return the lost."""
+        self._count(record["model"], step.name, drop.reason)
+        for other in drop.others:
+            self._count(other.model, step.name, drop.reason, parsed=False)
+        target = {"dataset": self.dataset, "conflicts": self.conflicts, "rejected": self.rejected}.get(drop.to)
+        if target is not None:
+            target.add({**record, **drop.columns})
+        else:
+            self._note(step.name, record["row"], record["model"], reason=drop.reason)
+        if drop.stays:
+            self._keep(record, counted=True)
+        for row in drop.freed:
+            self.cells[cell_of(self.spec, row.label, row.category)] -= 1
+            self.counts(row.model).kept -= 1
+        self._maybe_flush()
+        mine = [] if drop.stays else [dataclasses.replace(as_row(record), unlike_examples=step.unlike_examples)]
+        return mine + list(drop.freed)  # the replacement of a copy is asked not to repeat the examples
+
+    def _count(self, model: str, step: str, reason: str, *, parsed: bool = True) -> None:
         counts = self.counts(model)
-        counts.parsed += 1
+        counts.parsed += parsed
         reasons = counts.screened.setdefault(step, {})
         reasons[reason] = reasons.get(reason, 0) + 1
 
-    def reject(self, record: dict[str, Any]) -> list[PlannedRow]:
-        """A row the judge gave another label: to the rejected file; it is lost."""
-        self.counts(record["model"]).rejected += 1
-        self.counts(record["model"]).parsed += 1
-        assert self.rejected is not None, "a curator without a rejected file cannot reject"
-        self.rejected.add(record)
-        self._maybe_flush()
-        return [as_row(record)]
-
-    def offer(self, record: dict[str, Any]) -> list[PlannedRow]:
-        """Route one parsed row; return the rows it lost (this one and/or an earlier one it conflicts with)."""
-        t0 = time.perf_counter()
+    def _keep(self, record: dict[str, Any], *, counted: bool = False) -> None:
+        """A row the dataset keeps: it counts toward its cell and its model's kept rows (and parsed ones, unless
+        the drop that keeps it, a conflict under ``conflicts: keep``, counted it)."""
+        self.cells[cell_of(self.spec, record["label"], record["category"])] += 1
         counts = self.counts(record["model"])
-        counts.parsed += 1
-        cell = cell_of(self.spec, record["label"], record["category"])
-        check = self.index.check(record["row"], record["text"], record["label"]) if self.index is not None else None
-        freed: list[Cell] = []
-        if check is None or check.verdict is Verdict.UNIQUE:
-            self._keep(record, cell)
-        elif check.verdict is Verdict.CONFLICT:
-            freed = self._conflict(record, cell, check.match)
-        else:
-            if check.verdict is Verdict.EXACT:
-                counts.exact_duplicates += 1
-            else:
-                counts.near_duplicates += 1
-            self.index.discard(record["row"])
-            kind = "exact" if check.verdict is Verdict.EXACT else "near"
-            if self.spec.dedup.keep_duplicates:
-                self.dataset.add({**record, "duplicate": kind, "duplicate_of": check.match})
-            else:
-                self._note(kind, record["row"], record["model"])
-            freed = [as_row(record)]
-        counts.seconds += time.perf_counter() - t0
-        self._maybe_flush()
-        return freed
+        counts.parsed += not counted
+        counts.kept += 1
+        self.dataset.add(record)
 
     def unparseable(self, row: int, model: str) -> None:
         """A row that never parsed: no data file holds it, so the journal does."""
@@ -188,34 +204,6 @@ class Curator:
         pending = len(self.dataset) + len(self.conflicts) + len(self.rejected or ()) + (self.journal.pending if self.journal else 0)
         if pending >= self.spec.batch_size:
             self.flush()
-
-    def _keep(self, record: dict[str, Any], cell: Cell, *, index: bool = True) -> None:
-        if index and self.index is not None:
-            self.index.add(record["row"], record["text"], record["label"])
-        self._kept[record["row"]] = _Kept(cell, as_row(record))
-        self.cells[cell] += 1
-        self.counts(record["model"]).kept += 1
-        self.dataset.add(record)
-
-    def _conflict(self, record: dict[str, Any], cell: Cell, match: int) -> list[PlannedRow]:
-        """Both sides go to the conflicts file; under ``conflicts: separate`` neither stays in the dataset."""
-        separate = self.spec.dedup.conflicts == "separate"
-        self.index.add(record["row"], record["text"], record["label"])  # later variants of it are caught too
-        self.counts(record["model"]).conflicts += 1
-        self.conflicts.add({**record, "conflict_with": match})
-        freed = [as_row(record)] if separate else []
-        if not separate:
-            self._keep(record, cell, index=False)
-        earlier = self._kept.get(match)
-        if earlier is not None and match not in self.pulled:
-            self.pulled[match] = record["row"]  # copied (separate: moved) to the conflicts file when the run ends
-            counts = self.counts(earlier.row.model)
-            counts.conflicts += 1
-            if separate:
-                self.cells[earlier.cell] -= 1
-                counts.kept -= 1
-                freed.append(earlier.row)
-        return freed
 
     def flush(self) -> None:
         """Data files first, then the journal: a journal entry never refers to rows that are not on disk."""
@@ -236,49 +224,21 @@ class Curator:
 
     def restore(self, dataset: pd.DataFrame, conflicts: pd.DataFrame | None, journal: list[dict[str, Any]],
                 rejected: pd.DataFrame | None = None) -> None:  # fmt: skip
-        """Rebuild the index, the counts and the pulled set of an interrupted run from what it wrote."""
-        import pandas as pd
-
-        separate = self.spec.dedup.conflicts == "separate"
+        """Rebuild the steps' state and the counts of an interrupted run from what it wrote."""
         flagged = dataset["duplicate"].ne("") if "duplicate" in dataset.columns else dataset["row"].isna()
-        kept_records = dataset[~flagged].to_dict("records")
-        conflict_records = conflicts.to_dict("records") if conflicts is not None else []
-        for record in kept_records + conflict_records:  # the index holds kept texts and both sides of conflicts
-            if self.index is not None:
-                self.index.add(int(record["row"]), record["text"], record["label"])
-        for record in kept_records:
-            self._kept[int(record["row"])] = _Kept(cell_of(self.spec, record["label"], record["category"]), as_row(record))
-        in_conflicts = {int(r["row"]) for r in conflict_records}
-        for record in conflict_records:
-            match = record.get("conflict_with")
-            if match is not None and not pd.isna(match) and int(match) in self._kept:
-                self.pulled.setdefault(int(match), int(record["row"]))
-        for row, kept in self._kept.items():
-            counts = self.counts(kept.row.model)
+        written = Written(kept=dataset[~flagged].to_dict("records"), flagged=dataset[flagged].to_dict("records"),
+                          conflicts=conflicts.to_dict("records") if conflicts is not None else [], journal=journal,
+                          rejected=rejected.to_dict("records") if rejected is not None else [])  # fmt: skip
+        in_dataset = {int(r["row"]) for r in written.kept}
+        leaving: set[int] = set()
+        for step in self.steps:
+            for drop in step.restore(written):
+                self._count(drop.model, step.name, drop.reason, parsed=drop.row not in in_dataset)
+                if drop.leaves:
+                    leaving.add(drop.row)
+        for record in written.kept:
+            counts = self.counts(record["model"])
             counts.parsed += 1
-            if row in self.pulled or row in in_conflicts:
-                counts.conflicts += 1
-                if separate:
-                    continue
-            counts.kept += 1
-            self.cells[kept.cell] += 1
-        for record in conflict_records:
-            if int(record["row"]) not in self._kept:  # a side that is not (or no longer) in the dataset
-                counts = self.counts(record["model"])
-                counts.parsed += 1
-                counts.conflicts += 1
-        duplicates = [(r["model"], r["duplicate"]) for r in dataset[flagged].to_dict("records")]
-        duplicates += [(e["model"], e["event"]) for e in journal if e["event"] in ("exact", "near")]
-        for model, kind in duplicates:
-            counts = self.counts(model)
-            counts.parsed += 1
-            if kind == "exact":
-                counts.exact_duplicates += 1
-            else:
-                counts.near_duplicates += 1
-        for entry in journal:
-            if entry["event"] in self._step_names:  # older journals call an avoided phrase "phrase"
-                self._count_screened(entry["model"], entry["event"], entry.get("reason", entry.get("phrase", "?")))
-        for model in (rejected["model"] if rejected is not None else []):
-            self.counts(model).parsed += 1
-            self.counts(model).rejected += 1
+            if int(record["row"]) not in leaving:
+                counts.kept += 1
+                self.cells[cell_of(self.spec, record["label"], record["category"])] += 1

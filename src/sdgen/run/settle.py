@@ -94,7 +94,7 @@ class Settle:
         return 1 - self._replace(self.curator.offer(record))
 
     def _verdict(self, job: JudgeJob, result: Result) -> int:
-        """The judge's label for a parsed row: the row goes on (it agrees, or action flag) or is rejected."""
+        """The judge's label for a parsed row: it goes on to curation with the verdict (`steps.judge_verdict`)."""
         judged, record = result.text.strip(), job.record
         confidence = self._confidence(result)
         self.judged.requests += 1
@@ -102,11 +102,7 @@ class Settle:
         sure = confidence is None or confidence >= self.spec.judge.min_confidence
         agrees = self.judged.record(record["label"], record["model"], judged, sure)
         verdict = {"judged_label": judged, "judge_confidence": None if confidence is None else round(confidence, 4)}
-        if self.spec.judge.action == "flag":
-            return self._curate({**record, **verdict, "agrees": agrees})
-        if agrees:
-            return self._curate(record)
-        return 1 - self._replace(self.curator.reject({**record, **verdict}))
+        return self._curate({**record, **verdict, "agrees": agrees})  # flagged, or dropped by the judge step
 
     def _confidence(self, result: Result) -> float | None:
         """How sure the judge was of its label (None from an engine that gives no log-probs)."""

@@ -9,6 +9,7 @@ from typing import Any
 from sdgen.errors import OutputError
 from sdgen.models.registry import ResolvedModel
 from sdgen.plan import PlannedRow, cell_of
+from sdgen.quality.steps import CHAIN
 from sdgen.run.replacements import ReplacementBudget
 from sdgen.run.summary import Summary
 from sdgen.spec import Spec
@@ -95,7 +96,8 @@ class Resumed:
         settled = kept | lost
         planned = {r.row: r for r in plan}
         todo = [r for r in plan if r.row not in settled]
-        copies = {entry["row"] for entry in self.journal if entry["event"] == "example"}
+        told = {step.name for step in CHAIN if step.unlike_examples}  # its replacement is asked not to copy examples
+        copies = {entry["row"] for entry in self.journal if entry["event"] in told}
         budget.spent = sum(1 for row in settled if row >= spec.sample_size)
         for row_id in sorted(lost):
             source = planned[row_id % spec.sample_size]  # a replacement keeps its planned row's cell and model

@@ -123,7 +123,7 @@ class Summary:
         per_model = {}
         for name, stats in self.per_model.items():
             quality = self.quality.get(name)
-            per_model[name] = {**dataclasses.asdict(stats), **({"quality": dataclasses.asdict(quality)} if quality else {})}
+            per_model[name] = {**dataclasses.asdict(stats), **({"quality": quality.to_json()} if quality else {})}
         return {
             "name": spec.name,
             "output": str(self.output),

@@ -1,4 +1,4 @@
-"""Quality steps: each decides on one parsed row, before the judge and the dedup index (`base.Step`).
+"""Quality steps: each decides on one parsed row (`base.Step`); those marked ``after_judge`` see only rows the judge passed.
 
 The chain is declared here, in order; a new step is one module and one entry in ``CHAIN``
 (docs/development.md#adding-a-quality-step).
@@ -9,14 +9,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sdgen.quality.steps.avoid import Avoid
-from sdgen.quality.steps.base import Candidate, Drop, Step
+from sdgen.quality.steps.base import Candidate, Drop, Restored, Step, Written
+from sdgen.quality.steps.dedup import Dedup
 from sdgen.quality.steps.example_copy import ExampleCopy
+from sdgen.quality.steps.judge_verdict import JudgeVerdict
 from sdgen.quality.steps.label_check import LabelCheck
 
 if TYPE_CHECKING:
     from sdgen.spec import Spec
 
-CHAIN: tuple[type[Step], ...] = (Avoid, ExampleCopy, LabelCheck)
+CHAIN: tuple[type[Step], ...] = (Avoid, ExampleCopy, LabelCheck, JudgeVerdict, Dedup)
 
 
 def steps_for(spec: Spec) -> list[Step]:
@@ -25,8 +27,8 @@ def steps_for(spec: Spec) -> list[Step]:
 
 
 def step_titles() -> dict[str, str]:
-    """Journal event -> what the summary says of the rows the step dropped."""
-    return {cls.name: cls.title for cls in CHAIN}
+    """Step name -> what the summary says of the rows it dropped (steps with lines of their own aside)."""
+    return {cls.name: cls.title for cls in CHAIN if not cls.reported_apart}
 
 
-__all__ = ["CHAIN", "Candidate", "Drop", "Step", "step_titles", "steps_for"]
+__all__ = ["CHAIN", "Candidate", "Drop", "Restored", "Step", "Written", "step_titles", "steps_for"]
