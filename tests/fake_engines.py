@@ -136,7 +136,9 @@ class ListEngine(Engine):
     backend = "list"
     chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
     skip = staticmethod(lambda seed, i: False)
+    extra = staticmethod(lambda label, k, i: "")  # words added to item i of a k-item answer for label
     requests: list[tuple[int, ...]] = []
+    stopped: list[tuple[int, ...]] = []  # requests whose answer stopped at an avoided phrase
 
     def __init__(self, model, options) -> None:
         pass
@@ -151,9 +153,16 @@ class ListEngine(Engine):
                 continue
             k = req.asked
             ListEngine.requests.append(req.rows)
-            items = [f"{i}. {words(req.seed % 100_000 + 7 * i)}" for i in range(1, k + 1) if not ListEngine.skip(req.seed, i)]
+            items = [f"{i}. {words(req.seed % 100_000 + 7 * i)}{ListEngine.extra(req.label, k, i)}"
+                     for i in range(1, k + 1) if not ListEngine.skip(req.seed, i)]  # fmt: skip
             text = "\n".join(items)
-            yield Result(req.id, text[2:] if text.startswith("1.") else " (none)\n" + text, 5 * k, "stop")
+            tokens = 5 * k
+            found = re.search(f"(?:{req.avoid})(?=\\W)", text, re.IGNORECASE) if req.avoid else None
+            if found:  # an engine that watches avoided phrases stops one character after the phrase
+                ListEngine.stopped.append(req.rows)
+                text = text[: found.end() + 1]
+                tokens = 5 * (text.count("\n") + 1)
+            yield Result(req.id, text[2:] if text.startswith("1.") else " (none)\n" + text, tokens, "stop")
 
 
 class ExampleCopier(ListEngine):

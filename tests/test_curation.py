@@ -548,3 +548,24 @@ def test_a_new_quality_step_is_one_class_and_one_entry_in_the_chain(tmp_path, mo
     (counts,) = resumed.per_model.values()
     assert counts.screened == {"zebra": {"striped": len(striped)}} and counts.kept == 30
     assert counts.parsed == 30 + len(striped)
+
+
+def test_a_list_stops_at_an_avoided_phrase_and_its_later_items_are_asked_alone(tmp_path, model_path, monkeypatch):
+    """A request for several texts stops once its answer holds a phrase its label avoids: that item is dropped and
+    replaced, and the items after it, which never came, are asked again one row at a time (later items of such
+    a list mostly repeat the phrase); every planned row still ends up written."""
+    ListEngine.requests.clear(), ListEngine.stopped.clear()
+    monkeypatch.setattr(ListEngine, "extra", staticmethod(lambda label, k, i: " zebra crossing" if (label, k, i) == ("a", 4, 2) else ""))
+    labels = {"a": {"description": "A.", "avoid": ["zebra"]}, "b": "B."}
+    spec = spec_for(tmp_path, model_path, sample_size=200, rows_per_request=4, labels=labels, balance={"replacements": 1})
+    summary = sdgen.generate(spec, backend="list")
+    df = read(summary.output)
+    stopped = ListEngine.stopped
+    assert len([rows for rows in stopped if len(rows) == 4]) >= 5 and all(len(rows) >= 2 for rows in stopped)
+    singles = {rows[0] for rows in ListEngine.requests if len(rows) == 1}
+    later = {row for rows in stopped for row in rows[2:]}
+    assert later and later <= singles  # the items after the stop were asked again, alone
+    journal = [json.loads(line) for line in (tmp_path / "out.journal.jsonl").read_text().splitlines()]
+    assert sorted(e["row"] for e in journal if e["event"] == "avoided") == sorted(rows[1] for rows in stopped)
+    assert summary.written == 200 and not df["text"].str.contains("zebra").any()
+    assert later <= set(df["row"])  # and kept under their own row ids

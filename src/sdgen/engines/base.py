@@ -28,8 +28,8 @@ class Request:
     label: str = ""
     asked: int = 1
     prefix: str = ""  # names the shared prompt prefix it starts with (a group's examples, the judge's shots)
-    # a one-text request of a label with avoided phrases: their pattern (`sdgen.text.AvoidedPhrases.pattern`); an
-    # engine that watches it stops the request once its text holds one (the row is lost anyway: no more tokens on it)
+    # a request of a label with avoided phrases: their pattern (`sdgen.text.AvoidedPhrases.pattern`); an engine that
+    # watches it stops the request once its answer holds one (that text is lost anyway: no more tokens on it)
     avoid: str | None = None
 
 
@@ -87,7 +87,10 @@ class StopMatcher:
 class AvoidWatch:
     """Tells whether a request's text so far holds one of its avoided phrases, followed by a character that ends the
     word (so "please" does not stop "pleased" half-written). Runs after a step only for requests that produced
-    tokens and carry a pattern: one decode of a short one-text answer."""
+    tokens and carry a pattern, on the answer's last `TAIL` tokens (a phrase is a few words; a phrase completed
+    earlier stopped the request then): one short decode per request and step, however long the answer."""
+
+    TAIL = 24
 
     def __init__(self, tokenizer) -> None:
         self._tokenizer = tokenizer
@@ -97,7 +100,7 @@ class AvoidWatch:
         rx = self._compiled.get(pattern)
         if rx is None:
             rx = self._compiled[pattern] = re.compile(f"(?:{pattern})(?=\\W)", re.IGNORECASE)
-        return rx.search(straight_quotes(self._tokenizer.decode(ids, skip_special_tokens=True))) is not None
+        return rx.search(straight_quotes(self._tokenizer.decode(ids[-self.TAIL :], skip_special_tokens=True))) is not None
 
 
 # What an engine can do, declared on its class (`Engine.capabilities`) so a run can check a spec before it loads a model.

@@ -113,8 +113,11 @@ class RequestFeed:
                        label=job.rows[0].label, asked=k, prefix=self.builder.prefix_of(job.rows[0].row), avoid=self._avoid_of(job))  # fmt: skip
 
     def _avoid_of(self, job: Job) -> str | None:
-        """The avoided phrases of a request that is read for one text: it may stop once that text holds one."""
-        return self._avoided.pattern(job.rows[0].label) if job.last_item == 1 else None
+        """The avoided phrases of the request's label: it may stop once its answer holds one. A one-text request's row
+        is lost anyway; in a list, the item holding it is, and the items after it, which then never come, are asked
+        again one row at a time (as any missing item): the later items of a list whose item was dropped for an
+        avoided phrase were dropped 63% of the time, against 11% after kept ones (politeness.yaml, 300 rows)."""
+        return self._avoided.pattern(job.rows[0].label)
 
     def _params_for(self, k: int) -> GenerationParams:
         """The spec's sampling, with room for k texts."""
