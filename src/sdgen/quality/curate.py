@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-
 @dataclass
 class QualityCounts:
     """Per-model counts of what curation found (rates are over parsed rows)."""
@@ -58,11 +57,6 @@ class QualityCounts:
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "exact_duplicates": self.exact_duplicates,
                 "near_duplicates": self.near_duplicates, "conflicts": self.conflicts, "rejected": self.rejected}  # fmt: skip
-
-
-def as_row(record: dict[str, Any]) -> PlannedRow:
-    """The plan entry a record was written for (its seed aside: a replacement draws its own)."""
-    return PlannedRow(int(record["row"]), record["label"], record["category"], record["type"], record["model"], 0)
 
 
 class RowBuffer:
@@ -130,7 +124,7 @@ class Curator:
         if not self._before:
             return None
         t0 = time.perf_counter()
-        lost = self._decide(record, self._before)
+        lost = self._decide(record, Candidate.of(record), self._before)
         self.counts(record["model"]).seconds += time.perf_counter() - t0
         return lost
 
@@ -138,10 +132,10 @@ class Curator:
         """After the judge: the steps on its verdict and against the kept rows; the row is kept unless one drops it.
         Returns the rows it lost (this one and/or earlier ones it made the other side of a conflict)."""
         t0 = time.perf_counter()
-        lost = self._decide(record, self._after)
+        candidate = Candidate.of(record)
+        lost = self._decide(record, candidate, self._after)
         if lost is None:
             self._keep(record)
-            candidate = Candidate.of(record)
             for step in self._after:
                 step.kept(candidate)
             lost = []
@@ -149,16 +143,16 @@ class Curator:
         self._maybe_flush()
         return lost
 
-    def _decide(self, record: dict[str, Any], steps: list[Step]) -> list[PlannedRow] | None:
-        candidate = Candidate.of(record)
+    def _decide(self, record: dict[str, Any], candidate: Candidate, steps: list[Step]) -> list[PlannedRow] | None:
         for step in steps:
             drop = step.decide(candidate)
             if drop is not None:
-                return self._dropped(record, step, drop)
+                return self._dropped(record, candidate, step, drop)
         return None
 
-    def _dropped(self, record: dict[str, Any], step: Step, drop: Drop) -> list[PlannedRow]:
-        """Count the drop, write the row where it says, take the rows it frees out of the counts; return the lost."""
+    def _dropped(self, record: dict[str, Any], candidate: Candidate, step: Step, drop: Drop) -> list[PlannedRow]:
+        """Count the drop, write the row where it says, take the rows that leave the dataset out of the counts;
+        return the lost rows (this one and the earlier ones it takes along, unless it stays)."""
         self._count(record["model"], step.name, drop.reason)
         for other in drop.others:
             self._count(other.model, step.name, drop.reason, parsed=False)
@@ -168,13 +162,15 @@ class Curator:
         else:
             self._note(step.name, record["row"], record["model"], reason=drop.reason)
         if drop.stays:
-            self._keep(record, counted=True)
-        for row in drop.freed:
+            self._keep(record, counted=True)  # buffered with its conflicts row: both reach disk in one flush
+            self._maybe_flush()
+            return []
+        for row in drop.others:
             self.cells[cell_of(self.spec, row.label, row.category)] -= 1
             self.counts(row.model).kept -= 1
         self._maybe_flush()
-        mine = [] if drop.stays else [dataclasses.replace(as_row(record), unlike_examples=step.unlike_examples)]
-        return mine + list(drop.freed)  # the replacement of a copy is asked not to repeat the examples
+        mine = dataclasses.replace(candidate.planned(), unlike_examples=step.unlike_examples)  # a copy's replacement is told
+        return [mine, *drop.others]
 
     def _count(self, model: str, step: str, reason: str, *, parsed: bool = True) -> None:
         counts = self.counts(model)

@@ -55,8 +55,9 @@ class Drop:
     to: Literal["dataset", "conflicts", "rejected"] | None = None  # the file that holds it (None: only the journal)
     columns: Mapping[str, Any] = field(default_factory=dict)  # written with it there (duplicate_of, conflict_with)
     stays: bool = False  # it is kept in the dataset too and not replaced (a conflict under ``conflicts: keep``)
-    others: tuple[PlannedRow, ...] = ()  # earlier kept rows it makes drops too (the other side of a conflict) ...
-    freed: tuple[PlannedRow, ...] = ()  # ... and those of them that leave the dataset (and are replaced)
+    # earlier kept rows it makes drops too (the other side of a conflict): counted, and unless it stays, they leave
+    # the dataset with it and are replaced
+    others: tuple[PlannedRow, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

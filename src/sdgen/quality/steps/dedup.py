@@ -59,8 +59,7 @@ class Dedup(Step):
         if earlier is not None and match not in self.pulled:
             self.pulled[match] = row.row
             others = (earlier,)
-        return Drop("conflict", to="conflicts", columns={"conflict_with": match}, stays=not self.separate,
-                    others=others, freed=others if self.separate else ())  # fmt: skip
+        return Drop("conflict", to="conflicts", columns={"conflict_with": match}, stays=not self.separate, others=others)
 
     def kept(self, row: Candidate) -> None:
         self.index.add(row.row, row.text, row.label)
