@@ -154,29 +154,6 @@ def test_requests_sharing_a_prefix_wait_for_its_first_prefill_and_give_the_same_
     assert {i: r.text for i, r in keyed.items()} == {i: r.text for i, r in plain.items()}
 
 
-def test_prefix_warmer_holds_a_prefix_until_its_first_request_has_a_token():
-    from types import SimpleNamespace
-
-    from sdgen.engines.openvino import _PrefixWarmer
-
-    class Flight:  # a request in the pipeline, still running, that has or has not produced a token
-        started = False
-        handle = SimpleNamespace(get_status=lambda: "running")
-
-    warmer = _PrefixWarmer("running")
-    a = [Request(i, "p", SAMPLING, seed=i, prefix="a") for i in range(3)]
-    b = Request(9, "q", SAMPLING, seed=9, prefix="b")
-    assert warmer.admit(a[0])
-    first = Flight()
-    warmer.warming("a", first)
-    assert not warmer.admit(a[1]) and not warmer.admit(a[2]) and warmer.held == 2
-    assert warmer.admit(b)  # another prefix is not held back
-    assert warmer.ready() == []  # "a" still prefilling
-    first.started = True
-    assert warmer.ready() == a[1:] and warmer.held == 0
-    assert warmer.admit(Request(5, "p", SAMPLING, seed=5, prefix="a"))  # computed: no more waiting
-
-
 def test_a_scheduler_that_runs_nothing_is_an_error_not_a_hang(tiny_models):
     """Requests the scheduler never places (a step that schedules nothing returns at once) end the run with an
     error naming the settings, after a count of such steps, instead of spinning for ever."""

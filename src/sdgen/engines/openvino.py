@@ -1,8 +1,8 @@
 """OpenVINO GenAI continuous-batching engine (the default backend).
 
-Requests are fed through a bounded window (so 100k prompts are never tokenized up front), the
-scheduler is stepped, and each request is handed back the moment it finishes, so the writer
-works while the engine keeps generating.
+Requests enter through `sdgen.engines.admission` (a bounded window, prefix warming), the scheduler is
+stepped, and each request is handed back the moment it finishes, so the writer works while the engine
+keeps generating.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from typing import Iterable, Iterator
 
+from sdgen.engines.admission import Admission, CachedPrefix
 from sdgen.engines.base import (CHOICES, COUNT_TOKENS, LOGPROBS, PER_REQUEST_SAMPLING, AvoidWatch, Engine, Request, Result,
                                 StopMatcher, cut_at_stop)
 from sdgen.errors import EngineError, ModelError
@@ -160,53 +161,39 @@ class OpenVINOEngine(Engine):
         import openvino_genai.py_openvino_genai as pg
 
         running = pg.GenerationStatus.RUNNING
-        pending = iter(requests)
-        inflight: list[_Flight] = []
-        prefixes = _PrefixWarmer(running)
         ids = self._ids
         self._counts = Counter()
-        cached = _CachedPrefix(self.count_tokens)
+        cached = CachedPrefix(self.count_tokens)
 
-        def add(req: Request) -> _Flight:
+        def start(req: Request) -> _Flight:
             config = generation_config(req.params, req.seed, req.choices)
-            flight = _Flight(self._pipe.add_request(next(ids), req.prompt, config), req)
-            inflight.append(flight)
+            flight = _Flight(self._pipe.add_request(next(ids), req.prompt, config), req, running)
             tokens = self.count_tokens(req.prompt)
             self._counts["prompt_tokens"] += tokens
-            self._counts["cached_prompt_tokens"] += min(cached.tokens(req, prefixes.computed(req.prefix)), tokens)
+            self._counts["cached_prompt_tokens"] += min(cached.tokens(req, admission.computed(req.prefix)), tokens)
             return flight
 
-        def refill() -> None:
-            room = self._window - len(inflight) - prefixes.held
-            for req in itertools.islice(pending, max(room, 0)):
-                if prefixes.admit(req):
-                    prefixes.warming(req.prefix, add(req))
-
-        first = next(pending, None)
+        admission = Admission(requests, self._window, start)
+        first = admission.first()
         if first is None:
             return
-        prefixes.warming(first.prefix, add(first))
         t0 = time.perf_counter()
-        self._prime(inflight[0], running)
+        self._prime(first)
         self._counts["priming_seconds"] += time.perf_counter() - t0
-        prefixes.ready()
-        refill()
-        while inflight:
-            self._step(len(inflight))
-            for flight in inflight:
+        admission.release()
+        admission.refill()
+        while admission.inflight:
+            self._step(len(admission.inflight))
+            for flight in admission.inflight:
                 flight.pull(self._stops, self._avoid)
-            for req in prefixes.ready():
-                add(req)
-            finished, still = [], []
-            for flight in inflight:
-                (still if flight.handle.get_status() == running else finished).append(flight)
+            admission.release()
+            finished = admission.finished()
             if not finished:
                 continue
-            inflight[:] = still
-            refill()  # top up before handing results out, so the engine never starves
+            admission.refill()  # top up before handing results out, so the engine never starves
             for flight in finished:
                 yield self._result(flight)
-            refill()  # requests the consumer queued while taking these results (retries) join this run
+            admission.refill()  # requests the consumer queued while taking these results (retries) join this run
 
     def stats(self) -> dict[str, object]:
         """The last generate()'s priming, step and full-batch seconds and prompt tokens (computed or cached)."""
@@ -231,14 +218,14 @@ class OpenVINOEngine(Engine):
             f"{o.cache_size_gb}, dynamic_split_fuse {o.dynamic_split_fuse}): a prompt too long for these settings?"
         )
 
-    def _prime(self, flight: _Flight, running) -> None:
+    def _prime(self, flight: _Flight) -> None:
         """Run the first request's prefill alone, so every later request finds the shared prompt prefix cached.
 
         The prefix cache only holds blocks that have been computed; requests added together
         before the first step would each prefill the whole prompt. Measured on the example spec
         (~500 shared prompt tokens, ~55 generated): see README.
         """
-        while flight.handle.get_status() == running and not flight.started:
+        while flight.running and not flight.started:
             self._step(1)
             flight.pull(self._stops, self._avoid)
 
@@ -267,11 +254,16 @@ class _Flight:
     not run on to max_new_tokens (a base model in completion mode never ends by itself).
     """
 
-    def __init__(self, handle, req: Request) -> None:
+    def __init__(self, handle, req: Request, running_status) -> None:
         self.handle, self.req = handle, req
+        self._running_status = running_status
         self.ids: list[int] = []
         self.logprobs: list[float] = []  # filled for choice requests only (GenAI computes them when asked)
         self.reason: str | None = None  # the finish reason of the last output read; None before any output
+
+    @property
+    def running(self) -> bool:
+        return self.handle.get_status() == self._running_status
 
     @property
     def started(self) -> bool:
@@ -295,69 +287,3 @@ class _Flight:
             self.req.avoid and avoid.holds(self.ids, self.req.avoid)
         ):
             self.handle.stop()  # no longer running: it leaves `inflight` before the next step
-
-
-class _CachedPrefix:
-    """Estimates the prompt tokens a request finds in the prefix cache: the prompt it shares with the first request
-    of its prefix, in whole KV blocks (measured once per prefix, when its second request comes)."""
-
-    BLOCK = 32  # tokens per KV-cache block of the CPU plugin
-
-    def __init__(self, count_tokens) -> None:
-        self._count = count_tokens
-        self._first: dict[str, str] = {}
-        self._shared: dict[str, int] = {}
-
-    def tokens(self, req: Request, computed: bool) -> int:
-        first = self._first.setdefault(req.prefix, req.prompt)
-        if not computed or first is req.prompt:
-            return 0
-        if req.prefix not in self._shared:
-            common = os.path.commonprefix([first, req.prompt])
-            self._shared[req.prefix] = self._count(common) // self.BLOCK * self.BLOCK if common else 0
-        return self._shared[req.prefix]
-
-
-class _PrefixWarmer:
-    """Holds back requests whose shared prefix (``Request.prefix``) another request is still prefilling.
-
-    The first request of a prefix runs; the others of that prefix join once it has produced a token, and
-    find the prefix in the cache instead of each prefilling it (a group's real examples, the judge's shots).
-    Requests of prefixes already computed, and of other prefixes, are not held.
-    """
-
-    def __init__(self, running) -> None:
-        self._running = running
-        self._warming: dict[str, _Flight] = {}  # prefix -> its first request
-        self._waiting: dict[str, list[Request]] = {}
-        self._done: set[str] = set()
-
-    @property
-    def held(self) -> int:
-        return sum(map(len, self._waiting.values()))
-
-    def computed(self, prefix: str) -> bool:
-        """The prefix's first request has produced a token: its prompt blocks are in the cache."""
-        return prefix in self._done
-
-    def admit(self, req: Request) -> bool:
-        """True when the request may start now; else it waits for its prefix."""
-        if req.prefix in self._done or req.prefix not in self._warming:
-            return True
-        self._waiting.setdefault(req.prefix, []).append(req)
-        return False
-
-    def warming(self, prefix: str, flight: _Flight) -> None:
-        if prefix not in self._done and prefix not in self._warming:
-            self._warming[prefix] = flight
-
-    def ready(self) -> list[Request]:
-        """Held requests whose prefix is now computed."""
-        released: list[Request] = []
-        for prefix, flight in list(self._warming.items()):
-            if flight.handle.get_status() == self._running and not flight.started:
-                continue
-            del self._warming[prefix]
-            self._done.add(prefix)
-            released += self._waiting.pop(prefix, [])
-        return released

@@ -1,0 +1,150 @@
+"""Which requests enter a continuous-batching engine, and when; no backend in it.
+
+A bounded window (so 100k prompts are never tokenized up front, and retries queued while results are taken join
+the same run), and prefix warming: the first request of a shared prompt prefix (`Request.prefix`: a group's real
+examples, the judge's shots) runs until it has produced a token, and the others of that prefix join only then, so
+they find the prefix in the cache instead of each prefilling it. An engine supplies how to start a request and
+how to step; `Admission` decides the rest.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Callable, Generic, Iterable, Protocol, TypeVar
+
+from sdgen.engines.base import Request
+
+
+class Flight(Protocol):
+    """A request in an engine: whether it still runs, and whether it has produced a token yet."""
+
+    req: Request
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def started(self) -> bool: ...
+
+
+F = TypeVar("F", bound=Flight)
+
+
+class PrefixWarmer(Generic[F]):
+    """Holds back requests whose shared prefix another request is still prefilling.
+
+    Requests of prefixes already computed, and of other prefixes, are not held.
+    """
+
+    def __init__(self) -> None:
+        self._warming: dict[str, F] = {}  # prefix -> its first request
+        self._waiting: dict[str, list[Request]] = {}
+        self._done: set[str] = set()
+
+    @property
+    def held(self) -> int:
+        return sum(map(len, self._waiting.values()))
+
+    def computed(self, prefix: str) -> bool:
+        """The prefix's first request has produced a token: its prompt blocks are in the cache."""
+        return prefix in self._done
+
+    def admit(self, req: Request) -> bool:
+        """True when the request may start now; else it waits for its prefix."""
+        if req.prefix in self._done or req.prefix not in self._warming:
+            return True
+        self._waiting.setdefault(req.prefix, []).append(req)
+        return False
+
+    def warming(self, prefix: str, flight: F) -> None:
+        if prefix not in self._done and prefix not in self._warming:
+            self._warming[prefix] = flight
+
+    def ready(self) -> list[Request]:
+        """Held requests whose prefix is now computed (its first request has a token, or has ended)."""
+        released: list[Request] = []
+        for prefix, flight in list(self._warming.items()):
+            if flight.running and not flight.started:
+                continue
+            del self._warming[prefix]
+            self._done.add(prefix)
+            released += self._waiting.pop(prefix, [])
+        return released
+
+
+class Admission(Generic[F]):
+    """The requests in flight, topped up from ``requests`` up to ``window`` (held ones count), prefix-warmed.
+
+    ``start`` hands a request to the engine and returns its flight. The engine's loop: `first` (prime it),
+    then per step `release`, `finished`, `refill`.
+    """
+
+    def __init__(self, requests: Iterable[Request], window: int, start: Callable[[Request], F]) -> None:
+        self._pending = iter(requests)
+        self._window = window
+        self._start = start
+        self._warmer: PrefixWarmer[F] = PrefixWarmer()
+        self.inflight: list[F] = []
+
+    @property
+    def held(self) -> int:
+        """Requests taken from ``requests`` that wait for their prefix."""
+        return self._warmer.held
+
+    def computed(self, prefix: str) -> bool:
+        return self._warmer.computed(prefix)
+
+    def first(self) -> F | None:
+        """Start the first request alone (None: there are none), so that a loop can prime the shared prefix."""
+        req = next(self._pending, None)
+        return None if req is None else self._add(req)
+
+    def refill(self) -> None:
+        """Start or hold pending requests while the window has room."""
+        room = self._window - len(self.inflight) - self.held
+        for req in itertools.islice(self._pending, max(room, 0)):
+            if self._warmer.admit(req):
+                self._add(req)
+
+    def release(self) -> None:
+        """Start the held requests whose prefix has been computed (call after each step)."""
+        for req in self._warmer.ready():
+            self._add(req)
+
+    def finished(self) -> list[F]:
+        """The flights that no longer run, taken out of flight."""
+        done: list[F] = []
+        still: list[F] = []
+        for flight in self.inflight:
+            (still if flight.running else done).append(flight)
+        if done:
+            self.inflight[:] = still
+        return done
+
+    def _add(self, req: Request) -> F:
+        flight = self._start(req)
+        self.inflight.append(flight)
+        self._warmer.warming(req.prefix, flight)
+        return flight
+
+
+class CachedPrefix:
+    """Estimates the prompt tokens a request finds in the prefix cache: the prompt it shares with the first request
+    of its prefix, in whole KV blocks (measured once per prefix, when its second request comes)."""
+
+    BLOCK = 32  # tokens per KV-cache block of OpenVINO's CPU plugin
+
+    def __init__(self, count_tokens: Callable[[str], int]) -> None:
+        self._count = count_tokens
+        self._first: dict[str, str] = {}
+        self._shared: dict[str, int] = {}
+
+    def tokens(self, req: Request, computed: bool) -> int:
+        first = self._first.setdefault(req.prefix, req.prompt)
+        if not computed or first is req.prompt:
+            return 0
+        if req.prefix not in self._shared:
+            common = os.path.commonprefix([first, req.prompt])
+            self._shared[req.prefix] = self._count(common) // self.BLOCK * self.BLOCK if common else 0
+        return self._shared[req.prefix]

@@ -1,0 +1,117 @@
+"""Admission (the window and prefix warming) with no engine: flights that finish after a number of steps."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from sdgen.engines.admission import Admission, PrefixWarmer
+from sdgen.engines.base import Request
+from sdgen.spec import GenerationParams
+
+PARAMS = GenerationParams(max_new_tokens=4)
+
+
+def request(i: int, prefix: str = "") -> Request:
+    return Request(i, f"prompt {i}", PARAMS, seed=i, prefix=prefix)
+
+
+class Flight:
+    """Produces its first token after ``prefill`` steps and ends after ``steps``."""
+
+    def __init__(self, req: Request, prefill: int = 2, steps: int = 4) -> None:
+        self.req, self.prefill, self.steps, self.done = req, prefill, steps, 0
+
+    @property
+    def running(self) -> bool:
+        return self.done < self.steps
+
+    @property
+    def started(self) -> bool:
+        return self.done >= self.prefill
+
+
+def test_prefix_warmer_holds_a_prefix_until_its_first_request_has_a_token():
+    warmer: PrefixWarmer[Flight] = PrefixWarmer()
+    a = [request(i, "a") for i in range(3)]
+    b = request(9, "b")
+    assert warmer.admit(a[0])
+    first = Flight(a[0])
+    warmer.warming("a", first)
+    assert not warmer.admit(a[1]) and not warmer.admit(a[2]) and warmer.held == 2
+    assert warmer.admit(b)  # another prefix is not held back
+    assert warmer.ready() == []  # "a" still prefilling
+    first.done = first.prefill
+    assert warmer.ready() == a[1:] and warmer.held == 0
+    assert warmer.admit(request(5, "a")) and warmer.computed("a")  # computed: no more waiting
+
+
+def drive(requests, window: int, on_finished=lambda flight: None):
+    """An engine loop over `Admission`: every step advances every flight by one; returns the finish order, the
+    most requests in flight or held at once, and each request's start step."""
+    started_at: dict[int, int] = {}
+    clock = 0
+
+    def start(req: Request) -> Flight:
+        started_at[req.id] = clock
+        return Flight(req)
+
+    admission: Admission[Flight] = Admission(requests, window, start)
+    order, peak = [], 0
+    first = admission.first()
+    while first.running and not first.started:  # prime
+        first.done += 1
+        clock += 1
+    admission.release()
+    admission.refill()
+    while admission.inflight:
+        peak = max(peak, len(admission.inflight) + admission.held)
+        for flight in admission.inflight:
+            flight.done += 1
+        clock += 1
+        admission.release()
+        finished = admission.finished()
+        admission.refill()
+        for flight in finished:
+            order.append(flight.req.id)
+            on_finished(flight)
+        admission.refill()
+    return order, peak, started_at
+
+
+def test_the_window_bounds_what_is_in_flight_and_every_request_finishes():
+    order, peak, _ = drive((request(i) for i in range(50)), window=8)
+    assert sorted(order) == list(range(50))
+    assert peak == 8
+
+
+def test_a_prefix_s_other_requests_start_once_its_first_has_a_token():
+    reqs = [request(i, prefix=f"g{i % 2}") for i in range(10)]
+    _, _, started_at = drive(reqs, window=16)
+    # g0's first request is primed alone (2 steps); g1's first starts then, its others two steps later
+    assert started_at[0] == 0
+    assert started_at[1] == 2
+    assert all(started_at[i] == 2 for i in range(2, 10, 2))  # g0 computed by the time they are admitted
+    assert all(started_at[i] == 4 for i in range(3, 10, 2))  # held until g1's first produced a token
+
+
+def test_requests_queued_while_results_are_taken_join_the_same_run():
+    queue = deque(request(i) for i in range(5))
+    retried: list[int] = []
+
+    class Feed:  # like sdgen's feed: empty for now is not the end (a generator could not grow again)
+        def __iter__(self):
+            return self
+
+        def __next__(self) -> Request:
+            if not queue:
+                raise StopIteration
+            return queue.popleft()
+
+    def retry(flight: Flight) -> None:
+        if flight.req.id < 3:  # the consumer queues a retry for the first three results
+            queue.append(request(100 + flight.req.id))
+            retried.append(flight.req.id)
+
+    order, _, _ = drive(Feed(), window=4, on_finished=retry)
+    assert retried == [0, 1, 2]
+    assert sorted(order) == [0, 1, 2, 3, 4, 100, 101, 102]
