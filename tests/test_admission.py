@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from sdgen.engines.admission import Admission, PrefixWarmer
+from sdgen.engines.admission import Admission, CachedBlocks, PrefixWarmer
 from sdgen.engines.base import Request
 from sdgen.spec import GenerationParams
 
@@ -115,3 +115,17 @@ def test_requests_queued_while_results_are_taken_join_the_same_run():
     order, _, _ = drive(Feed(), window=4, on_finished=retry)
     assert retried == [0, 1, 2]
     assert sorted(order) == [0, 1, 2, 3, 4, 100, 101, 102]
+
+
+def test_cached_blocks_serve_whole_blocks_of_computed_prompts_and_never_the_last_token():
+    shared = list(range(100))  # three whole blocks of 32 and four tokens
+    a, b = shared + [500, 501], shared + [600]
+    blocks = CachedBlocks()
+    assert blocks.cached(a) == 0  # nothing computed yet
+    blocks.computed(a)
+    assert blocks.cached(b) == 96  # the shared whole blocks; the rest is computed
+    assert blocks.cached(a) == 96  # a repeat finds all but its last partial block
+    exact = list(range(64))
+    blocks.computed(exact)
+    assert blocks.cached(exact) == 32  # a prompt of whole blocks still computes its last token, hence its last block
+    assert blocks.cached([7] + shared) == 0  # a block matches only with everything before it

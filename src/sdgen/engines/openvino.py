@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from typing import Iterable, Iterator
 
-from sdgen.engines.admission import Admission, CachedPrefix
+from sdgen.engines.admission import Admission, CachedBlocks
 from sdgen.engines.base import (CHOICES, COUNT_TOKENS, LOGPROBS, PER_REQUEST_SAMPLING, AvoidWatch, Engine, Request, Result,
                                 StopMatcher, cut_at_stop)
 from sdgen.errors import EngineError, ModelError
@@ -163,15 +163,27 @@ class OpenVINOEngine(Engine):
         running = pg.GenerationStatus.RUNNING
         ids = self._ids
         self._counts = Counter()
-        cached = CachedPrefix(self.count_tokens)
+        blocks = CachedBlocks()
+        prefilling: list[_Flight] = []  # started requests whose prompt is not computed yet
 
         def start(req: Request) -> _Flight:
             config = generation_config(req.params, req.seed, req.choices)
             flight = _Flight(self._pipe.add_request(next(ids), req.prompt, config), req, running)
-            tokens = self.count_tokens(req.prompt)
-            self._counts["prompt_tokens"] += tokens
-            self._counts["cached_prompt_tokens"] += min(cached.tokens(req, admission.computed(req.prefix)), tokens)
+            flight.prompt_ids = self._tokenizer.encode([req.prompt]).input_ids.data[0].tolist()
+            self._counts["prompt_tokens"] += len(flight.prompt_ids)
+            self._counts["cached_prompt_tokens"] += blocks.cached(flight.prompt_ids)
+            prefilling.append(flight)
             return flight
+
+        def note_computed() -> None:
+            """Prompts whose request has a token (or has ended) are in the cache for requests that start later."""
+            still = []
+            for flight in prefilling:
+                if flight.started or not flight.running:
+                    blocks.computed(flight.prompt_ids)
+                else:
+                    still.append(flight)
+            prefilling[:] = still
 
         admission = Admission(requests, self._window, start)
         first = admission.first()
@@ -180,12 +192,14 @@ class OpenVINOEngine(Engine):
         t0 = time.perf_counter()
         self._prime(first)
         self._counts["priming_seconds"] += time.perf_counter() - t0
+        note_computed()
         admission.release()
         admission.refill()
         while admission.inflight:
             self._step(len(admission.inflight))
             for flight in admission.inflight:
                 flight.pull(self._stops, self._avoid)
+            note_computed()
             admission.release()
             finished = admission.finished()
             if not finished:
@@ -258,6 +272,7 @@ class _Flight:
         self.handle, self.req = handle, req
         self._running_status = running_status
         self.ids: list[int] = []
+        self.prompt_ids: list[int] = []
         self.logprobs: list[float] = []  # filled for choice requests only (GenAI computes them when asked)
         self.reason: str | None = None  # the finish reason of the last output read; None before any output
 
