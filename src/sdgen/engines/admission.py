@@ -129,7 +129,9 @@ class CachedBlocks:
     """Estimates the prompt tokens a request finds in the prefix cache, block by block as the cache finds them: the
     prompt's whole KV blocks whose tokens, and every token before them, match a prompt that had been computed when
     the request started (GenAI hashes each block with its full prefix). Eviction is not modelled (the cache holds
-    a run's few distinct prompts many times over), and the last token is always computed.
+    a run's few distinct prompts many times over), nor is GenAI's restore of a partial last block (it needs a
+    cached block holding exactly that content, and a block's hash follows its sequence as it generates into it);
+    the last token is always computed.
 
     Requests that repeat a prompt (the rows of one label x category x type) find all of it but its last partial
     block: with ~25 tokens computed per request against ~26 generated per text, a one-text request costs about
@@ -151,11 +153,11 @@ class CachedBlocks:
     def cached(self, ids: Sequence[int]) -> int:
         """Tokens of a prompt that starts now that the cache serves."""
         blocks = 0
-        for digest in self._chain(ids[: len(ids) - 1]):
+        for digest in self._chain(ids):
             if digest not in self._computed:
                 break
             blocks += 1
-        return blocks * self.BLOCK
+        return min(blocks * self.BLOCK, len(ids) - 1)
 
     def computed(self, ids: Sequence[int]) -> None:
         """A prompt has been computed (its request produced a token): later ones find its blocks."""
