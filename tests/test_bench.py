@@ -184,7 +184,7 @@ def test_memory_sampler_follows_a_real_run(tmp_path, tiny_models, write_spec):
 
     spec = write_spec(base_spec(generation=FAST, prompt_style="fewshot", models=[str(tiny_models["chat"])],
                                 engine={"threads": 2, "max_num_seqs": 32, "recycle_every": 60}), "mem.yaml")  # fmt: skip
-    samples = sample_generate(spec, tmp_path / "rows.jsonl", rows=200, every_s=0.2)
+    samples = sample_generate(spec, tmp_path / "rows.jsonl", rows=140, every_s=0.2)
     written = sum(1 for _ in (tmp_path / "rows.jsonl").open())
     assert [s.rows for s in samples] == sorted(s.rows for s in samples) and samples[-1].rows <= written
     pids = [s.worker_pid for s in samples if s.worker_pid is not None]

@@ -30,7 +30,7 @@ from sdgen.testing import local_ray_cluster, run_watched
 
 import ray  # noqa: E402 - the [ray] extra is part of every test install (`make install`)
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # two Ray nodes on loopback: `make test-slow`
 
 
 def node(name: str, cpus: int, numa: int = 1) -> NodeInfo:

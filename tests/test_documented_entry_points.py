@@ -44,8 +44,9 @@ def test_every_sdgen_command_answers_help():
         assert proc.returncode == 0 and "Usage: " in proc.stdout, (command, proc.stderr)
 
 
-@pytest.mark.slow  # the real optimum-intel + NNCF export
 def test_the_conversion_script_converts_a_tiny_model(tiny_hf, tmp_path):
+    """The real optimum-intel + NNCF export, in the default suite: converting is one of the three things sdgen is
+    for, and this script once broke on a moved module (the other modes: tests/test_convert.py, `make test-slow`)."""
     out = tmp_path / "ir"
     proc = run("scripts/convert_model.py", str(tiny_hf), "--out", str(out), "--weights", "int8", timeout=900)
     assert proc.returncode == 0, proc.stderr

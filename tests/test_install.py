@@ -44,6 +44,7 @@ def test_torch_extra_resolves_cpu_only(tmp_path):
     assert "torchvision" not in names
 
 
+@pytest.mark.slow  # builds and installs a wheel into a fresh venv
 def test_bench_runs_from_an_installed_wheel(tmp_path, tiny_models):
     """The wheel carries the example spec `sdgen bench` defaults to; a bench cell runs from the installed copy."""
     import zipfile
