@@ -129,3 +129,17 @@ def test_cached_blocks_serve_whole_blocks_of_computed_prompts_and_never_the_last
     blocks.computed(exact)
     assert blocks.cached(exact) == 63  # a prompt of whole blocks found whole still computes its last token
     assert blocks.cached([7] + shared) == 0  # a block matches only with everything before it
+
+
+def test_each_prompt_is_reported_computed_once_after_its_first_token():
+    heard: list[tuple[int, int]] = []  # (request, its steps done when heard)
+    admission: Admission[Flight] = Admission((request(i) for i in range(3)), 8, Flight,
+                                             computed=lambda f: heard.append((f.req.id, f.done)))  # fmt: skip
+    admission.first()
+    admission.refill()
+    while admission.inflight:
+        for flight in admission.inflight:
+            flight.done += 1
+        admission.release()
+        admission.finished()
+    assert sorted(heard) == [(0, 2), (1, 2), (2, 2)]  # each once, at the step that gave it a token (prefill 2)

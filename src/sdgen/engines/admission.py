@@ -75,14 +75,18 @@ class PrefixWarmer(Generic[F]):
 class Admission(Generic[F]):
     """The requests in flight, topped up from ``requests`` up to ``window`` (held ones count), prefix-warmed.
 
-    ``start`` hands a request to the engine and returns its flight. The engine's loop: `first` (prime it),
-    then per step `release`, `finished`, `refill`.
+    ``start`` hands a request to the engine and returns its flight; ``computed`` (optional) hears of each flight
+    once its prompt is in the cache (it has a token, or has ended). The engine's loop: `first` (prime it), then
+    per step `release`, `finished`, `refill`.
     """
 
-    def __init__(self, requests: Iterable[Request], window: int, start: Callable[[Request], F]) -> None:
+    def __init__(self, requests: Iterable[Request], window: int, start: Callable[[Request], F],
+                 computed: Callable[[F], None] | None = None) -> None:  # fmt: skip
         self._pending = iter(requests)
         self._window = window
         self._start = start
+        self._computed = computed
+        self._prefilling: list[F] = []  # started flights whose prompt is not computed yet (with ``computed``)
         self._warmer: PrefixWarmer[F] = PrefixWarmer()
         self.inflight: list[F] = []
 
@@ -104,7 +108,16 @@ class Admission(Generic[F]):
                 self._add(req)
 
     def release(self) -> None:
-        """Start the held requests whose prefix has been computed (call after each step)."""
+        """Report the prompts computed since the last call, and start the held requests whose prefix is one of them
+        (call after each step)."""
+        if self._prefilling:
+            still = []
+            for flight in self._prefilling:
+                if flight.running and not flight.started:
+                    still.append(flight)
+                else:
+                    self._computed(flight)
+            self._prefilling[:] = still
         for req in self._warmer.ready():
             self._add(req)
 
@@ -121,6 +134,8 @@ class Admission(Generic[F]):
     def _add(self, req: Request) -> F:
         flight = self._start(req)
         self.inflight.append(flight)
+        if self._computed is not None:
+            self._prefilling.append(flight)
         self._warmer.warming(req.prefix, flight)
         return flight
 

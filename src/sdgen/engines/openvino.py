@@ -164,7 +164,6 @@ class OpenVINOEngine(Engine):
         ids = self._ids
         self._counts = Counter()
         blocks = CachedBlocks()
-        prefilling: list[_Flight] = []  # started requests whose prompt is not computed yet
 
         def start(req: Request) -> _Flight:
             config = generation_config(req.params, req.seed, req.choices)
@@ -172,34 +171,21 @@ class OpenVINOEngine(Engine):
             flight.prompt_ids = self._tokenizer.encode([req.prompt]).input_ids.data[0].tolist()
             self._counts["prompt_tokens"] += len(flight.prompt_ids)
             self._counts["cached_prompt_tokens"] += blocks.cached(flight.prompt_ids)
-            prefilling.append(flight)
             return flight
 
-        def note_computed() -> None:
-            """Prompts whose request has a token (or has ended) are in the cache for requests that start later."""
-            still = []
-            for flight in prefilling:
-                if flight.started or not flight.running:
-                    blocks.computed(flight.prompt_ids)
-                else:
-                    still.append(flight)
-            prefilling[:] = still
-
-        admission = Admission(requests, self._window, start)
+        admission = Admission(requests, self._window, start, computed=lambda flight: blocks.computed(flight.prompt_ids))
         first = admission.first()
         if first is None:
             return
         t0 = time.perf_counter()
         self._prime(first)
         self._counts["priming_seconds"] += time.perf_counter() - t0
-        note_computed()
         admission.release()
         admission.refill()
         while admission.inflight:
             self._step(len(admission.inflight))
             for flight in admission.inflight:
                 flight.pull(self._stops, self._avoid)
-            note_computed()
             admission.release()
             finished = admission.finished()
             if not finished:
