@@ -42,10 +42,10 @@ def test_prefix_warmer_holds_a_prefix_until_its_first_request_has_a_token():
     assert warmer.ready() == []  # "a" still prefilling
     first.done = first.prefill
     assert warmer.ready() == a[1:] and warmer.held == 0
-    assert warmer.admit(request(5, "a")) and warmer.computed("a")  # computed: no more waiting
+    assert warmer.admit(request(5, "a"))  # computed: no more waiting
 
 
-def drive(requests, window: int, on_finished=lambda flight: None):
+def drive(requests, window: int, on_finished=lambda flight: None, first_wave: int | None = None):
     """An engine loop over `Admission`: every step advances every flight by one; returns the finish order, the
     most requests in flight or held at once, and each request's start step."""
     started_at: dict[int, int] = {}
@@ -55,7 +55,7 @@ def drive(requests, window: int, on_finished=lambda flight: None):
         started_at[req.id] = clock
         return Flight(req)
 
-    admission: Admission[Flight] = Admission(requests, window, start)
+    admission: Admission[Flight] = Admission(requests, window, start, first_wave=first_wave)
     order, peak = [], 0
     first = admission.first()
     while first.running and not first.started:  # prime
@@ -82,6 +82,16 @@ def test_the_window_bounds_what_is_in_flight_and_every_request_finishes():
     order, peak, _ = drive((request(i) for i in range(50)), window=8)
     assert sorted(order) == list(range(50))
     assert peak == 8
+
+
+def test_a_first_wave_runs_alone_until_a_request_finishes_then_the_window_opens():
+    """The first rows come from a small batch (fast steps); from the first finished request on, the full window."""
+    order, peak, started_at = drive((request(i) for i in range(50)), window=8, first_wave=3)
+    assert sorted(order) == list(range(50)) and peak == 8
+    assert sorted(started_at.values())[:4] == [0, 2, 2, 4]  # primed alone, then two more; the rest once one finished
+    assert sum(1 for step in started_at.values() if step < 4) == 3
+    _, _, whole = drive((request(i) for i in range(50)), window=8)
+    assert sum(1 for step in whole.values() if step < 4) == 8  # without a first wave: the window at once
 
 
 def test_a_prefix_s_other_requests_start_once_its_first_has_a_token():

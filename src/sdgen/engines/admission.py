@@ -45,10 +45,6 @@ class PrefixWarmer(Generic[F]):
     def held(self) -> int:
         return sum(map(len, self._waiting.values()))
 
-    def computed(self, prefix: str) -> bool:
-        """The prefix's first request has produced a token: its prompt blocks are in the cache."""
-        return prefix in self._done
-
     def admit(self, req: Request) -> bool:
         """True when the request may start now; else it waits for its prefix."""
         if req.prefix in self._done or req.prefix not in self._warming:
@@ -75,15 +71,21 @@ class PrefixWarmer(Generic[F]):
 class Admission(Generic[F]):
     """The requests in flight, topped up from ``requests`` up to ``window`` (held ones count), prefix-warmed.
 
+    Until the first request finishes, only ``first_wave`` are in flight: every running request advances one token
+    per step and a step's time grows with the batch, so a run that admitted its whole window at once wrote its
+    first row only after ~30 steps at full batch (70-120 s at 128 sequences on a 2-core AMX Xeon). A small first wave
+    writes rows within seconds of priming, and then the window opens (docs/benchmarks.md: what it costs).
+
     ``start`` hands a request to the engine and returns its flight; ``computed`` (optional) hears of each flight
     once its prompt is in the cache (it has a token, or has ended). The engine's loop: `first` (prime it), then
     per step `release`, `finished`, `refill`.
     """
 
     def __init__(self, requests: Iterable[Request], window: int, start: Callable[[Request], F],
-                 computed: Callable[[F], None] | None = None) -> None:  # fmt: skip
+                 computed: Callable[[F], None] | None = None, first_wave: int | None = None) -> None:  # fmt: skip
         self._pending = iter(requests)
-        self._window = window
+        self._full_window = window
+        self._window = min(window, first_wave) if first_wave else window
         self._start = start
         self._computed = computed
         self._prefilling: list[F] = []  # started flights whose prompt is not computed yet (with ``computed``)
@@ -129,6 +131,7 @@ class Admission(Generic[F]):
             (still if flight.running else done).append(flight)
         if done:
             self.inflight[:] = still
+            self._window = self._full_window  # the first wave has written its first row
         return done
 
     def _add(self, req: Request) -> F:

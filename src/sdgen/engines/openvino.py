@@ -32,6 +32,9 @@ def _first_line(exc: BaseException) -> str:
 # Consecutive engine steps that schedule nothing while requests wait: the scheduler cannot place them (a step
 # that schedules nothing returns at once, so a stuck run would spin here silently).
 _STALLED_STEPS = 1000
+# Requests in flight until the first one finishes (`Admission`): small enough that a step takes a fraction of a full
+# batch's, large enough that the first rows come as a handful.
+FIRST_WAVE = 16
 
 
 def scheduler_config(options: EngineOptions):
@@ -173,7 +176,8 @@ class OpenVINOEngine(Engine):
             self._counts["cached_prompt_tokens"] += blocks.cached(flight.prompt_ids)
             return flight
 
-        admission = Admission(requests, self._window, start, computed=lambda flight: blocks.computed(flight.prompt_ids))
+        admission = Admission(requests, self._window, start, computed=lambda flight: blocks.computed(flight.prompt_ids),
+                              first_wave=FIRST_WAVE)
         first = admission.first()
         if first is None:
             return
