@@ -36,7 +36,7 @@ def test_prefix_warmer_holds_a_prefix_until_its_first_request_has_a_token():
     b = request(9, "b")
     assert warmer.admit(a[0])
     first = Flight(a[0])
-    warmer.warming("a", first)
+    warmer.warming(first)
     assert not warmer.admit(a[1]) and not warmer.admit(a[2]) and warmer.held == 2
     assert warmer.admit(b)  # another prefix is not held back
     assert warmer.ready() == []  # "a" still prefilling
@@ -102,6 +102,17 @@ def test_a_prefix_s_other_requests_start_once_its_first_has_a_token():
     assert started_at[1] == 2
     assert all(started_at[i] == 2 for i in range(2, 10, 2))  # g0 computed by the time they are admitted
     assert all(started_at[i] == 4 for i in range(3, 10, 2))  # held until g1's first produced a token
+
+
+def test_a_repeated_prompt_waits_for_its_first_request_to_have_a_token():
+    """A cell's requests share their whole prompt (only the seed differs): the repeats start once the first has
+    computed it, so they find it cached; other prompts of the same prefix do not wait."""
+    same = [Request(i, "the cell's prompt", PARAMS, seed=i, prefix="rows") for i in range(3)]
+    other = Request(3, "another cell's prompt", PARAMS, seed=3, prefix="rows")
+    reqs = [Request(9, "primer", PARAMS, seed=9, prefix="rows"), *same, other]
+    _, _, started_at = drive(reqs, window=16)
+    assert started_at[9] == 0 and started_at[0] == started_at[3] == 2  # after priming the shared prefix
+    assert started_at[1] == started_at[2] == 4  # after request 0 prefilled the cell's prompt
 
 
 def test_requests_queued_while_results_are_taken_join_the_same_run():

@@ -3,14 +3,15 @@
 A bounded window (so 100k prompts are never tokenized up front, and retries queued while results are taken join
 the same run), and prefix warming: the first request of a shared prompt prefix (`Request.prefix`: a group's real
 examples, the judge's shots) runs until it has produced a token, and the others of that prefix join only then, so
-they find the prefix in the cache instead of each prefilling it. An engine supplies how to start a request and
+they find the prefix in the cache instead of each prefilling it; so with a prompt that repeats (a cell's requests).
+An engine supplies how to start a request and
 how to step; `Admission` decides the rest.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Generic, Iterable, Iterator, Protocol, Sequence, TypeVar
+from typing import Callable, Generic, Hashable, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 from sdgen.engines.base import Request
 
@@ -31,40 +32,51 @@ F = TypeVar("F", bound=Flight)
 
 
 class PrefixWarmer(Generic[F]):
-    """Holds back requests whose shared prefix another request is still prefilling.
+    """Holds back requests whose shared prefix, or whose whole prompt, another request is still prefilling.
 
-    Requests of prefixes already computed, and of other prefixes, are not held.
+    The prefix (`Request.prefix`) is what a run's requests share (the task, labels and examples: hundreds of tokens);
+    the whole prompt is what a cell's requests share (a label x category x type asks the same way each time, only
+    the seed differs). Requests that start in the same step each compute the blocks none of them finds cached: held
+    a step, a cell's second request finds all of its prompt but the last partial block. Requests of prefixes and
+    prompts already computed, or of others, are not held.
     """
 
     def __init__(self) -> None:
-        self._warming: dict[str, F] = {}  # prefix -> its first request
-        self._waiting: dict[str, list[Request]] = {}
-        self._done: set[str] = set()
+        self._warming: dict[Hashable, F] = {}  # prefix name or prompt hash -> its first request
+        self._waiting: dict[Hashable, list[Request]] = {}
+        self._done: set[Hashable] = set()
+
+    @staticmethod
+    def _keys(req: Request) -> tuple[Hashable, Hashable]:
+        return ("prefix", req.prefix), ("prompt", hash(req.prompt))
 
     @property
     def held(self) -> int:
         return sum(map(len, self._waiting.values()))
 
     def admit(self, req: Request) -> bool:
-        """True when the request may start now; else it waits for its prefix."""
-        if req.prefix in self._done or req.prefix not in self._warming:
-            return True
-        self._waiting.setdefault(req.prefix, []).append(req)
-        return False
+        """True when the request may start now; else it waits for its prefix or its prompt."""
+        for key in self._keys(req):
+            if key not in self._done and key in self._warming:
+                self._waiting.setdefault(key, []).append(req)
+                return False
+        return True
 
-    def warming(self, prefix: str, flight: F) -> None:
-        if prefix not in self._done and prefix not in self._warming:
-            self._warming[prefix] = flight
+    def warming(self, flight: F) -> None:
+        for key in self._keys(flight.req):
+            if key not in self._done and key not in self._warming:
+                self._warming[key] = flight
 
     def ready(self) -> list[Request]:
-        """Held requests whose prefix is now computed (its first request has a token, or has ended)."""
+        """Held requests whose prefix or prompt is now computed (its first request has a token, or has ended); each
+        is asked again with `admit` (one released for its prefix may still wait for its prompt)."""
         released: list[Request] = []
-        for prefix, flight in list(self._warming.items()):
+        for key, flight in list(self._warming.items()):
             if flight.running and not flight.started:
                 continue
-            del self._warming[prefix]
-            self._done.add(prefix)
-            released += self._waiting.pop(prefix, [])
+            del self._warming[key]
+            self._done.add(key)
+            released += self._waiting.pop(key, [])
         return released
 
 
@@ -121,7 +133,8 @@ class Admission(Generic[F]):
                     self._computed(flight)
             self._prefilling[:] = still
         for req in self._warmer.ready():
-            self._add(req)
+            if self._warmer.admit(req):
+                self._add(req)
 
     def finished(self) -> list[F]:
         """The flights that no longer run, taken out of flight."""
@@ -139,7 +152,7 @@ class Admission(Generic[F]):
         self.inflight.append(flight)
         if self._computed is not None:
             self._prefilling.append(flight)
-        self._warmer.warming(req.prefix, flight)
+        self._warmer.warming(flight)
         return flight
 
 
