@@ -3,9 +3,9 @@
 A bounded window (so 100k prompts are never tokenized up front, and retries queued while results are taken join
 the same run), and prefix warming: the first request of a shared prompt prefix (`Request.prefix`: a group's real
 examples, the judge's shots) runs until it has produced a token, and the others of that prefix join only then, so
-they find the prefix in the cache instead of each prefilling it; so with a prompt that repeats (a cell's requests).
-An engine supplies how to start a request and
-how to step; `Admission` decides the rest.
+they find the prefix in the cache instead of each prefilling it; so with a whole prompt that repeats (a cell's
+requests). A first wave runs alone until a request finishes. An engine supplies how to start a request and how to
+step; `Admission` decides the rest.
 """
 
 from __future__ import annotations
