@@ -104,6 +104,28 @@ def test_keep_duplicates_flags_them(tmp_path, model_path):
     assert len(df) == 40 - 2  # the conflict's two sides still leave the dataset
 
 
+def test_a_resumed_run_replaces_the_rows_the_live_run_replaced(tmp_path, model_path):
+    """Whether a row is lost on resume comes from the quality steps (`Curator.restore`), as in the live run: a
+    flagged duplicate (``keep_duplicates``) is lost and replaced, both sides of a conflict under ``conflicts:
+    keep`` stay. (Resume once re-derived losses itself, and asked for the opposite of both.)"""
+    from sdgen.quality.curate import Curator, RowBuffer
+    from sdgen.run.state import Resumed
+    from sdgen.spec import apply_overrides
+
+    spec = apply_overrides(spec_for(tmp_path, model_path, dedup={"conflicts": "keep"}, balance={"replacements": 1}),
+                           keep_duplicates=True)  # fmt: skip
+    rows = crafted_scenario(spec)
+    summary = sdgen.generate(spec, backend="crafted")
+    df, conflicts = read(summary.output), read(tmp_path / "out.conflicts.csv")
+    replaced = {r - 40 for r in df["row"] if r >= 40}
+    assert replaced == {rows["exact"], *rows["near"]}  # the live run replaced the flagged rows, not the conflict's
+    journal = [json.loads(line) for line in (tmp_path / "out.journal.jsonl").read_text().splitlines()]
+    planned, side = df[df["row"] < 40], conflicts[conflicts["row"] < 40]  # as if stopped before any replacement
+    lost = Curator(spec, RowBuffer(lambda: None), RowBuffer(lambda: None)).restore(planned, side, journal)
+    pending = Resumed(planned, side, journal).pending(spec, make_plan(spec), summary, ReplacementBudget(spec), lost)
+    assert sorted(r.row for r in pending) == sorted(r + 40 for r in replaced)
+
+
 def test_conflicts_keep_leaves_both_sides_in_the_dataset(tmp_path, model_path):
     spec = spec_for(tmp_path, model_path, dedup={"conflicts": "keep"})
     rows = crafted_scenario(spec)
@@ -453,6 +475,7 @@ def test_where_the_time_went(tmp_path, model_path):
 def test_a_replacement_of_an_example_copy_is_told_not_to_repeat_the_examples(tmp_path, model_path):
     """A row lost as a copy of the spec's example is replaced by a row whose request says not to repeat the
     examples (a new seed alone let one row copy the same example three times); a resumed run asks the same."""
+    from sdgen.quality.curate import Curator, RowBuffer
     from sdgen.run.state import Resumed
 
     ExampleCopier.example, ExampleCopier.told = "the parcel came back unopened", []
@@ -465,8 +488,10 @@ def test_a_replacement_of_an_example_copy_is_told_not_to_repeat_the_examples(tmp
     assert sorted(ExampleCopier.told) == [r + 40 for r in copied]  # each replacement was told, and did not copy
     df = read(summary.output)
     assert summary.written == 40 and not (df["text"] == ExampleCopier.example).any()
-    resumed = Resumed(df[df["row"] < 40].iloc[:0], None, journal)  # as if nothing but the journal were written
-    pending = {r.row: r for r in resumed.pending(spec, make_plan(spec), summary, ReplacementBudget(spec))}
+    nothing = df.iloc[:0]  # as if nothing but the journal were written
+    lost = Curator(spec, RowBuffer(lambda: None), RowBuffer(lambda: None)).restore(nothing, None, journal)
+    pending = {r.row: r for r in Resumed(nothing, None, journal).pending(spec, make_plan(spec), summary,
+                                                                          ReplacementBudget(spec), lost)}  # fmt: skip
     assert {r for r, row in pending.items() if row.unlike_examples} == {r + 40 for r in copied}
 
 

@@ -59,6 +59,15 @@ class QualityCounts:
                 "near_duplicates": self.near_duplicates, "conflicts": self.conflicts, "rejected": self.rejected}  # fmt: skip
 
 
+@dataclass
+class Lost:
+    """The rows an interrupted run lost (each to be replaced, as the live run replaces them)."""
+
+    rows: set[int] = field(default_factory=set)
+    copies: set[int] = field(default_factory=set)  # lost as copies of an example: the replacement is told
+    unparseable: list[str] = field(default_factory=list)  # the model of each row that never parsed
+
+
 class RowBuffer:
     """Buffers rows for a writer opened on first use (the curator decides when to flush)."""
 
@@ -219,22 +228,33 @@ class Curator:
             self.journal.close()
 
     def restore(self, dataset: pd.DataFrame, conflicts: pd.DataFrame | None, journal: list[dict[str, Any]],
-                rejected: pd.DataFrame | None = None) -> None:  # fmt: skip
-        """Rebuild the steps' state and the counts of an interrupted run from what it wrote."""
+                rejected: pd.DataFrame | None = None) -> Lost:  # fmt: skip
+        """Rebuild the steps' state and the counts of an interrupted run from what it wrote; return the rows it
+        lost, as the live run would have returned them."""
         flagged = dataset["duplicate"].ne("") if "duplicate" in dataset.columns else dataset["row"].isna()
         written = Written(kept=dataset[~flagged].to_dict("records"), flagged=dataset[flagged].to_dict("records"),
                           conflicts=conflicts.to_dict("records") if conflicts is not None else [], journal=journal,
                           rejected=rejected.to_dict("records") if rejected is not None else [])  # fmt: skip
         in_dataset = {int(r["row"]) for r in written.kept}
         leaving: set[int] = set()
+        lost = Lost()
         for step in self.steps:
             for drop in step.restore(written):
                 self._count(drop.model, step.name, drop.reason, parsed=drop.row not in in_dataset)
                 if drop.leaves:
                     leaving.add(drop.row)
+                if drop.leaves or drop.row not in in_dataset:  # a drop that stays (conflicts: keep) is no loss
+                    lost.rows.add(drop.row)
+                    if step.unlike_examples:
+                        lost.copies.add(drop.row)
+        for entry in journal:
+            if entry["event"] == "unparseable":
+                lost.rows.add(entry["row"])
+                lost.unparseable.append(entry["model"])
         for record in written.kept:
             counts = self.counts(record["model"])
             counts.parsed += 1
             if int(record["row"]) not in leaving:
                 counts.kept += 1
                 self.cells[cell_of(self.spec, record["label"], record["category"])] += 1
+        return lost

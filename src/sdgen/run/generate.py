@@ -127,10 +127,11 @@ class Run:
         self.pending = self.plan
         self.budget = ReplacementBudget(spec)
         if self.resumed is not None:
-            self.curator.restore(self.resumed.dataset, self.resumed.conflicts, self.resumed.journal, self.resumed.rejected)
+            lost = self.curator.restore(self.resumed.dataset, self.resumed.conflicts, self.resumed.journal,
+                                        self.resumed.rejected)  # fmt: skip
             if self.summary.judge is not None:
                 self.summary.judge.restore(self.resumed.dataset, self.resumed.rejected)
-            self.pending = self.resumed.pending(spec, self.plan, self.summary, self.budget)
+            self.pending = self.resumed.pending(spec, self.plan, self.summary, self.budget, lost)
 
     def _open_files(self, overwrite: bool) -> Curator:
         self.writer = open_writer(self.output, self.columns, overwrite=overwrite, append=self.resumed is not None)

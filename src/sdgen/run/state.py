@@ -9,7 +9,7 @@ from typing import Any
 from sdgen.errors import OutputError
 from sdgen.models.registry import ResolvedModel
 from sdgen.plan import PlannedRow, cell_of
-from sdgen.quality.steps import CHAIN
+from sdgen.quality.curate import Lost
 from sdgen.run.replacements import ReplacementBudget
 from sdgen.run.summary import Summary
 from sdgen.spec import Spec
@@ -71,38 +71,29 @@ class Resumed:
         rejected = read_dataset(sidecars.rejected, [*columns, *JUDGE_COLUMNS]) if dataset_exists(sidecars.rejected) else None
         return cls(read_dataset(output, columns), conflicts, read_journal(journal_path(output)), rejected)
 
-    def pending(self, spec: Spec, plan: list[PlannedRow], summary: Summary, budget: ReplacementBudget) -> list[PlannedRow]:
-        """The planned rows that no file settles, then the replacements of lost rows that no file settles.
+    def pending(self, spec: Spec, plan: list[PlannedRow], summary: Summary, budget: ReplacementBudget,
+                lost: Lost) -> list[PlannedRow]:  # fmt: skip
+        """The planned rows that no file settles, then the replacements of the ``lost`` rows (what the curator's
+        steps found in the files, `Curator.restore`) that no file settles.
 
-        A row is settled once a file holds it: the dataset (kept), the conflicts or rejected file, or the
-        journal (dropped as a duplicate or example copy, unparseable). Every settled row but a kept one is
-        lost, as is a kept row whose conflict partner sits in the conflicts file (it leaves the dataset when
-        the run ends); each lost row has its replacement (`sdgen.plan.replacement`) while replacements last.
+        A row is settled once a file holds it: the dataset, the conflicts or rejected file, or the journal.
+        Each lost row has its replacement (`sdgen.plan.replacement`) while replacements last.
         """
-        kept = {int(r) for r in self.dataset["row"]}
-        lost: set[int] = set()
+        for model in lost.unparseable:
+            summary.model(model).unparseable += 1
+            summary.unparseable += 1
+        settled = {int(r) for r in self.dataset["row"]} | lost.rows
         for side in (self.conflicts, self.rejected):
             if side is not None:
-                lost |= {int(r) for r in side["row"]}
-        if self.conflicts is not None and spec.dedup.conflicts == "separate":
-            lost |= {int(p) for p in self.conflicts["conflict_with"].dropna() if int(p) in kept}
-        for entry in self.journal:
-            if entry["event"] == "replacement":
-                continue  # written by sdgen before replacements were derived from the lost row
-            lost.add(entry["row"])
-            if entry["event"] == "unparseable":
-                summary.model(entry["model"]).unparseable += 1
-                summary.unparseable += 1
-        settled = kept | lost
+                settled |= {int(r) for r in side["row"]}
+        settled |= {entry["row"] for entry in self.journal if entry["event"] != "replacement"}  # older sdgens noted those
         planned = {r.row: r for r in plan}
         todo = [r for r in plan if r.row not in settled]
-        told = {step.name for step in CHAIN if step.unlike_examples}  # its replacement is asked not to copy examples
-        copies = {entry["row"] for entry in self.journal if entry["event"] in told}
         budget.spent = sum(1 for row in settled if row >= spec.sample_size)
-        for row_id in sorted(lost):
+        for row_id in sorted(lost.rows):
             source = planned[row_id % spec.sample_size]  # a replacement keeps its planned row's cell and model
             lost_row = PlannedRow(row_id, source.label, source.category, source.type, source.model, 0,
-                                  unlike_examples=row_id in copies)  # fmt: skip
+                                  unlike_examples=row_id in lost.copies)  # fmt: skip
             if row_id + spec.sample_size in settled:  # replaced already: the loss counts, the budget was spent
                 budget.lost[cell_of(spec, source.label, source.category)] += 1
                 continue
