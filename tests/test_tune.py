@@ -125,6 +125,21 @@ def test_the_label_check_is_kept_when_it_drops_rows_held_out_real_rows_read_othe
     assert dropped > 10 and len(df) > 50  # a row lost 3 times (0.4^3 of them) stays missing: balance.replacements
 
 
+def test_a_pilot_is_scored_by_the_panel_of_held_out_classifiers():
+    """The compared score is the panel's agreement: rows that read like their label's held-out real rows score 1,
+    the same rows under swapped labels 0, and a pilot's F1 figures are measured beside it."""
+    from sdgen.tuning.score import panel, score_pilot
+
+    sunny, rainy = "sunny warm bright dry day", "rainy cold wet grey night"
+    held = pd.DataFrame({"text": [f"{sunny} {i}" for i in range(8)] + [f"{rainy} {i}" for i in range(8)],
+                         "label": ["a"] * 8 + ["b"] * 8})  # fmt: skip
+    rows = pd.DataFrame({"text": [f"so {sunny} again", f"a {rainy} again"] * 3, "label": ["a", "b"] * 3})
+    swapped = rows.assign(label=rows["label"].map({"a": "b", "b": "a"}))
+    good, bad = (score_pilot(r, held, held, ["a", "b"], 1.0) for r in (rows, swapped))
+    assert (good.value, bad.value) == (1.0, 0.0) and good.value == good.agreement
+    assert good.f1 == 1.0 and bad.f1 == 0.0 and len(panel(0)) == 3
+
+
 def test_the_budget_stops_new_rounds(tmp_path, spec_path, seed_csv):
     result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted", pilot_rows_per_label=8,
                         budget_rows=4 * 24, proposals=[with_task("FIT"), with_task("SWAP")])  # fmt: skip

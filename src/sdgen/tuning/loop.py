@@ -4,7 +4,8 @@ The seed is split into two folds. Each pilot runs in one *direction*: its change
 fold's real rows and scored on the other's, so no change is ever scored on the rows it came from.
 Every candidate is piloted in both directions (two pilots, two seeds), and it is kept only when both
 pilots beat the current best spec's pilots in the same direction: the range of the two gains must lie
-above zero. All pilots share one loaded engine. The tuned spec gets each kept change derived again from
+above zero. A direction's pilots share their seed in every round, so that a candidate and the spec it is
+compared with draw the same plan (and, where the prompts do not change, the same texts). All pilots share one loaded engine. The tuned spec gets each kept change derived again from
 the whole seed.
 """
 
@@ -175,7 +176,7 @@ class _Session:
         balance = pilot.get("balance")
         balance = {"mode": balance} if isinstance(balance, str) else dict(balance or {})
         pilot.update(name=f"round {number} {name} (scored on fold {held})", sample_size=self.rows, output=str(output),
-                     seed=derive_seed(self.seed, "pilot", number, direction), balance={**balance, "mode": "exact"})  # fmt: skip
+                     seed=derive_seed(self.seed, "pilot", direction), balance={**balance, "mode": "exact"})  # fmt: skip
         if self.threads:
             pilot["engine"] = {**(pilot.get("engine") or {}), "threads": self.threads}
         spec = build_spec(pilot, source=f"tune round {number}", base_dir=self.base.base_dir)

@@ -78,10 +78,12 @@ def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet
     lines = [
         f"# sdgen tune: {spec_path.name}", "",
         f"Seed `{real.name}` ({len(seed_set.rows)} rows: {per_label}), split into two folds. Each round pilots its "
-        "change twice: derived from fold 0 and scored on fold 1, and the other way round. A pilot's score is the mean "
-        "of agreement (a classifier trained on the held-out fold gives a row its label), TSTR macro-F1 (train on the "
-        "pilot, test on the held-out fold) and hybrid macro-F1 (the deriving fold's real rows plus the pilot); a "
-        "change is kept when both of its pilots beat the best spec's pilots in the same direction.", "",
+        "change twice: derived from fold 0 and scored on fold 1, and the other way round. A pilot's score is its "
+        "agreement: the share of its rows that three classifiers trained on the held-out fold (word pairs, characters, "
+        "single words) give their own label, averaged. TSTR macro-F1 (train on the pilot, test on the held-out fold) "
+        "and hybrid macro-F1 (the deriving fold's real rows plus the pilot) are shown, not compared: on a fold's few "
+        "rows they are mostly noise. A change is kept when both of its pilots beat the best spec's pilots in the same "
+        "direction.", "",
         f"{result.pilot_rows} pilot rows in {result.seconds / 60:.1f} minutes (model load included)."
         + (f" Stopped early: {result.stopped}." if result.stopped else "")
         + (f" Nothing to change for: {', '.join(result.skipped)}." if result.skipped else ""), "",

@@ -1,4 +1,11 @@
-"""A pilot's worth, measured on real rows it was not derived from (the held-out fold), as `sdgen eval` measures it."""
+"""A pilot's worth, measured on real rows it was not derived from (the held-out fold), as `sdgen eval` measures it.
+
+The figure tune compares is the agreement of a *panel* of three classifiers fitted on the held-out rows (word
+pairs, characters, single words): the share of generated rows they give their own label, averaged. On 15 real
+rows per label, TSTR macro-F1 cannot tell the hand-tuned politeness spec from the plain one (mean difference
+-0.007, pilot-to-pilot spread 0.057), while the panel's agreement can (+0.078, spread 0.038); docs/tune.md has the
+measurement. F1 and the hybrid F1 are still measured, and logged.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from dataclasses import dataclass
 
 @dataclass
 class PilotScore:
-    agreement: float  # a classifier trained on the held-out rows gives a generated row its label
+    agreement: float  # a panel of classifiers trained on the held-out rows gives a generated row its label
     f1: float  # train on the pilot's rows, test on the held-out rows (macro-F1)
     hybrid_f1: float  # train on the deriving fold's real rows + the pilot's, test on the held-out rows
     real_f1: float  # train on the deriving fold's real rows alone
@@ -16,8 +23,38 @@ class PilotScore:
 
     @property
     def value(self) -> float:
-        """The one figure tune compares: the mean of agreement, TSTR macro-F1 and the hybrid macro-F1."""
-        return (self.agreement + self.f1 + self.hybrid_f1) / 3
+        """The one figure tune compares: the panel's agreement (see the module docstring for why not F1)."""
+        return self.agreement
+
+
+def panel(seed: int) -> list:
+    """Three unfitted classifiers that read text differently, so that one's quirks on a few rows average out."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from sdgen.quality.classifier import text_classifier
+
+    def logistic(c: float):
+        return LogisticRegression(max_iter=2000, C=c, class_weight="balanced", random_state=seed)
+
+    return [
+        text_classifier(seed),  # the one `sdgen eval` uses: words and word pairs
+        make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True), logistic(4.0)),
+        make_pipeline(TfidfVectorizer(sublinear_tf=True, strip_accents="unicode"), logistic(1.0)),
+    ]
+
+
+def panel_agreement(held, generated, seed: int = 0) -> float:
+    """The share of ``generated`` rows each classifier of the panel, fitted on ``held``, gives their label; averaged."""
+    import numpy as np
+
+    if not len(generated):
+        return 0.0
+    labels = generated["label"].astype(str).to_numpy()
+    shares = [float((m.fit(held["text"], held["label"]).predict(list(generated["text"])) == labels).mean())
+              for m in panel(seed)]  # fmt: skip
+    return float(np.mean(shares))
 
 
 def score_pilot(generated, derive, held, labels: list[str], rows_per_s: float, seed: int = 0) -> PilotScore:
@@ -26,7 +63,6 @@ def score_pilot(generated, derive, held, labels: list[str], rows_per_s: float, s
     from sklearn.metrics import f1_score
 
     from sdgen.quality.classifier import text_classifier
-    from sdgen.quality.evaluate import RealClassifier
 
     def f1(train) -> float:
         if train["label"].nunique() < 2:
@@ -34,7 +70,6 @@ def score_pilot(generated, derive, held, labels: list[str], rows_per_s: float, s
         model = text_classifier(seed).fit(train["text"], train["label"])
         return float(f1_score(held["label"], model.predict(held["text"]), labels=labels, average="macro", zero_division=0))
 
-    agreement = RealClassifier(held, seed).agreement(generated["text"], generated["label"]) if len(generated) else 0.0
     hybrid = pd.concat([derive[["text", "label"]], generated[["text", "label"]]], ignore_index=True)
-    return PilotScore(round(agreement, 4), round(f1(generated), 4), round(f1(hybrid), 4), round(f1(derive), 4),
-                      len(generated), round(rows_per_s, 3))  # fmt: skip
+    return PilotScore(round(panel_agreement(held, generated, seed), 4), round(f1(generated), 4), round(f1(hybrid), 4),
+                      round(f1(derive), 4), len(generated), round(rows_per_s, 3))  # fmt: skip
