@@ -575,6 +575,41 @@ def test_a_new_quality_step_is_one_class_and_one_entry_in_the_chain(tmp_path, mo
     assert counts.parsed == 30 + len(striped)
 
 
+def test_quotas_are_a_step_that_counts_cells_and_keeps_exact_cells_from_overfilling(tmp_path, model_path):
+    """`Quotas` counts the rows each cell holds (what the summary's line on short cells reads), takes a row that
+    leaves the dataset out again, and under ``balance: exact`` drops a row past its cell's count without asking
+    for a replacement (a full cell's replacement would be past it too)."""
+    from sdgen.quality.curate import Curator, RowBuffer
+
+    spec = spec_for(tmp_path, model_path, sample_size=4, balance={"mode": "exact", "replacements": 1})
+    written: list[dict] = []
+    curator = Curator(spec, RowBuffer(lambda: _ListWriter(written)), RowBuffer(lambda: _ListWriter([])))
+    record = {"label": "a", "category": "topic", "type": "x", "model": "m"}
+    lost = [curator.offer({**record, "row": row, "text": words(row)}) for row in range(3)]
+    assert lost == [[], [], []] and curator.cells == Counter({("a",): 2})  # the third a row: the cell holds 2
+    curator.flush()
+    assert [r["row"] for r in written] == [0, 1]
+    (counts,) = curator.per_model.values()
+    assert counts.screened == {"quota": {"full": 1}} and counts.kept == 2
+    curator.offer({**record, "label": "b", "row": 3, "text": words(0) + "!"})  # a conflict takes row 0 out
+    assert curator.cells == Counter({("a",): 1})
+    random = Curator(spec_for(tmp_path, model_path, sample_size=4), RowBuffer(lambda: _ListWriter([])),
+                     RowBuffer(lambda: _ListWriter([])))  # fmt: skip
+    assert [random.offer({**record, "row": row, "text": words(row)}) for row in range(3)] == [[], [], []]
+    assert random.cells == Counter({("a",): 3})  # no quotas to hold: counted only
+
+
+class _ListWriter:
+    def __init__(self, rows: list) -> None:
+        self.rows = rows
+
+    def write(self, rows) -> None:
+        self.rows.extend(rows)
+
+    def close(self) -> None:
+        pass
+
+
 def test_a_list_stops_at_an_avoided_phrase_and_its_later_items_are_asked_alone(tmp_path, model_path, monkeypatch):
     """A request for several texts stops once its answer holds a phrase its label avoids: that item is dropped and
     replaced, and the items after it, which never came, are asked again one row at a time (later items of such

@@ -100,7 +100,7 @@ def _print_summary(s: Summary) -> None:
         dropped = s.screened(step)
         if dropped:
             count = sum(dropped.values())
-            table.add_row(f"dropped ({step})", f"{count} ({100 * count / max(parsed, 1):.1f}% of parsed rows) "
+            table.add_row(step, f"{count} ({100 * count / max(parsed, 1):.1f}% of parsed rows) "
                           f"{title}: {phrase_counts(dropped)}")  # fmt: skip
     if s.missing_note:
         table.add_row("missing", f"[yellow]{escape(s.missing_note)}[/yellow]")

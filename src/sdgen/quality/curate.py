@@ -1,10 +1,10 @@
 """Online curation: every parsed row goes through the quality steps before it reaches the dataset.
 
 The steps decide (`sdgen.quality.steps`: avoided phrases, example copies, the label check, duplicates and
-conflicts); the curator does what is the same for all of them: it counts each drop per model and reason,
-writes the row where the drop says (the dataset flagged, the conflicts file, or only the journal), counts
-rows per quota cell, buffers the files and flushes them before the journal. Every call returns the rows
-it lost, so that the run can replace them (`sdgen.run.replacements`).
+conflicts, quotas); the curator does what is the same for all of them: it counts each drop per model and
+reason, writes the row where the drop says (the dataset flagged, the conflicts file, or only the journal),
+buffers the files and flushes them before the journal. Every call returns the rows it lost, so that the run
+can replace them (`sdgen.run.replacements`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from sdgen.plan import PlannedRow, cell_of
+from sdgen.plan import PlannedRow
 from sdgen.quality.steps import Candidate, Drop, Step, Written, steps_for
 from sdgen.quality.steps.dedup import Dedup
 from sdgen.quality.steps.judge_verdict import JudgeVerdict
+from sdgen.quality.steps.quotas import Quotas
 from sdgen.store.runstate import Journal
 from sdgen.spec import Spec
 
@@ -105,7 +106,6 @@ class Curator:
     journal: Journal | None = None
     rejected: RowBuffer | None = None
     per_model: dict[str, QualityCounts] = field(default_factory=dict)
-    cells: Counter = field(default_factory=Counter)  # rows counting toward each quota cell
     steps: list[Step] | None = None  # the quality steps (default: those the spec asks for)
 
     def __post_init__(self) -> None:
@@ -113,6 +113,11 @@ class Curator:
             self.steps = steps_for(self.spec)
         self._before = [s for s in self.steps if not s.after_judge]
         self._after = [s for s in self.steps if s.after_judge]
+
+    @property
+    def cells(self) -> Counter:
+        """Rows the dataset holds per quota cell (the `Quotas` step counts them)."""
+        return next((s.cells for s in self.steps if isinstance(s, Quotas)), Counter())
 
     @property
     def pulled(self) -> dict[int, int]:
@@ -172,12 +177,16 @@ class Curator:
             self._note(step.name, record["row"], record["model"], reason=drop.reason)
         if drop.stays:
             self._keep(record, counted=True)  # buffered with its conflicts row: both reach disk in one flush
+            for other in self._after:
+                if other is not step:
+                    other.kept(candidate)
             self._maybe_flush()
             return []
         for row in drop.others:
-            self.cells[cell_of(self.spec, row.label, row.category)] -= 1
-            self.counts(row.model).kept -= 1
+            self._left(row)
         self._maybe_flush()
+        if not step.replaces_drops:
+            return []
         mine = dataclasses.replace(candidate.planned(), unlike_examples=step.unlike_examples)  # a copy's replacement is told
         return [mine, *drop.others]
 
@@ -187,10 +196,15 @@ class Curator:
         reasons = counts.screened.setdefault(step, {})
         reasons[reason] = reasons.get(reason, 0) + 1
 
+    def _left(self, row: PlannedRow) -> None:
+        """A kept row leaves the dataset (the earlier side of a conflict): out of its model's and its cell's counts."""
+        self.counts(row.model).kept -= 1
+        for step in self.steps:
+            step.left(row)
+
     def _keep(self, record: dict[str, Any], *, counted: bool = False) -> None:
-        """A row the dataset keeps: it counts toward its cell and its model's kept rows (and parsed ones, unless
-        the drop that keeps it, a conflict under ``conflicts: keep``, counted it)."""
-        self.cells[cell_of(self.spec, record["label"], record["category"])] += 1
+        """A row the dataset keeps: it counts toward its model's kept rows (and parsed ones, unless the drop that
+        keeps it, a conflict under ``conflicts: keep``, counted it); the steps count it toward its cell."""
         counts = self.counts(record["model"])
         counts.parsed += not counted
         counts.kept += 1
@@ -243,7 +257,7 @@ class Curator:
                 self._count(drop.model, step.name, drop.reason, parsed=drop.row not in in_dataset)
                 if drop.leaves:
                     leaving.add(drop.row)
-                if drop.leaves or drop.row not in in_dataset:  # a drop that stays (conflicts: keep) is no loss
+                if step.replaces_drops and (drop.leaves or drop.row not in in_dataset):  # conflicts: keep is no loss
                     lost.rows.add(drop.row)
                     if step.unlike_examples:
                         lost.copies.add(drop.row)
@@ -254,7 +268,9 @@ class Curator:
         for record in written.kept:
             counts = self.counts(record["model"])
             counts.parsed += 1
-            if int(record["row"]) not in leaving:
+            if int(record["row"]) in leaving:
+                for step in self.steps:
+                    step.left(Candidate.of(record).planned())
+            else:
                 counts.kept += 1
-                self.cells[cell_of(self.spec, record["label"], record["category"])] += 1
         return lost

@@ -199,7 +199,7 @@ def _notes(stats: dict) -> str:
     for step, title in step_titles().items():
         dropped = _screened(stats, step)
         if dropped:
-            lines.append(f"Rows dropped and replaced {title}: {sum(dropped.values())} ({phrase_counts(dropped)}).")
+            lines.append(f"Rows {title}: {sum(dropped.values())} ({phrase_counts(dropped)}).")
     if stats.get("conflicts_file"):
         lines.append(f"Conflicting rows (both sides): `{Path(stats['conflicts_file']).name}`.")
     if stats.get("rejected_file"):

@@ -14,11 +14,12 @@ from sdgen.quality.steps.dedup import Dedup
 from sdgen.quality.steps.example_copy import ExampleCopy
 from sdgen.quality.steps.judge_verdict import JudgeVerdict
 from sdgen.quality.steps.label_check import LabelCheck
+from sdgen.quality.steps.quotas import Quotas
 
 if TYPE_CHECKING:
     from sdgen.spec import Spec
 
-CHAIN: tuple[type[Step], ...] = (Avoid, ExampleCopy, LabelCheck, JudgeVerdict, Dedup)
+CHAIN: tuple[type[Step], ...] = (Avoid, ExampleCopy, LabelCheck, JudgeVerdict, Dedup, Quotas)
 
 
 def steps_for(spec: Spec) -> list[Step]:
@@ -27,8 +28,10 @@ def steps_for(spec: Spec) -> list[Step]:
 
 
 def step_titles() -> dict[str, str]:
-    """Step name -> what the summary says of the rows it dropped (steps with lines of their own aside)."""
-    return {cls.name: cls.title for cls in CHAIN if not cls.reported_apart}
+    """Step name -> what the summary says of the rows it dropped ("dropped and replaced for a phrase ..."; steps
+    with lines of their own aside)."""
+    return {cls.name: f"dropped {'and replaced' if cls.replaces_drops else 'and not replaced'} {cls.title}"
+            for cls in CHAIN if not cls.reported_apart}  # fmt: skip
 
 
 __all__ = ["CHAIN", "Candidate", "Drop", "Restored", "Step", "Written", "step_titles", "steps_for"]

@@ -85,10 +85,11 @@ class Step(ABC):
     """One quality check. ``from_spec`` gives None when the spec does not ask for it."""
 
     name: ClassVar[str]  # its journal event and its key in the quality counts
-    title: ClassVar[str]  # completes "rows dropped and replaced ..." in the summary and the report
+    title: ClassVar[str]  # completes "rows dropped and replaced ..." (or "and not replaced") in the summary and report
     unlike_examples: ClassVar[bool] = False  # the replacement of a row it drops is asked not to repeat the examples
     after_judge: ClassVar[bool] = False  # decides on the judge's verdict or against the rows kept so far
     reported_apart: ClassVar[bool] = False  # the summary and the report show its counts in lines of their own
+    replaces_drops: ClassVar[bool] = True  # a row it drops is lost and replaced (False: it is only counted)
 
     @classmethod
     @abstractmethod
@@ -104,6 +105,9 @@ class Step(ABC):
 
     def kept(self, row: Candidate) -> None:
         """The row passed every step and is in the dataset (steps that compare with kept rows remember it)."""
+
+    def left(self, row: PlannedRow) -> None:
+        """A row the dataset kept leaves it (the earlier side of a conflict under ``conflicts: separate``)."""
 
     def restore(self, written: Written) -> Iterator[Restored]:
         """Rebuild this step's state from an interrupted run's files; yield each drop they hold.
