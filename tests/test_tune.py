@@ -140,12 +140,25 @@ def test_a_pilot_is_scored_by_the_panel_of_held_out_classifiers():
     assert good.f1 == 1.0 and bad.f1 == 0.0 and len(panel(0)) == 3
 
 
-def test_the_budget_stops_new_rounds(tmp_path, spec_path, seed_csv):
+def test_the_row_budget_leaves_later_rounds_untried(tmp_path, spec_path, seed_csv):
     result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted", pilot_rows_per_label=8,
                         budget_rows=4 * 24, proposals=[with_task("FIT"), with_task("SWAP")])  # fmt: skip
     assert [r.name for r in result.rounds] == ["baseline", "fit"] and result.pilot_rows == 4 * 24
-    assert result.stopped == "the 96-row budget ran out before swap"
-    assert "Stopped early: the 96-row budget ran out before swap." in result.log_path.read_text()
+    assert result.stopped == "the 96-row budget ran out for swap"
+    assert "Left untried: the 96-row budget ran out for swap." in result.log_path.read_text()
+
+
+def test_a_proposal_the_time_budget_cannot_fit_is_skipped_and_cheaper_ones_still_run(tmp_path, spec_path, seed_csv,
+                                                                                      monkeypatch):  # fmt: skip
+    """A round is estimated from the best spec's pilots times the proposal's relative cost: one that would overrun
+    the minutes is left untried, and the next, cheaper one still runs."""
+    from sdgen.tuning import loop
+
+    monkeypatch.setattr(loop, "RELATIVE_COST", {"swap": 1e6})
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted", pilot_rows_per_label=8,
+                        budget_minutes=30, proposals=[with_task("SWAP"), with_task("FIT")])  # fmt: skip
+    assert [r.name for r in result.rounds] == ["baseline", "fit"]
+    assert result.stopped == "the 30-minute budget ran out for swap"
 
 
 def test_folds_are_disjoint_stratified_and_cover_the_seed(seed_csv):

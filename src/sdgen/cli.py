@@ -213,7 +213,7 @@ def tune_cmd(
                   budget_rows=budget_rows, pilot_rows_per_label=pilot_rows, seed=seed, threads=threads, backend=backend,
                   progress=lambda: progress_for(err), on_event=on_event)  # fmt: skip
     if result.stopped:
-        err.print(f"[yellow]stopped early: {escape(result.stopped)}[/yellow]", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]left untried: {escape(result.stopped)}[/yellow]", highlight=False, soft_wrap=True)
     before = sum(s.value for s in result.before) / len(result.before)
     after = sum(s.value for s in result.after) / len(result.after)
     err.print(f"{len(result.changes)} change(s) kept; held-out score {before:.3f} -> {after:.3f}; "

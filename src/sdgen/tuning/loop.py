@@ -23,7 +23,7 @@ from sdgen.progress import NullProgress, ProgressListener
 from sdgen.realdata import SeedSet
 from sdgen.spec import Spec, build_spec, read_spec_file
 from sdgen.store.files import read_dataset
-from sdgen.tuning.proposals import PROPOSALS, Change, Evidence
+from sdgen.tuning.proposals import PROPOSALS, RELATIVE_COST, Change, Evidence
 from sdgen.tuning.result import Round, TuneResult
 from sdgen.tuning.score import PilotScore, score_pilot
 
@@ -92,20 +92,23 @@ class _Session:
         self.kept: list[tuple[Round, Any, list]] = []  # (round, proposal, the best pilots' rows it was derived from)
         self.skipped: list[str] = []  # proposals that found nothing to change
         self.pilot_rows = 0
-        self.pilot_seconds: list[float] = []
         self._last_round_seconds = 0.0
         self.engines: KeptEngines | None = None
         self.t0 = time.perf_counter()
 
     def run(self, proposals: list, budget_minutes: float, budget_rows: int | None) -> str:
-        """The baseline, then each proposal in turn while the budget lasts; returns why it stopped early, or ""."""
+        """The baseline, then each proposal in turn that the budget still fits (its round estimated from the best
+        spec's pilots and the proposal's `RELATIVE_COST`); returns why some were left untried, or ""."""
         best_data, (best_scores, best_rows) = self.data, self._pilots(self.data, 0, "baseline")
         self.rounds.append(Round(0, "baseline", "the spec as given", best_scores, seconds=self._last_round_seconds))
         self.on_event("round", self.rounds[-1])
+        best_seconds, untried, why_untried = self._last_round_seconds, [], ""
         for number, proposal in enumerate(proposals, start=1):
-            why = self._out_of_budget(budget_minutes, budget_rows)
+            why = self._out_of_budget(budget_minutes, budget_rows, best_seconds * RELATIVE_COST.get(proposal.__name__, 1.0))
             if why:
-                return f"{why} before {', '.join(p.__name__ for p in proposals[number - 1:])}"
+                untried.append(proposal.__name__)  # a cheaper one later in the list may still fit
+                why_untried = why
+                continue
             derived = [proposal(best_data, self._evidence(d, best_rows[i])) for i, (d, _) in enumerate(DIRECTIONS)]
             if any(c is None for c in derived):
                 self.skipped.append(derived[0].name if derived[0] is not None else proposal.__name__)
@@ -118,8 +121,9 @@ class _Session:
             if r.kept:
                 self.kept.append((r, proposal, best_rows))
                 best_data, best_scores, best_rows = derived[0].data, scores, rows
+                best_seconds = self._last_round_seconds  # the next rounds pilot this spec, change included
             self.on_event("round", r)
-        return ""
+        return f"{why_untried} for {', '.join(untried)}" if untried else ""
 
     def rederive(self) -> list[tuple[Round, Change]]:
         """Each kept change derived again, in order, from the whole seed and the pilots it was derived from."""
@@ -184,15 +188,14 @@ class _Session:
         summary = generate(spec, overwrite=True, report=False, backend=self.backend, progress=self.progress(),
                            engines=self.engines)  # fmt: skip
         seconds = sum(m.seconds - m.load_seconds for m in summary.per_model.values())
-        self.pilot_seconds.append(seconds)
         self.pilot_rows += summary.written
         df = read_dataset(output)
         score = score_pilot(df, self.folds[derive], self.folds[held], self.labels, summary.written / max(seconds, 1e-9), self.seed)
         return df, score
 
-    def _out_of_budget(self, minutes: float, rows: int | None) -> str:
-        pair = 2 * max(self.pilot_seconds[-2:] or [0.0])  # the next round's two pilots, as long as the last ones
-        if time.perf_counter() - self.t0 + pair > 60 * minutes:
+    def _out_of_budget(self, minutes: float, rows: int | None, round_seconds: float) -> str:
+        """Why a round of about ``round_seconds`` would not fit the budget, or ""."""
+        if time.perf_counter() - self.t0 + round_seconds > 60 * minutes:
             return f"the {minutes:g}-minute budget ran out"
         if rows is not None and self.pilot_rows + 2 * self.rows > rows:
             return f"the {rows}-row budget ran out"
