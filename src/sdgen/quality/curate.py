@@ -268,9 +268,7 @@ class Curator:
         for record in written.kept:
             counts = self.counts(record["model"])
             counts.parsed += 1
+            counts.kept += 1
             if int(record["row"]) in leaving:
-                for step in self.steps:
-                    step.left(Candidate.of(record).planned())
-            else:
-                counts.kept += 1
+                self._left(Candidate.of(record).planned())
         return lost

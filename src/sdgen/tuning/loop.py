@@ -5,8 +5,8 @@ fold's real rows and scored on the other's, so no change is ever scored on the r
 Every candidate is piloted in both directions (two pilots, two seeds), and it is kept only when both
 pilots beat the current best spec's pilots in the same direction: the range of the two gains must lie
 above zero. A direction's pilots share their seed in every round, so that a candidate and the spec it is
-compared with draw the same plan (and, where the prompts do not change, the same texts). All pilots share one loaded engine. The tuned spec gets each kept change derived again from
-the whole seed.
+compared with draw the same plan (and, where the prompts do not change, the same texts). All pilots share
+one loaded engine. The tuned spec gets each kept change derived again from the whole seed.
 """
 
 from __future__ import annotations
