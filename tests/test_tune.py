@@ -161,6 +161,19 @@ def test_a_proposal_the_time_budget_cannot_fit_is_skipped_and_cheaper_ones_still
     assert result.stopped == "the 30-minute budget ran out for swap"
 
 
+def test_a_round_that_overran_its_estimate_makes_later_estimates_longer():
+    """The budget check learns from the rounds it has seen: a round that took 1.4x its estimate scales every later
+    estimate by 1.4, and a round that finished early does not shrink them again."""
+    from sdgen.tuning.loop import RoundEstimates
+
+    estimates = RoundEstimates()
+    assert estimates.of(100.0, 2.0) == 200.0
+    estimates.observe(200.0, 280.0)
+    assert estimates.of(100.0, 2.0) == pytest.approx(280.0) and estimates.of(50.0, 1.0) == pytest.approx(70.0)
+    estimates.observe(70.0, 35.0)
+    assert estimates.of(50.0, 1.0) == pytest.approx(70.0)
+
+
 def test_folds_are_disjoint_stratified_and_cover_the_seed(seed_csv):
     seed = SeedSet.load(seed_csv, LABELS)
     folds = seed.folds(2, seed=3)

@@ -72,6 +72,22 @@ def tune(spec: str | Path, real: str | Path, *, output: str | Path | None = None
     return result
 
 
+class RoundEstimates:
+    """How long a round will take: the best spec's last round times the proposal's relative cost, scaled up by
+    the most a round so far overran its estimate (a round once took 1.4x its estimate on emotion, and the whole
+    tune overran its minutes by the difference). Never scaled down: finishing early costs nothing."""
+
+    def __init__(self) -> None:
+        self.overrun = 1.0
+
+    def of(self, best_seconds: float, cost: float) -> float:
+        return best_seconds * cost * self.overrun
+
+    def observe(self, estimated: float, took: float) -> None:
+        if estimated > 0:
+            self.overrun = max(self.overrun, took / estimated)
+
+
 class _Session:
     def __init__(self, base: Spec, data: dict, seed_set: SeedSet, output: Path, per_label: int, seed: int,
                  backend: str, threads: int | None, progress, on_event: Listener) -> None:  # fmt: skip
@@ -93,6 +109,7 @@ class _Session:
         self.skipped: list[str] = []  # proposals that found nothing to change
         self.pilot_rows = 0
         self._last_round_seconds = 0.0
+        self.estimates = RoundEstimates()
         self.engines: KeptEngines | None = None
         self.t0 = time.perf_counter()
 
@@ -104,7 +121,8 @@ class _Session:
         self.on_event("round", self.rounds[-1])
         best_seconds, untried, why_untried = self._last_round_seconds, [], ""
         for number, proposal in enumerate(proposals, start=1):
-            why = self._out_of_budget(budget_minutes, budget_rows, best_seconds * RELATIVE_COST.get(proposal.__name__, 1.0))
+            estimate = self.estimates.of(best_seconds, RELATIVE_COST.get(proposal.__name__, 1.0))
+            why = self._out_of_budget(budget_minutes, budget_rows, estimate)
             if why:
                 untried.append(proposal.__name__)  # a cheaper one later in the list may still fit
                 why_untried = why
@@ -114,6 +132,7 @@ class _Session:
                 self.skipped.append(derived[0].name if derived[0] is not None else proposal.__name__)
                 continue
             scores, rows = self._pilots([c.data for c in derived], number, derived[0].name)
+            self.estimates.observe(estimate, self._last_round_seconds)
             gains = [round(new.value - old.value, 4) for new, old in zip(scores, best_scores)]
             r = Round(number, derived[0].name, derived[0].summary, scores, gains, kept=min(gains) > 0,
                       seconds=self._last_round_seconds)  # fmt: skip
