@@ -214,6 +214,18 @@ def test_an_empty_seed_file_and_a_wrong_column_are_one_line_errors(tmp_path, spe
     assert "no column 'body' (columns: text, label); name them with --text-col / --label-col" in line
 
 
+def test_a_common_word_is_no_marker_of_the_short_rows_that_say_it_less_often():
+    """Rows of one label are short, the other's long and saying "the" and "and" several times each: the short rows'
+    markers are their own words, not the common ones that a once-per-row count made look like theirs."""
+    review = [f"A {w} film and the cast shines." for w in ("warm", "bold", "witty", "tender", "brave", "sly", "lush", "deft")]
+    plot = [f"The {w} man leaves the town and the farm, and the sea takes the boat and the nets of the village."
+            for w in ("old", "young", "lost", "tall", "quiet", "poor", "blind", "proud")]  # fmt: skip
+    rows = pd.DataFrame({"text": review + plot, "label": ["fresh"] * 8 + ["plot"] * 8})
+    fresh, plot = profile.markers(rows, "fresh", n=12), profile.markers(rows, "plot", n=12)
+    assert {"film", "cast", "shines"} <= set(fresh) and not {"the", "and"} & set(fresh)
+    assert "the" in plot
+
+
 def test_what_tune_reads_in_real_rows():
     real = pd.DataFrame({"text": ["@amy please, so sad today #sad", "@bo please, feeling low #sad", "@cy please, lost my keys #sad",
                                   "Great news, thank you!", "Thank you so much, great work!", "Thank you, great."],

@@ -36,6 +36,12 @@ def phrases(text: str) -> set[str]:
     return set(words) | {f"{a} {b}" for a, b in zip(words, words[1:])}
 
 
+def phrase_list(text: str) -> list[str]:
+    """Every word and word pair of the text, lower case, as often as it occurs."""
+    words = _WORD.findall(text.lower())
+    return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+
+
 def doc_freq(texts) -> tuple[Counter, int]:
     counts: Counter = Counter()
     n = 0
@@ -46,15 +52,21 @@ def doc_freq(texts) -> tuple[Counter, int]:
 
 
 def markers(rows, label: str, n: int = 6, min_rows: int = 2, min_z: float = 1.0) -> list[str]:
-    """The phrases that most mark ``label``'s rows against the other labels' (z-scored log-odds, informative
-    prior), held by at least ``min_rows`` of its rows; a pair is left out when it only repeats a listed word."""
-    mine, _ = doc_freq(rows.loc[rows["label"] == label, "text"])
-    rest, _ = doc_freq(rows.loc[rows["label"] != label, "text"])
+    """The phrases that most mark ``label``'s rows against the other labels' (z-scored log-odds of their rates per
+    phrase, informative prior), held by at least ``min_rows`` of its rows; a pair is left out when it only repeats a
+    listed word.
+
+    Rates count every occurrence: counting a phrase once per row against all phrases made every common word of
+    short rows ("a", "and", "the" in review sentences) look like their marker beside long rows (plot summaries)
+    that say it several times each."""
+    held, _ = doc_freq(rows.loc[rows["label"] == label, "text"])
+    mine = Counter(p for text in rows.loc[rows["label"] == label, "text"] for p in phrase_list(text))
+    rest = Counter(p for text in rows.loc[rows["label"] != label, "text"] for p in phrase_list(text))
     prior = mine + rest  # the label's rows and the others' together are the background, at half weight
     n_mine, n_rest, a0 = sum(mine.values()), sum(rest.values()), PRIOR_WEIGHT * sum(prior.values())
     scored = []
     for phrase, a in mine.items():
-        if a < min_rows:
+        if held[phrase] < min_rows:
             continue
         b, alpha = rest.get(phrase, 0), PRIOR_WEIGHT * prior[phrase]
         delta = math.log((a + alpha) / (n_mine + a0 - a - alpha)) - math.log((b + alpha) / (n_rest + a0 - b - alpha))
