@@ -244,10 +244,11 @@ def hotter(data: dict, ev: Evidence) -> Change | None:
 # on the real test rows it is the one change measured to raise both agreement and F1 on politeness and emotion
 # (docs/quality.md#label-check-measured), and the panel's held-out agreement kept it on politeness (+0.047 /
 # +0.081). Then what brought the largest gains when done by hand (descriptions naming what marks real rows, avoid
-# lists, `not:` lines), the model's own descriptions and style, sampling, and the examples last: their long prompts
-# make a pilot 2-3x slower.
+# lists, `not:` lines), the style of real rows (cheap; what the hand-tuned emotion spec asks for: mentions and
+# hashtags), the model's own descriptions, sampling, and the examples last: their long prompts make a pilot 2-3x
+# slower.
 PROPOSALS: list[Callable[[dict, Evidence], Change | None]] = [
-    label_check, describe_from_markers, avoid_overused, not_from_misreadings, describe_by_model, style_hints,
+    label_check, describe_from_markers, avoid_overused, not_from_misreadings, style_hints, describe_by_model,
     one_text_per_request, hotter, real_examples, typical_examples,
 ]
 
