@@ -4,6 +4,7 @@ kept only when held-out real rows say it helps; the seed's folds; bad seeds; wha
 from __future__ import annotations
 
 import random
+import sys
 
 import pandas as pd
 import pytest
@@ -172,6 +173,39 @@ def test_a_round_that_overran_its_estimate_makes_later_estimates_longer():
     assert estimates.of(100.0, 2.0) == pytest.approx(280.0) and estimates.of(50.0, 1.0) == pytest.approx(70.0)
     estimates.observe(70.0, 35.0)
     assert estimates.of(50.0, 1.0) == pytest.approx(70.0)
+
+
+def test_a_seed_too_small_to_judge_by_is_called_out(tmp_path, spec_path, seed_csv, capsys, monkeypatch):
+    """Tune says how well each fold's classifiers read the other fold's real rows; when that is near chance (labels
+    that the words do not tell apart), the log and the command warn that its decisions are mostly noise."""
+    from sdgen import cli
+    from sdgen.tuning.score import judge_accuracy
+
+    seed = pd.read_csv(seed_csv)
+    noise = seed.assign(label=seed["label"].sample(frac=1, random_state=3).to_numpy())  # labels unrelated to words
+    noisy_csv = tmp_path / "noisy.csv"
+    noise.to_csv(noisy_csv, index=False)
+    folds = SeedSet.load(seed_csv, LABELS).folds(2, 0)
+    assert judge_accuracy(folds[1], folds[0]) == 1.0
+    noisy = SeedSet.load(noisy_csv, LABELS).folds(2, 0)
+    assert judge_accuracy(noisy[1], noisy[0]) < 0.6
+
+    def run(real) -> tuple[str, str]:
+        monkeypatch.setattr(sys, "argv", ["sdgen", "tune", str(spec_path), "--real", str(real), "--backend",
+                                          "tune-scripted", "--pilot-rows", "8", "--budget-rows", "48"])  # fmt: skip
+        monkeypatch.setattr(cli, "dump_stacks_on_sigusr1", lambda: None)
+        try:
+            cli.main()
+        except SystemExit as exit_info:
+            assert exit_info.code in (0, None)
+        log = spec_path.with_name(f"{spec_path.stem}.tuned.tune.md").read_text()
+        return capsys.readouterr().err, log
+
+    err, log = run(seed_csv)
+    assert "How well a fold can judge: the panel fitted on one fold labels the other fold's real rows right 100.0% and 100.0%" in log
+    assert "Weak judge" not in log and "coin flip" not in err
+    err, log = run(noisy_csv)
+    assert "**Weak judge:**" in log and "keep-or-drop is close to a coin flip" in " ".join(err.split())
 
 
 def test_folds_are_disjoint_stratified_and_cover_the_seed(seed_csv):

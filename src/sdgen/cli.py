@@ -204,6 +204,7 @@ def tune_cmd(
     Writes the tuned spec (each change commented) and <stem>.tune.md (every round's figures).
     """
     from sdgen.tuning.loop import tune
+    from sdgen.tuning.output import judge_warning
 
     def on_event(kind: str, what) -> None:
         if kind == "round":
@@ -214,6 +215,8 @@ def tune_cmd(
                   progress=lambda: progress_for(err), on_event=on_event)  # fmt: skip
     if result.stopped:
         err.print(f"[yellow]left untried: {escape(result.stopped)}[/yellow]", highlight=False, soft_wrap=True)
+    if result.weak_judge:
+        err.print(f"[yellow]{escape(judge_warning(result))}[/yellow]", highlight=False, soft_wrap=True)
     before = sum(s.value for s in result.before) / len(result.before)
     after = sum(s.value for s in result.after) / len(result.after)
     err.print(f"{len(result.changes)} change(s) kept; held-out score {before:.3f} -> {after:.3f}; "

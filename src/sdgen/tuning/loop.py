@@ -25,7 +25,7 @@ from sdgen.spec import Spec, build_spec, read_spec_file
 from sdgen.store.files import read_dataset
 from sdgen.tuning.proposals import PROPOSALS, RELATIVE_COST, Change, Evidence
 from sdgen.tuning.result import Round, TuneResult
-from sdgen.tuning.score import PilotScore, score_pilot
+from sdgen.tuning.score import PilotScore, judge_accuracy, score_pilot
 
 DEFAULT_BUDGET_MINUTES = 15.0
 DEFAULT_PILOT_ROWS_PER_LABEL = 24
@@ -67,7 +67,8 @@ def tune(spec: str | Path, real: str | Path, *, output: str | Path | None = None
         tuned = change.data
     write_tuned_spec(output, tuned, changes, spec_path)
     result = TuneResult(output, output.with_name(output.stem + ".tune.md"), session.rounds, changes,
-                        session.pilot_rows, time.perf_counter() - session.t0, stopped, session.skipped)  # fmt: skip
+                        session.pilot_rows, time.perf_counter() - session.t0, stopped, session.skipped,
+                        session.judge_accuracy, 1 / len(session.labels))  # fmt: skip
     write_log(result, spec_path, Path(real), seed_set)
     return result
 
@@ -104,6 +105,7 @@ class _Session:
             path = self.workdir / f"fold{i}.csv"
             fold[["text", "label"]].to_csv(path, index=False)
             self.fold_paths.append(path)
+        self.judge_accuracy = [judge_accuracy(self.folds[held], self.folds[derive], seed) for derive, held in DIRECTIONS]
         self.rounds: list[Round] = []
         self.kept: list[tuple[Round, Any, list]] = []  # (round, proposal, the best pilots' rows it was derived from)
         self.skipped: list[str] = []  # proposals that found nothing to change

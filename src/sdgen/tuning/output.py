@@ -72,6 +72,23 @@ def _cells(s: PilotScore) -> str:
     return f"{s.agreement:.1%} | {s.f1:.3f} | {s.hybrid_f1:.3f}{gain} | {s.value:.3f} | {s.rows_per_s:.2f}"
 
 
+def judge_warning(result: TuneResult) -> str:
+    """One line for a seed too small to judge changes by, or ""."""
+    if not result.weak_judge:
+        return ""
+    return ("the held-out folds barely read the labels (their classifiers label the other fold's real rows right "
+            f"{' / '.join(f'{a:.0%}' for a in result.judge_accuracy)}, chance {result.chance:.0%}): a round's "
+            "keep-or-drop is close to a coin flip; more real rows per label give tune a sharper judge")  # fmt: skip
+
+
+def _judge_line(result: TuneResult) -> str:
+    accuracy = " and ".join(f"{a:.1%}" for a in result.judge_accuracy)
+    line = (f"How well a fold can judge: the panel fitted on one fold labels the other fold's real rows right {accuracy} "
+            f"of the time (fold 1 on fold 0, then fold 0 on fold 1; guessing one label: {result.chance:.1%}).")  # fmt: skip
+    warning = judge_warning(result)
+    return line + (f" **Weak judge:** {warning}." if warning else "")
+
+
 def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet) -> Path:
     """``<stem>.tune.md``: one row per round, then the pilots before and after."""
     per_label = ", ".join(f"{label} {n}" for label, n in seed_set.per_label().items())
@@ -84,6 +101,7 @@ def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet
         "and hybrid macro-F1 (the deriving fold's real rows plus the pilot) are shown, not compared: on a fold's few "
         "rows they are mostly noise. A change is kept when both of its pilots beat the best spec's pilots in the same "
         "direction.", "",
+        _judge_line(result), "",
         f"{result.pilot_rows} pilot rows in {result.seconds / 60:.1f} minutes (model load included)."
         + (f" Left untried: {result.stopped}." if result.stopped else "")
         + (f" Nothing to change for: {', '.join(result.skipped)}." if result.skipped else ""), "",

@@ -30,6 +30,15 @@ class TuneResult:
     seconds: float
     stopped: str = ""  # why the loop ended before the last proposal ("" when every proposal was tried)
     skipped: list[str] = field(default_factory=list)  # proposals that found nothing to change
+    judge_accuracy: list[float] = field(default_factory=list)  # per direction: its judge on the other fold's real rows
+    chance: float = 0.0  # the accuracy of guessing one label (1 / labels)
+
+    @property
+    def weak_judge(self) -> bool:
+        """Some direction's judge reads real rows barely better than chance: its decisions are mostly noise."""
+        from sdgen.tuning.score import WEAK_JUDGE
+
+        return any(a < self.chance + WEAK_JUDGE for a in self.judge_accuracy)
 
     @property
     def before(self) -> list[PilotScore]:

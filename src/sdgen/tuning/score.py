@@ -57,6 +57,20 @@ def panel_agreement(held, generated, seed: int = 0) -> float:
     return float(np.mean(shares))
 
 
+WEAK_JUDGE = 0.1  # a panel whose accuracy on real rows lies less than this above chance barely reads the labels
+
+
+def judge_accuracy(held, other, seed: int = 0) -> float:
+    """How well the judge of a direction reads real rows: the panel fitted on ``held`` labels the real rows of
+    ``other`` (the fold it never saw), its accuracy averaged. Near chance, a round's keep-or-drop is close to a
+    coin flip whatever the change did."""
+    import numpy as np
+
+    truth = other["label"].astype(str).to_numpy()
+    return float(np.mean([(m.fit(held["text"], held["label"]).predict(list(other["text"])) == truth).mean()
+                          for m in panel(seed)]))  # fmt: skip
+
+
 def score_pilot(generated, derive, held, labels: list[str], rows_per_s: float, seed: int = 0) -> PilotScore:
     """Score ``generated`` rows against ``held`` real rows; ``derive`` is the fold the pilot's spec learnt from."""
     import pandas as pd
