@@ -78,7 +78,8 @@ def judge_warning(result: TuneResult) -> str:
         return ""
     return ("the held-out folds barely read the labels (their classifiers label the other fold's real rows right "
             f"{' / '.join(f'{a:.0%}' for a in result.judge_accuracy)}, chance {result.chance:.0%}): a round's "
-            "keep-or-drop is close to a coin flip; more real rows per label give tune a sharper judge")  # fmt: skip
+            "keep-or-drop is close to a coin flip; more real rows per label may sharpen it, unless the labels are "
+            "not told apart by their words")  # fmt: skip
 
 
 def _judge_line(result: TuneResult) -> str:
