@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sdgen.tuning.proposals import Change
-from sdgen.tuning.score import PilotScore
+from sdgen.tuning.score import WEAK_JUDGE, PilotScore
 
 
 @dataclass
@@ -36,8 +36,6 @@ class TuneResult:
     @property
     def weak_judge(self) -> bool:
         """Some direction's judge reads real rows barely better than chance: its decisions are mostly noise."""
-        from sdgen.tuning.score import WEAK_JUDGE
-
         return any(a < self.chance + WEAK_JUDGE for a in self.judge_accuracy)
 
     @property
