@@ -30,16 +30,15 @@ STYLE = {
 }
 
 
-def phrases(text: str) -> set[str]:
-    """The text's words and word pairs, lower case (``@user`` and ``#tag`` kept whole)."""
-    words = _WORD.findall(text.lower())
-    return set(words) | {f"{a} {b}" for a, b in zip(words, words[1:])}
-
-
 def phrase_list(text: str) -> list[str]:
-    """Every word and word pair of the text, lower case, as often as it occurs."""
+    """Every word and word pair of the text, lower case (``@user`` and ``#tag`` kept whole), as often as it occurs."""
     words = _WORD.findall(text.lower())
     return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+
+
+def phrases(text: str) -> set[str]:
+    """The text's words and word pairs, each once."""
+    return set(phrase_list(text))
 
 
 def doc_freq(texts) -> tuple[Counter, int]:
