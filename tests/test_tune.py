@@ -4,6 +4,7 @@ kept only when held-out real rows say it helps; the seed's folds; bad seeds; wha
 from __future__ import annotations
 
 import random
+import re
 import sys
 
 import pandas as pd
@@ -28,14 +29,26 @@ def label_text(label: str, rng: random.Random) -> str:
     return " ".join(rng.sample(VOCAB[label], 8))
 
 
+def nearest_label(prompt: str) -> str:
+    """A few-shot judge: the label of the example that shares most words with the last text ("?" when none does)."""
+    *shots, last = re.findall(r"Text: (.*)\nLabel:(.*)", prompt + "\n")
+    words = set(last[0].split())
+    overlap, label = max((len(words & set(text.split())), label.strip()) for text, label in shots)
+    return label if overlap else "?"
+
+
 class ScriptedEngine(FakeBaseModel):
     """Writes a text in the label's own words when the prompt holds FIT, in the next label's words with SWAP,
-    and noise otherwise: what the spec says decides how well the rows fit their labels."""
+    and noise otherwise: what the spec says decides how well the rows fit their labels. Asked for a label (the
+    tune judge), it answers by the examples its prompt shows."""
 
     backend = "tune-scripted"
 
     def generate(self, requests):
         for req in requests:
+            if req.prompt.endswith("\nLabel:"):
+                yield Result(req.id, " " + nearest_label(req.prompt), 2, "stop")
+                continue
             label = self.label_of(req)
             rng = random.Random(req.seed)
             if "SWAP" in req.prompt or ("MIXED" in req.prompt and rng.random() < 0.4):
@@ -87,6 +100,8 @@ def test_a_change_is_kept_only_when_held_out_rows_say_it_helps(tmp_path, spec_pa
     assert baseline.name == "baseline" and fit.name == "fit" and swap.name == "swap"
     assert fit.kept and min(fit.gains) > 0  # both pilots, each on the fold it was not derived from, rose
     assert all(s.agreement == 1.0 for s in fit.scores)  # label words: a classifier of held-out rows agrees
+    assert all(s.judged == s.value == 1.0 for s in fit.scores)  # ... and the model judge, which is the score
+    assert all(s.judged == 0.0 for s in baseline.scores)  # noise: the judge gives no row a label
     assert not swap.kept and max(swap.gains) < 0  # every row in another label's words: worse than FIT
     assert rounds.count("pilot") == 6 and rounds.count("round") == 3
     tuned = yaml.safe_load(result.spec_path.read_text())
@@ -176,19 +191,20 @@ def test_a_round_that_overran_its_estimate_makes_later_estimates_longer():
 
 
 def test_a_seed_too_small_to_judge_by_is_called_out(tmp_path, spec_path, seed_csv, capsys, monkeypatch):
-    """Tune says how well each fold's classifiers read the other fold's real rows; when that is near chance (labels
-    that the words do not tell apart), the log and the command warn that its decisions are mostly noise."""
+    """Tune says how well the model, shown one fold's real rows, reads the other fold's (and how well the panel of
+    classifiers would); when that is near chance (labels that the words do not tell apart), the log and the command
+    warn that its decisions are mostly noise."""
     from sdgen import cli
-    from sdgen.tuning.score import judge_accuracy
+    from sdgen.tuning.score import panel_agreement
 
     seed = pd.read_csv(seed_csv)
     noise = seed.assign(label=seed["label"].sample(frac=1, random_state=3).to_numpy())  # labels unrelated to words
     noisy_csv = tmp_path / "noisy.csv"
     noise.to_csv(noisy_csv, index=False)
     folds = SeedSet.load(seed_csv, LABELS).folds(2, 0)
-    assert judge_accuracy(folds[1], folds[0]) == 1.0
+    assert panel_agreement(folds[1], folds[0]) == 1.0
     noisy = SeedSet.load(noisy_csv, LABELS).folds(2, 0)
-    assert judge_accuracy(noisy[1], noisy[0]) < 0.6
+    assert panel_agreement(noisy[1], noisy[0]) < 0.6
 
     def run(real) -> tuple[str, str]:
         monkeypatch.setattr(sys, "argv", ["sdgen", "tune", str(spec_path), "--real", str(real), "--backend",
@@ -202,7 +218,8 @@ def test_a_seed_too_small_to_judge_by_is_called_out(tmp_path, spec_path, seed_cs
         return capsys.readouterr().err, log
 
     err, log = run(seed_csv)
-    assert "How well a fold can judge: the panel fitted on one fold labels the other fold's real rows right 100.0% and 100.0%" in log
+    assert ("How well a fold can judge: shown one fold's real rows as examples, the model labels the other fold's right "
+            "100.0% and 100.0% of the time") in log and "the panel of classifiers fitted on a fold, 100.0% and 100.0%." in log
     assert "Weak judge" not in log and "coin flip" not in err
     err, log = run(noisy_csv)
     assert "**Weak judge:**" in log and "keep-or-drop is close to a coin flip" in " ".join(err.split())
@@ -283,6 +300,28 @@ def test_what_tune_reads_in_real_rows():
     assert avoid_overused(data, Evidence(cant, said)).data["labels"]["calm"]["avoid"] == ["can't"]
     example = {"label": "calm", "category": "c", "type": "t", "output": "We can\u2019t wait for the weekend"}
     assert avoid_overused({**data, "examples": [example]}, Evidence(cant, said)) is None
+
+
+def test_not_lines_come_from_what_the_judge_reads_the_rows_as():
+    """The judge (the model shown the real rows) reads most calm rows as sad: calm gets a `not:` line naming sad;
+    sad, read as itself, gets none, nor does a row the judge gave no label count against its own."""
+    from sdgen.tuning.judge import judge_texts, read_label
+    from sdgen.tuning.proposals import not_from_misreadings
+
+    real = pd.DataFrame({"text": ["so calm", "calm day", "so sad", "sad day"], "label": ["calm", "calm", "sad", "sad"]})
+    generated = pd.DataFrame({"text": ["calm a", "calm b", "calm c", "sad a", "sad b"], "label": ["calm"] * 3 + ["sad"] * 2})
+    prompts = []
+
+    def answer(prefix: str, asked: list[str]) -> list[str]:
+        prompts.extend(asked)
+        return ["sad\n" if "calm a" in p or "calm b" in p else "hmm" if "calm c" in p else " sad" for p in asked]
+
+    judge = lambda texts: judge_texts(answer, real, texts, ["calm", "sad"])  # noqa: E731
+    change = not_from_misreadings({"task": "t", "labels": {"calm": "Calm.", "sad": "Sad."}}, Evidence(real, generated, judge=judge))
+    assert change.data["labels"]["calm"]["not"] == "Sad (that is sad)." and "not" not in change.data["labels"]["sad"]
+    assert change.summary.endswith("(calm read as sad 100%)")  # "hmm" is no reading
+    assert all(p.count("\nLabel: ") == 4 and p.endswith("\nLabel:") for p in prompts)  # every real row an example
+    assert read_label(" Impolite.", ["polite", "impolite"]) == "impolite" and read_label("po", ["polite"]) == ""
 
 
 def test_the_model_describes_each_label_from_real_rows_of_every_label():

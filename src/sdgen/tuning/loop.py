@@ -6,13 +6,15 @@ Every candidate is piloted in both directions (two pilots, two seeds), and it is
 pilots beat the current best spec's pilots in the same direction: the range of the two gains must lie
 above zero. A direction's pilots share their seed in every round, so that a candidate and the spec it is
 compared with draw the same plan (and, where the prompts do not change, the same texts). All pilots share
-one loaded engine. The tuned spec gets each kept change derived again from the whole seed.
+one loaded engine, which also judges every pilot row (`sdgen.tuning.judge`). The tuned spec gets each kept change
+derived again from the whole seed.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,7 +27,8 @@ from sdgen.spec import Spec, build_spec, read_spec_file
 from sdgen.store.files import read_dataset
 from sdgen.tuning.proposals import PROPOSALS, RELATIVE_COST, Change, Evidence
 from sdgen.tuning.result import Round, TuneResult
-from sdgen.tuning.score import PilotScore, judge_accuracy, score_pilot
+from sdgen.tuning.judge import JUDGE_TOKENS, agreement, judge_texts
+from sdgen.tuning.score import PilotScore, panel_agreement, score_pilot
 
 DEFAULT_BUDGET_MINUTES = 15.0
 DEFAULT_PILOT_ROWS_PER_LABEL = 24
@@ -60,6 +63,7 @@ def tune(spec: str | Path, real: str | Path, *, output: str | Path | None = None
                        progress or NullProgress, on_event or (lambda kind, what: None))  # fmt: skip
     with KeptEngines() as engines:
         session.engines = engines
+        session.measure_judges()
         stopped = session.run(list(proposals or PROPOSALS), budget_minutes, budget_rows)
         changes = session.rederive()  # a proposal may ask the model again
     tuned = data
@@ -68,7 +72,7 @@ def tune(spec: str | Path, real: str | Path, *, output: str | Path | None = None
     write_tuned_spec(output, tuned, changes, spec_path)
     result = TuneResult(output, output.with_name(output.stem + ".tune.md"), session.rounds, changes,
                         session.pilot_rows, time.perf_counter() - session.t0, stopped, session.skipped,
-                        session.judge_accuracy, 1 / len(session.labels))  # fmt: skip
+                        session.judge_accuracy, 1 / len(session.labels), session.panel_accuracy)  # fmt: skip
     write_log(result, spec_path, Path(real), seed_set)
     return result
 
@@ -105,7 +109,8 @@ class _Session:
             path = self.workdir / f"fold{i}.csv"
             fold[["text", "label"]].to_csv(path, index=False)
             self.fold_paths.append(path)
-        self.judge_accuracy = [judge_accuracy(self.folds[held], self.folds[derive], seed) for derive, held in DIRECTIONS]
+        self.panel_accuracy = [panel_agreement(self.folds[held], self.folds[derive], seed) for derive, held in DIRECTIONS]
+        self.judge_accuracy: list[float] = []  # the model judge's, once the engine is up (`measure_judges`)
         self.rounds: list[Round] = []
         self.kept: list[tuple[Round, Any, list]] = []  # (round, proposal, the best pilots' rows it was derived from)
         self.skipped: list[str] = []  # proposals that found nothing to change
@@ -114,6 +119,14 @@ class _Session:
         self.estimates = RoundEstimates()
         self.engines: KeptEngines | None = None
         self.t0 = time.perf_counter()
+
+    def measure_judges(self) -> None:
+        """How well each direction's judge reads real rows: shown the held-out fold, it labels the other fold's.
+        Near chance, a round's keep-or-drop is close to a coin flip whatever the change did."""
+        for derive, held in DIRECTIONS:
+            real = self.folds[derive]
+            judged = judge_texts(self.answer, self.folds[held], list(real["text"]), self.labels, self.seed)
+            self.judge_accuracy.append(round(agreement(list(real["label"]), judged), 4))
 
     def run(self, proposals: list, budget_minutes: float, budget_rows: int | None) -> str:
         """The baseline, then each proposal in turn that the budget still fits (its round estimated from the best
@@ -152,8 +165,10 @@ class _Session:
 
         data, out = self.data, []
         for r, proposal, rows in self.kept:
-            ev = Evidence(self.seed_set.rows, pd.concat(rows, ignore_index=True), self.seed_set.path.absolute(), self.seed,
-                          self.seed_set.text_col, self.seed_set.label_col, self.ask, self.output_dir)  # fmt: skip
+            real = self.seed_set.rows
+            ev = Evidence(real, pd.concat(rows, ignore_index=True), self.seed_set.path.absolute(), self.seed,
+                          self.seed_set.text_col, self.seed_set.label_col, self.ask, self.output_dir,
+                          self._judge_by(real))  # fmt: skip
             change = proposal(data, ev)
             if change is not None:
                 out.append((r, change))
@@ -163,22 +178,42 @@ class _Session:
     def _evidence(self, direction: int, generated) -> Evidence:
         derive = DIRECTIONS[direction][0]
         return Evidence(self.folds[derive], generated, self.fold_paths[derive], self.seed, ask=self.ask,
-                        workdir=self.workdir)  # fmt: skip
+                        workdir=self.workdir, judge=self._judge_by(self.folds[derive]))  # fmt: skip
 
-    def ask(self, prompts: list[str]) -> list[str]:
-        """One chat turn per prompt to the spec's (first) model on the kept engine, greedy, in one batch: what
-        `describe_by_model` asks."""
-        from sdgen.engines import Request
+    def _judge_by(self, real) -> Callable[[list[str]], list[str]]:
+        """The model judge shown ``real`` as examples: what a proposal may ask of the rows it learns from."""
+        return lambda texts: judge_texts(self.answer, real, texts, self.labels, self.seed)
+
+    @contextmanager
+    def _engine(self):
+        """The spec's (first) model on the kept engine: the one its pilots generate on."""
         from sdgen.models.resolve import resolve_model
-        from sdgen.spec import GenerationParams
 
         model = resolve_model(self.base.models[0].name, base_dir=self.base.base_dir)
         options = self.base.engine.model_copy(update={"threads": self.threads}) if self.threads else self.base.engine
-        params = GenerationParams(max_new_tokens=ASK_TOKENS, temperature=0.0, repetition_penalty=1.0)
         with self.engines.start(self.backend, model, options) as engine:
-            chat = [engine.render_chat([{"role": "user", "content": p}]) if engine.chat_template else p for p in prompts]
-            answers = {r.id: r.text.strip() for r in engine.generate([Request(i, p, params, seed=1) for i, p in enumerate(chat)])}
+            yield engine
+
+    @staticmethod
+    def _greedy(engine, prompts: list[str], tokens: int, prefix: str = "") -> list[str]:
+        from sdgen.engines import Request
+        from sdgen.spec import GenerationParams
+
+        params = GenerationParams(max_new_tokens=tokens, temperature=0.0, repetition_penalty=1.0)
+        requests = [Request(i, p, params, seed=1, prefix=prefix) for i, p in enumerate(prompts)]
+        answers = {r.id: r.text.strip() for r in engine.generate(requests)}
         return [answers[i] for i in range(len(prompts))]
+
+    def ask(self, prompts: list[str]) -> list[str]:
+        """One chat turn per prompt to the spec's model, greedy, in one batch: what `describe_by_model` asks."""
+        with self._engine() as engine:
+            chat = [engine.render_chat([{"role": "user", "content": p}]) if engine.chat_template else p for p in prompts]
+            return self._greedy(engine, chat, ASK_TOKENS)
+
+    def answer(self, prefix: str, prompts: list[str]) -> list[str]:
+        """The judge's answers: plain completions (the examples end in "Label:"), greedy, the prefix shared."""
+        with self._engine() as engine:
+            return self._greedy(engine, prompts, JUDGE_TOKENS, prefix=f"judge {hash(prefix)}")
 
     def _pilots(self, datas, number: int, name: str) -> tuple[list[PilotScore], list]:
         """One pilot per direction (``datas``: one spec per direction, or one for both)."""
@@ -211,7 +246,9 @@ class _Session:
         seconds = sum(m.seconds - m.load_seconds for m in summary.per_model.values())
         self.pilot_rows += summary.written
         df = read_dataset(output)
-        score = score_pilot(df, self.folds[derive], self.folds[held], self.labels, summary.written / max(seconds, 1e-9), self.seed)
+        judged = judge_texts(self.answer, self.folds[held], list(df["text"]), self.labels, self.seed)
+        score = score_pilot(df, self.folds[derive], self.folds[held], self.labels, summary.written / max(seconds, 1e-9),
+                            self.seed, judged)  # fmt: skip
         return df, score
 
     def _out_of_budget(self, minutes: float, rows: int | None, round_seconds: float) -> str:

@@ -102,10 +102,15 @@ def overused(generated, real, label: str, n: int = 4, min_share: float = 0.15, r
     return picked
 
 
-def read_as(generated, real, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Per label, the share of its generated rows a classifier trained on ``real`` gives each other label."""
+def read_as(generated, real, seed: int = 0, judge=None) -> dict[str, dict[str, float]]:
+    """Per label, the share of its generated rows read as each other label: by ``judge`` (texts -> labels, "" for
+    none: those rows are left out; the model shown ``real`` as examples), else by a classifier trained on ``real``."""
     from sdgen.quality.evaluate import RealClassifier, _read_as
 
+    if judge is not None:
+        verdicts = judge(list(generated["text"]))
+        pairs = [(v, str(label)) for v, label in zip(verdicts, generated["label"]) if v]
+        return _read_as([v for v, _ in pairs], [label for _, label in pairs])
     predicted = RealClassifier(real, seed).predict(generated["text"])
     return _read_as(predicted, generated["label"].tolist())
 

@@ -32,6 +32,7 @@ class Evidence:
     label_col: str = "label"
     ask: Callable[[list[str]], list[str]] | None = None  # asks the spec's model (one chat turn each, greedy, batched)
     workdir: Path | None = None  # where a proposal may write a file the spec points at
+    judge: Callable[[list[str]], list[str]] | None = None  # the model labels texts, shown ``real`` as examples
 
 
 @dataclass
@@ -148,9 +149,9 @@ def _how_many(share: float) -> str:
 
 
 def not_from_misreadings(data: dict, ev: Evidence) -> Change | None:
-    """A label whose rows a real-trained classifier often reads as another says it is not that one."""
+    """A label whose rows the judge (shown the real rows) often reads as another says it is not that one."""
     labels, said = _labels(data), []
-    for name, others in profile.read_as(ev.generated, ev.real, ev.seed).items():
+    for name, others in profile.read_as(ev.generated, ev.real, ev.seed, ev.judge).items():
         if name not in labels or labels[name].get("not"):
             continue
         other, share = next(iter(others.items()), (None, 0.0))
@@ -243,12 +244,13 @@ def hotter(data: dict, ev: Evidence) -> Change | None:
 # Tried in this order, each on top of the changes kept before it, while the budget lasts. The label check first:
 # on the real test rows it is the one change measured to raise both agreement and F1 on politeness and emotion
 # (docs/quality.md#label-check-measured), and the panel's held-out agreement kept it on politeness (+0.047 /
-# +0.081). Then what brought the largest gains when done by hand (descriptions naming what marks real rows, avoid
-# lists, `not:` lines), the style of real rows (cheap; what the hand-tuned emotion spec asks for: mentions and
-# hashtags), the model's own descriptions, sampling, and the examples last: their long prompts make a pilot 2-3x
-# slower.
+# +0.081). Then `not:` lines, read from the judge's confusions (the model reads most generated emotion `anger` rows
+# as sadness, docs/tune.md), and the rest of what brought the largest gains when done by hand (descriptions naming
+# what marks real rows, avoid lists), the style of real rows (cheap; what the hand-tuned emotion spec asks for:
+# mentions and hashtags), the model's own descriptions, sampling, and the examples last: their long prompts make a
+# pilot 2-3x slower.
 PROPOSALS: list[Callable[[dict, Evidence], Change | None]] = [
-    label_check, describe_from_markers, avoid_overused, not_from_misreadings, style_hints, describe_by_model,
+    label_check, not_from_misreadings, describe_from_markers, avoid_overused, style_hints, describe_by_model,
     one_text_per_request, hotter, real_examples, typical_examples,
 ]
 
