@@ -1,10 +1,10 @@
-"""The spec's model as the judge of a pilot: it labels each generated row with the held-out fold's real rows shown
-as examples in one prompt (few-shot), and a pilot scores the share of its rows given their own label.
+"""The spec's model as a reader of labels: it labels texts with real rows shown as examples in one prompt (few-shot).
 
 On 15 real rows per label, classifiers fitted on a fold read the other fold's real rows barely above guessing on
 politeness (37-39% against 33%) and emotion (42-47% against 25%); the model shown the same rows as examples reads
-them at 47-56% and 70-73% (docs/tune.md#how-well-a-fold-can-judge). Every request shares the examples, so the
-engine's prefix cache computes them once per fold.
+them at 44-56% and 70-73% (docs/tune.md#how-well-a-fold-can-judge). Tune asks it which label each label's generated
+rows are mistaken for (`not:` lines); as the score of pilots it ended lower on the real test rows than the panel of
+classifiers (docs/tune.md). Every request shares the examples, so the engine's prefix cache computes them once.
 """
 
 from __future__ import annotations

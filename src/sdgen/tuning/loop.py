@@ -6,8 +6,8 @@ Every candidate is piloted in both directions (two pilots, two seeds), and it is
 pilots beat the current best spec's pilots in the same direction: the range of the two gains must lie
 above zero. A direction's pilots share their seed in every round, so that a candidate and the spec it is
 compared with draw the same plan (and, where the prompts do not change, the same texts). All pilots share
-one loaded engine, which also judges every pilot row (`sdgen.tuning.judge`). The tuned spec gets each kept change
-derived again from the whole seed.
+one loaded engine, which also serves as the judge of real rows (`sdgen.tuning.judge`). The tuned spec gets each kept
+change derived again from the whole seed.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def tune(spec: str | Path, real: str | Path, *, output: str | Path | None = None
                        progress or NullProgress, on_event or (lambda kind, what: None))  # fmt: skip
     with KeptEngines() as engines:
         session.engines = engines
-        session.measure_judges()
+        session.measure_model()
         stopped = session.run(list(proposals or PROPOSALS), budget_minutes, budget_rows)
         changes = session.rederive()  # a proposal may ask the model again
     tuned = data
@@ -72,7 +72,7 @@ def tune(spec: str | Path, real: str | Path, *, output: str | Path | None = None
     write_tuned_spec(output, tuned, changes, spec_path)
     result = TuneResult(output, output.with_name(output.stem + ".tune.md"), session.rounds, changes,
                         session.pilot_rows, time.perf_counter() - session.t0, stopped, session.skipped,
-                        session.judge_accuracy, 1 / len(session.labels), session.panel_accuracy)  # fmt: skip
+                        session.judge_accuracy, 1 / len(session.labels), session.model_accuracy)  # fmt: skip
     write_log(result, spec_path, Path(real), seed_set)
     return result
 
@@ -109,8 +109,8 @@ class _Session:
             path = self.workdir / f"fold{i}.csv"
             fold[["text", "label"]].to_csv(path, index=False)
             self.fold_paths.append(path)
-        self.panel_accuracy = [panel_agreement(self.folds[held], self.folds[derive], seed) for derive, held in DIRECTIONS]
-        self.judge_accuracy: list[float] = []  # the model judge's, once the engine is up (`measure_judges`)
+        self.judge_accuracy = [panel_agreement(self.folds[held], self.folds[derive], seed) for derive, held in DIRECTIONS]
+        self.model_accuracy: list[float] = []  # the model's reading of real rows, once the engine is up
         self.rounds: list[Round] = []
         self.kept: list[tuple[Round, Any, list]] = []  # (round, proposal, the best pilots' rows it was derived from)
         self.skipped: list[str] = []  # proposals that found nothing to change
@@ -120,13 +120,13 @@ class _Session:
         self.engines: KeptEngines | None = None
         self.t0 = time.perf_counter()
 
-    def measure_judges(self) -> None:
-        """How well each direction's judge reads real rows: shown the held-out fold, it labels the other fold's.
-        Near chance, a round's keep-or-drop is close to a coin flip whatever the change did."""
+    def measure_model(self) -> None:
+        """How well the model reads real rows: shown one fold's real rows as examples, it labels the other fold's
+        (what the `not:` lines rest on)."""
         for derive, held in DIRECTIONS:
             real = self.folds[derive]
             judged = judge_texts(self.answer, self.folds[held], list(real["text"]), self.labels, self.seed)
-            self.judge_accuracy.append(round(agreement(list(real["label"]), judged), 4))
+            self.model_accuracy.append(round(agreement(list(real["label"]), judged), 4))
 
     def run(self, proposals: list, budget_minutes: float, budget_rows: int | None) -> str:
         """The baseline, then each proposal in turn that the budget still fits (its round estimated from the best
@@ -246,9 +246,7 @@ class _Session:
         seconds = sum(m.seconds - m.load_seconds for m in summary.per_model.values())
         self.pilot_rows += summary.written
         df = read_dataset(output)
-        judged = judge_texts(self.answer, self.folds[held], list(df["text"]), self.labels, self.seed)
-        score = score_pilot(df, self.folds[derive], self.folds[held], self.labels, summary.written / max(seconds, 1e-9),
-                            self.seed, judged)  # fmt: skip
+        score = score_pilot(df, self.folds[derive], self.folds[held], self.labels, summary.written / max(seconds, 1e-9), self.seed)
         return df, score
 
     def _out_of_budget(self, minutes: float, rows: int | None, round_seconds: float) -> str:

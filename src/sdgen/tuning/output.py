@@ -76,18 +76,18 @@ def judge_warning(result: TuneResult) -> str:
     """One line for a seed too small to judge changes by, or ""."""
     if not result.weak_judge:
         return ""
-    return ("the held-out folds barely read the labels (shown one fold, the model labels the other fold's real rows "
-            f"right {' / '.join(f'{a:.0%}' for a in result.judge_accuracy)}, chance {result.chance:.0%}): a round's "
+    return ("the held-out folds barely read the labels (their classifiers label the other fold's real rows right "
+            f"{' / '.join(f'{a:.0%}' for a in result.judge_accuracy)}, chance {result.chance:.0%}): a round's "
             "keep-or-drop is close to a coin flip; more real rows per label may sharpen it, unless the labels are "
             "not told apart by their words")  # fmt: skip
 
 
 def _judge_line(result: TuneResult) -> str:
-    accuracy = " and ".join(f"{a:.1%}" for a in result.judge_accuracy)
-    panel = " and ".join(f"{a:.1%}" for a in result.panel_accuracy)
-    line = (f"How well a fold can judge: shown one fold's real rows as examples, the model labels the other fold's "
-            f"right {accuracy} of the time (fold 1 on fold 0, then fold 0 on fold 1; guessing one label: "
-            f"{result.chance:.1%}); the panel of classifiers fitted on a fold, {panel}.")  # fmt: skip
+    panel = " and ".join(f"{a:.1%}" for a in result.judge_accuracy)
+    model = " and ".join(f"{a:.1%}" for a in result.model_accuracy)
+    line = (f"How well a fold can judge: the panel fitted on one fold labels the other fold's real rows right {panel} "
+            f"of the time (fold 1 on fold 0, then fold 0 on fold 1; guessing one label: {result.chance:.1%}); the "
+            f"spec's model, shown one fold's real rows as examples (what `not:` lines are read by), {model}.")  # fmt: skip
     warning = judge_warning(result)
     return line + (f" **Weak judge:** {warning}." if warning else "")
 
@@ -98,10 +98,9 @@ def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet
     lines = [
         f"# sdgen tune: {spec_path.name}", "",
         f"Seed `{real.name}` ({len(seed_set.rows)} rows: {per_label}), split into two folds. Each round pilots its "
-        "change twice: derived from fold 0 and scored on fold 1, and the other way round. A pilot's score is the "
-        "judge's agreement: the share of its rows that the spec's model, shown the held-out fold's real rows as "
-        "examples, gives their own label. The agreement column is that of three classifiers trained on the held-out "
-        "fold (word pairs, characters, single words), averaged. TSTR macro-F1 (train on the pilot, test on the held-out fold) "
+        "change twice: derived from fold 0 and scored on fold 1, and the other way round. A pilot's score is its "
+        "agreement: the share of its rows that three classifiers trained on the held-out fold (word pairs, characters, "
+        "single words) give their own label, averaged. TSTR macro-F1 (train on the pilot, test on the held-out fold) "
         "and hybrid macro-F1 (the deriving fold's real rows plus the pilot) are shown, not compared: on a fold's few "
         "rows they are mostly noise. A change is kept when both of its pilots beat the best spec's pilots in the same "
         "direction.", "",

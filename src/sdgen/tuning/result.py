@@ -30,9 +30,10 @@ class TuneResult:
     seconds: float
     stopped: str = ""  # why the loop ended before the last proposal ("" when every proposal was tried)
     skipped: list[str] = field(default_factory=list)  # proposals that found nothing to change
-    judge_accuracy: list[float] = field(default_factory=list)  # per direction: the model judge on the other fold's real rows
+    judge_accuracy: list[float] = field(default_factory=list)  # per direction: its judge on the other fold's real rows
     chance: float = 0.0  # the accuracy of guessing one label (1 / labels)
-    panel_accuracy: list[float] = field(default_factory=list)  # ... and the panel of classifiers fitted on a fold
+    # per direction: the spec's model, shown one fold's real rows, on the other's (the reader of `not:` lines)
+    model_accuracy: list[float] = field(default_factory=list)
 
     @property
     def weak_judge(self) -> bool:
