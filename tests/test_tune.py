@@ -175,6 +175,20 @@ def test_a_proposal_the_time_budget_cannot_fit_is_skipped_and_cheaper_ones_still
     assert result.stopped == "the 30-minute budget ran out for swap"
 
 
+def test_a_round_counts_the_time_its_change_took_to_derive(tmp_path, spec_path, seed_csv):
+    """Deriving a change can ask the model (`not:` lines): its time is part of the round, so the budget sees it."""
+    import time
+
+    def slow_fit(data, ev):
+        time.sleep(0.3)
+        return with_task("FIT")(data, ev)
+
+    slow_fit.__name__ = "slow_fit"
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
+                        pilot_rows_per_label=8, proposals=[slow_fit])  # fmt: skip
+    assert result.rounds[1].kept and result.rounds[1].seconds >= 0.6  # derived twice, once per direction
+
+
 def test_a_round_that_overran_its_estimate_makes_later_estimates_longer():
     """The budget check learns from the rounds it has seen: a round that took 1.4x its estimate scales every later
     estimate by 1.4, and a round that finished early does not shrink them again."""
