@@ -175,6 +175,18 @@ def test_a_proposal_the_time_budget_cannot_fit_is_skipped_and_cheaper_ones_still
     assert result.stopped == "the 30-minute budget ran out for swap"
 
 
+def test_the_budget_holds_back_a_round_for_the_label_check_however_late_it_comes(tmp_path, spec_path, seed_csv):
+    """The label check is the last proposal but always tried: a round that would leave it no room is skipped."""
+
+    def label_check(data, ev):  # stands in for the real one: same name, so the budget holds its round back
+        return with_task("FIT")(data, ev)
+
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted", pilot_rows_per_label=8,
+                        budget_rows=4 * 24, proposals=[with_task("SWAP"), label_check])  # fmt: skip
+    assert [r.name for r in result.rounds] == ["baseline", "fit"] and result.rounds[1].kept
+    assert result.stopped == "the 96-row budget ran out for swap"
+
+
 def test_a_round_counts_the_time_its_change_took_to_derive(tmp_path, spec_path, seed_csv):
     """Deriving a change can ask the model (`not:` lines): its time is part of the round, so the budget sees it."""
     import time
@@ -336,6 +348,32 @@ def test_not_lines_come_from_what_the_judge_reads_the_rows_as():
     assert change.summary.endswith("(calm read as sad 100%)")  # "hmm" is no reading
     assert all(p.count("\nLabel: ") == 4 and p.endswith("\nLabel:") for p in prompts)  # every real row an example
     assert read_label(" Impolite.", ["polite", "impolite"]) == "impolite" and read_label("po", ["polite"]) == ""
+
+
+def test_a_misread_label_gets_what_the_model_says_sets_it_apart_from_the_label_it_is_read_as():
+    """Calm rows are read as sad: the model, shown real calm and sad rows, is asked what calm texts say that sad ones
+    do not, and calm's description gets the answer; sad, read as itself, is not asked about."""
+    from sdgen.tuning.proposals import contrast_by_model
+
+    real = pd.DataFrame({"text": [f"calm note {i}" for i in range(10)] + [f"sad note {i}" for i in range(10)],
+                         "label": ["calm"] * 10 + ["sad"] * 10})  # fmt: skip
+    generated = pd.DataFrame({"text": ["calm a", "calm b", "sad a"], "label": ["calm", "calm", "sad"]})
+    asked = []
+
+    def ask(prompts: list[str]) -> list[str]:
+        asked.extend(prompts)
+        return ["  Calm texts rest;\n sad ones grieve. "] * len(prompts)
+
+    judge = lambda texts: ["sad"] * len(texts)  # noqa: E731
+    data = {"task": "t", "labels": {"calm": "Calm.", "sad": "Sad."}}
+    change = contrast_by_model(data, Evidence(real, generated, ask=ask, judge=judge))
+    assert change.data["labels"] == {"calm": {"description": "Calm. Calm texts rest; sad ones grieve."},
+                                     "sad": {"description": "Sad."}}  # fmt: skip
+    assert change.summary.endswith("(calm against sad, read as it 100%)") and len(asked) == 1
+    assert asked[0].count("- calm note") == 8 and asked[0].count("- sad note") == 8
+    assert 'asked for "calm" texts keeps writing texts that read as "sad"' in asked[0]
+    assert contrast_by_model(data, Evidence(real, generated, judge=judge)) is None  # no model to ask
+    assert contrast_by_model(data, Evidence(real, generated, ask=ask, judge=lambda t: ["calm"] * 2 + ["sad"])) is None
 
 
 def test_the_model_describes_each_label_from_real_rows_of_every_label():
