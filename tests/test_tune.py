@@ -175,18 +175,6 @@ def test_a_proposal_the_time_budget_cannot_fit_is_skipped_and_cheaper_ones_still
     assert result.stopped == "the 30-minute budget ran out for swap"
 
 
-def test_the_budget_holds_back_a_round_for_the_label_check_however_late_it_comes(tmp_path, spec_path, seed_csv):
-    """The label check is the last proposal but always tried: a round that would leave it no room is skipped."""
-
-    def label_check(data, ev):  # stands in for the real one: same name, so the budget holds its round back
-        return with_task("FIT")(data, ev)
-
-    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted", pilot_rows_per_label=8,
-                        budget_rows=4 * 24, proposals=[with_task("SWAP"), label_check])  # fmt: skip
-    assert [r.name for r in result.rounds] == ["baseline", "fit"] and result.rounds[1].kept
-    assert result.stopped == "the 96-row budget ran out for swap"
-
-
 def test_a_round_counts_the_time_its_change_took_to_derive(tmp_path, spec_path, seed_csv):
     """Deriving a change can ask the model (`not:` lines): its time is part of the round, so the budget sees it."""
     import time

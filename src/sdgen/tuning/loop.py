@@ -25,7 +25,7 @@ from sdgen.progress import NullProgress, ProgressListener
 from sdgen.realdata import SeedSet
 from sdgen.spec import Spec, build_spec, read_spec_file
 from sdgen.store.files import read_dataset
-from sdgen.tuning.proposals import HELD_BACK, PROPOSALS, RELATIVE_COST, Change, Evidence
+from sdgen.tuning.proposals import PROPOSALS, RELATIVE_COST, Change, Evidence
 from sdgen.tuning.result import Round, TuneResult
 from sdgen.tuning.judge import JUDGE_TOKENS, agreement, judge_texts
 from sdgen.tuning.score import PilotScore, panel_agreement, score_pilot
@@ -137,13 +137,9 @@ class _Session:
         self.rounds.append(Round(0, "baseline", "the spec as given", best_scores, seconds=self._last_round_seconds))
         self.on_event("round", self.rounds[-1])
         best_seconds, untried, why_untried = self._last_round_seconds, [], ""
-        held_back = [p for p in proposals if p.__name__ in HELD_BACK]
         for number, proposal in enumerate(proposals, start=1):
-            if proposal in held_back:
-                held_back.remove(proposal)
             estimate = self.estimates.of(best_seconds, RELATIVE_COST.get(proposal.__name__, 1.0))
-            later = sum(self.estimates.of(best_seconds, RELATIVE_COST.get(p.__name__, 1.0)) for p in held_back)
-            why = self._out_of_budget(budget_minutes, budget_rows, estimate + later, 1 + len(held_back))
+            why = self._out_of_budget(budget_minutes, budget_rows, estimate)
             if why:
                 untried.append(proposal.__name__)  # a cheaper one later in the list may still fit
                 why_untried = why
@@ -267,11 +263,10 @@ class _Session:
         score = score_pilot(df, self.folds[derive], self.folds[held], self.labels, summary.written / max(seconds, 1e-9), self.seed)
         return df, score
 
-    def _out_of_budget(self, minutes: float, rows: int | None, seconds: float, rounds: int = 1) -> str:
-        """Why ``rounds`` rounds of about ``seconds`` in all (a round and those held back for later) would not fit the
-        budget, or ""."""
-        if time.perf_counter() - self.t0 + seconds + self.rederiving > 60 * minutes:
+    def _out_of_budget(self, minutes: float, rows: int | None, round_seconds: float) -> str:
+        """Why a round of about ``round_seconds`` would not fit the budget, or ""."""
+        if time.perf_counter() - self.t0 + round_seconds + self.rederiving > 60 * minutes:
             return f"the {minutes:g}-minute budget ran out"
-        if rows is not None and self.pilot_rows + 2 * self.rows * rounds > rows:
+        if rows is not None and self.pilot_rows + 2 * self.rows > rows:
             return f"the {rows}-row budget ran out"
         return ""
