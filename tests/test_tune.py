@@ -187,6 +187,8 @@ def test_a_round_counts_the_time_its_change_took_to_derive(tmp_path, spec_path, 
     result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
                         pilot_rows_per_label=8, proposals=[slow_fit])  # fmt: skip
     assert result.rounds[1].kept and result.rounds[1].seconds >= 0.6  # derived twice, once per direction
+    assert result.rederive_seconds >= 0.3  # and once more from the whole seed, which the log reports
+    assert f"{result.rederive_seconds:.0f} s of it deriving the kept changes again" in result.log_path.read_text()
 
 
 def test_a_round_that_overran_its_estimate_makes_later_estimates_longer():

@@ -105,7 +105,8 @@ def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet
         "rows they are mostly noise. A change is kept when both of its pilots beat the best spec's pilots in the same "
         "direction.", "",
         _judge_line(result), "",
-        f"{result.pilot_rows} pilot rows in {result.seconds / 60:.1f} minutes (model load included)."
+        f"{result.pilot_rows} pilot rows in {result.seconds / 60:.1f} minutes (model load included; "
+        f"{result.rederive_seconds:.0f} s of it deriving the kept changes again from the whole seed)."
         + (f" Left untried: {result.stopped}." if result.stopped else "")
         + (f" Nothing to change for: {', '.join(result.skipped)}." if result.skipped else ""), "",
         "| round | change | kept | gain (fold 1 / fold 0) | score (fold 1 / fold 0) | agreement | TSTR F1 | hybrid F1 | rows/s | s |",

@@ -61,13 +61,16 @@ DESCRIBE_EXAMPLES = 6  # real rows per label the model reads when it describes a
 DESCRIBE_CHARS = 200
 
 
+def _label_block(real, label: str, n: int, seed: int = 0) -> str:
+    """Up to ``n`` real rows of ``label`` as a list under its name."""
+    rows = real[real["label"] == label]
+    texts = rows.sample(min(n, len(rows)), random_state=seed)["text"]
+    return f'Texts labelled "{label}":\n' + "\n".join(f"- {' '.join(t.split())[:DESCRIBE_CHARS]}" for t in texts)
+
+
 def _examples_block(real, seed: int = 0) -> str:
     """Up to DESCRIBE_EXAMPLES real rows of every label, grouped by label (the prefix every question shares)."""
-    blocks = []
-    for name in sorted(set(real["label"])):
-        rows = real[real["label"] == name]
-        texts = rows.sample(min(DESCRIBE_EXAMPLES, len(rows)), random_state=seed)["text"]
-        blocks.append(f'Texts labelled "{name}":\n' + "\n".join(f"- {' '.join(t.split())[:DESCRIBE_CHARS]}" for t in texts))
+    blocks = [_label_block(real, name, DESCRIBE_EXAMPLES, seed) for name in sorted(set(real["label"]))]
     return "Below are real texts from a labelled dataset, grouped by label.\n\n" + "\n\n".join(blocks) + "\n\n"
 
 
@@ -166,11 +169,7 @@ CONTRAST_EXAMPLES = 8  # real rows of each of the two labels the model compares
 def contrast_prompt(real, label: str, other: str, seed: int = 0) -> str:
     """Ask the model what a label's real rows say that the real rows of the label its generated rows are read as do
     not (a narrower question than `describe_prompt`'s, about the one pair a writer confuses)."""
-    blocks = []
-    for name in (label, other):
-        rows = real[real["label"] == name]
-        texts = rows.sample(min(CONTRAST_EXAMPLES, len(rows)), random_state=seed)["text"]
-        blocks.append(f'Texts labelled "{name}":\n' + "\n".join(f"- {' '.join(t.split())[:DESCRIBE_CHARS]}" for t in texts))
+    blocks = [_label_block(real, name, CONTRAST_EXAMPLES, seed) for name in (label, other)]
     return (f'Below are real texts labelled "{label}" and real texts labelled "{other}".\n\n' + "\n\n".join(blocks)
             + f'\n\nA writer asked for "{label}" texts keeps writing texts that read as "{other}". In one or two '
             f'sentences, tell the writer what a "{label}" text says or does that a "{other}" text does not. Write only '
@@ -195,6 +194,8 @@ def contrast_by_model(data: dict, ev: Evidence) -> Change | None:
         return None
     labels, said = _labels(data), []
     pairs = _misread(data, ev)
+    if not pairs:
+        return None
     answers = ev.ask([contrast_prompt(ev.real, name, other, ev.seed) for name, other, _ in pairs])
     for (name, other, share), answer in zip(pairs, answers):
         answer = " ".join(answer.split())

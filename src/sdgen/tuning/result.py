@@ -34,6 +34,7 @@ class TuneResult:
     chance: float = 0.0  # the accuracy of guessing one label (1 / labels)
     # per direction: the spec's model, shown one fold's real rows, on the other's (the reader of `not:` lines)
     model_accuracy: list[float] = field(default_factory=list)
+    rederive_seconds: float = 0.0  # deriving the kept changes again from the whole seed
 
     @property
     def weak_judge(self) -> bool:
