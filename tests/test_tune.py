@@ -191,6 +191,32 @@ def test_a_round_counts_the_time_its_change_took_to_derive(tmp_path, spec_path, 
     assert f"{result.rederive_seconds:.0f} s of it deriving the kept changes again" in result.log_path.read_text()
 
 
+def test_the_judge_reads_the_same_pilot_rows_once_for_every_proposal_that_asks(tmp_path, spec_path, seed_csv,
+                                                                              monkeypatch):  # fmt: skip
+    """`not:` lines and contrasts both ask how the best pilot's rows are read: the model reads them once."""
+    from sdgen.tuning import loop
+
+    read = []
+    answer = loop._Session.answer
+
+    def counting(self, prefix, prompts):
+        read.extend(prompts)
+        return answer(self, prefix, prompts)
+
+    def reads(name: str):
+        def proposal(data, ev):
+            ev.judge(list(ev.generated["text"]))  # finds nothing to change
+
+        proposal.__name__ = name
+        return proposal
+
+    monkeypatch.setattr(loop._Session, "answer", counting)
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
+                        pilot_rows_per_label=8, proposals=[reads("first"), reads("second")])  # fmt: skip
+    assert result.skipped == ["first", "second"]
+    assert len(read) == 36 + 2 * 24  # each fold's real rows (measure_model), then each direction's pilot once
+
+
 def test_a_round_that_overran_its_estimate_makes_later_estimates_longer():
     """The budget check learns from the rounds it has seen: a round that took 1.4x its estimate scales every later
     estimate by 1.4, and a round that finished early does not shrink them again."""
