@@ -51,6 +51,11 @@ def _labels(data: dict) -> dict[str, dict]:
     return {name: (dict(v) if isinstance(v, dict) else {"description": v or ""}) for name, v in labels.items()}
 
 
+def _extend_description(label: dict, sentence: str) -> None:
+    """Add a sentence to a label's description (the long form of `_labels`), after what it already says."""
+    label["description"] = f"{label.get('description', '').rstrip()} {sentence}".strip()
+
+
 def _with_labels(data: dict, labels: dict[str, dict]) -> dict:
     out = copy.deepcopy(data)
     out["labels"] = {name: {k: v for k, v in value.items() if v} for name, value in labels.items()}
@@ -93,7 +98,7 @@ def describe_by_model(data: dict, ev: Evidence) -> Change | None:
         answer = " ".join(answer.split())
         if not answer:
             continue
-        value["description"] = f"{value.get('description', '').rstrip()} {answer}".strip()
+        _extend_description(value, answer)
         said.append(name)
     if not said:
         return None
@@ -115,7 +120,7 @@ def describe_from_markers(data: dict, ev: Evidence) -> Change | None:
         words = profile.markers(ev.real, name)
         if words:
             quoted = ", ".join(f'"{w}"' for w in words)
-            value["description"] = f"{value.get('description', '').rstrip()} Real texts of this label often say {quoted}.".strip()
+            _extend_description(value, f"Real texts of this label often say {quoted}.")
             said.append(f"{name}: {', '.join(words)}")
     return _label_change("markers", "descriptions name each label's real marker words", said, data, labels)
 
@@ -200,8 +205,7 @@ def contrast_by_model(data: dict, ev: Evidence) -> Change | None:
     for (name, other, share), answer in zip(pairs, answers):
         answer = " ".join(answer.split())
         if answer:
-            value = labels[name]
-            value["description"] = f"{value.get('description', '').rstrip()} {answer}".strip()
+            _extend_description(labels[name], answer)
             said.append(f"{name} against {other}, read as it {share:.0%}")
     return _label_change("contrast", "the model said what sets a misread label apart", said, data, labels)
 
