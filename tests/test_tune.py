@@ -154,6 +154,38 @@ def test_a_pilot_is_scored_by_the_panel_of_held_out_classifiers():
     assert good.f1 == 1.0 and bad.f1 == 0.0 and len(panel(0)) == 3
 
 
+def test_a_split_round_pilots_its_losing_direction_again_and_keeps_the_change_when_the_mean_gain_is_above_zero(
+        tmp_path, spec_path, seed_csv, monkeypatch):  # fmt: skip
+    """Pilots scored by a script: a change's effect per (direction, seed). ONE gains in direction 0 and loses in
+    direction 1, whose second seed gains more than it lost: kept. TWO splits the same way and its second seed loses
+    too: dropped (the best spec's second-seed pilot in direction 1 is ONE's, not run again). THREE loses in both
+    directions: no second pilot."""
+    from sdgen.tuning import loop
+    from sdgen.tuning.score import PilotScore
+
+    effects = {"ONE": {(0, 0): 0.05, (1, 0): -0.01, (1, 1): 0.04}, "TWO": {(0, 0): 0.03, (1, 0): -0.02, (1, 1): -0.01},
+               "THREE": {(0, 0): -0.02, (1, 0): -0.03}}  # fmt: skip
+    piloted = []
+
+    def scripted(self, data, number, direction, name, repeat=0):
+        piloted.append((name, direction, repeat))
+        value = 0.5 + sum(e.get((direction, repeat), 0.0) for word, e in effects.items() if word in data["task"])
+        return pd.DataFrame({"text": ["x"], "label": [LABELS[0]]}), PilotScore(round(value, 4), 0, 0, 0, 1, 1.0)
+
+    monkeypatch.setattr(loop._Session, "_pilot", scripted)
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
+                        proposals=[with_task(w) for w in effects])  # fmt: skip
+    _, one, two, three = result.rounds
+    assert one.gains == [0.05, -0.01] and one.again == {1: 0.04} and one.decided_gains == [0.05, 0.015] and one.kept
+    assert two.again == {1: -0.01} and two.decided_gains == [0.03, -0.015] and not two.kept
+    assert three.again == {} and not three.kept
+    assert piloted == [("baseline", 0, 0), ("baseline", 1, 0), ("one", 0, 0), ("one", 1, 0), ("best", 1, 1),
+                       ("one", 1, 1), ("two", 0, 0), ("two", 1, 0), ("two", 1, 1), ("three", 0, 0), ("three", 1, 0)]  # fmt: skip
+    assert yaml.safe_load(result.spec_path.read_text())["task"] == "Write short notes. ONE."
+    assert "fold 0 again +0.040 (mean +0.015)" in result.spec_path.read_text()
+    assert "| 1 | one: task says ONE | yes | +0.050 / -0.010; fold 0 again +0.040 (mean +0.015) |" in result.log_path.read_text()
+
+
 def test_the_row_budget_leaves_later_rounds_untried(tmp_path, spec_path, seed_csv):
     result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted", pilot_rows_per_label=8,
                         budget_rows=4 * 24, proposals=[with_task("FIT"), with_task("SWAP")])  # fmt: skip

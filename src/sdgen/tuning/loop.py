@@ -4,7 +4,9 @@ The seed is split into two folds. Each pilot runs in one *direction*: its change
 fold's real rows and scored on the other's, so no change is ever scored on the rows it came from.
 Every candidate is piloted in both directions (two pilots, two seeds), and it is kept only when both
 pilots beat the current best spec's pilots in the same direction: the range of the two gains must lie
-above zero. A direction's pilots share their seed in every round, so that a candidate and the spec it is
+above zero. Where one direction gains and the other does not, that direction is piloted again on another seed
+(the candidate and the best spec), and its gain is the mean of the two: a pilot's score moves by about as much
+as most changes' effects, so a single split says little either way. A direction's pilots share their seed in every round, so that a candidate and the spec it is
 compared with draw the same plan (and, where the prompts do not change, the same texts). All pilots share
 one loaded engine, which also serves as the judge of real rows (`sdgen.tuning.judge`). The tuned spec gets each kept
 change derived again from the whole seed.
@@ -26,13 +28,12 @@ from sdgen.realdata import SeedSet
 from sdgen.spec import Spec, build_spec, read_spec_file
 from sdgen.store.files import read_dataset
 from sdgen.tuning.proposals import PROPOSALS, RELATIVE_COST, Change, Evidence
-from sdgen.tuning.result import Round, TuneResult
+from sdgen.tuning.result import DIRECTIONS, Round, TuneResult
 from sdgen.tuning.judge import JUDGE_TOKENS, agreement, judge_texts
 from sdgen.tuning.score import PilotScore, panel_agreement, score_pilot
 
 DEFAULT_BUDGET_MINUTES = 15.0
 DEFAULT_PILOT_ROWS_PER_LABEL = 24
-DIRECTIONS = ((0, 1), (1, 0))  # (fold the change is derived from, fold it is scored on)
 ASK_TOKENS = 90  # a description of one or two sentences
 # Deriving a kept change again from the whole seed shows the model twice the real rows per reading: on emotion it
 # took about twice what deriving it from the folds took (~120 s after 66 s, from the log's totals), and the tune
@@ -83,6 +84,11 @@ def tune(spec: str | Path, real: str | Path, *, output: str | Path | None = None
     return result
 
 
+def _split(gains: list[float]) -> bool:
+    """One direction gained and another did not: the pilots' spread, not the change, may have decided it."""
+    return max(gains) > 0 >= min(gains)
+
+
 class RoundEstimates:
     """How long a round will take: the best spec's last round times the proposal's relative cost, scaled up by
     the most a round so far overran its estimate (a round once took 1.4x its estimate on emotion, and the whole
@@ -126,6 +132,8 @@ class _Session:
         self.estimates = RoundEstimates()
         self.engines: KeptEngines | None = None
         self._verdicts: dict[tuple, list[str]] = {}  # (real texts shown, texts judged) -> the judge's labels
+        self._best_again: dict[int, PilotScore] = {}  # direction -> the best spec's pilot on the second seed
+        self._candidate_again: dict[int, PilotScore] = {}  # ... and the last candidate's
         self.t0 = time.perf_counter()
 
     def measure_model(self) -> None:
@@ -159,16 +167,39 @@ class _Session:
             scores, rows = self._pilots([c.data for c in derived], number, derived[0].name)
             self.estimates.observe(estimate, deriving + self._last_round_seconds)
             gains = [round(new.value - old.value, 4) for new, old in zip(scores, best_scores)]
-            r = Round(number, derived[0].name, derived[0].summary, scores, gains, kept=min(gains) > 0,
+            r = Round(number, derived[0].name, derived[0].summary, scores, gains,
                       seconds=deriving + self._last_round_seconds)  # fmt: skip
+            self._candidate_again = {}
+            if _split(gains):
+                again_estimate = self.estimates.of(best_seconds, (1 + RELATIVE_COST.get(proposal.__name__, 1.0)) / 2)
+                if not self._out_of_budget(budget_minutes, budget_rows, again_estimate):
+                    t0 = time.perf_counter()
+                    r.again = self._pilot_again(best_data, derived, number, gains)
+                    r.seconds += time.perf_counter() - t0
+            r.kept = min(r.decided_gains) > 0
             self.rounds.append(r)
             if r.kept:
                 self.rederiving += REDERIVE_COST * deriving  # derived again from both pilots' rows at the end
                 self.kept.append((r, proposal, best_rows))
                 best_data, best_scores, best_rows = derived[0].data, scores, rows
                 best_seconds = self._last_round_seconds  # the next rounds pilot this spec, change included
+                self._best_again = self._candidate_again
             self.on_event("round", r)
         return f"{why_untried} for {', '.join(untried)}" if untried else ""
+
+    def _pilot_again(self, best_data: dict, derived: list[Change], number: int, gains: list[float]) -> dict[int, float]:
+        """A second pilot pair, on another seed, in each direction whose gain is not above zero: the best spec's
+        (once per best spec) and the candidate's. Returns the second gain of each such direction."""
+        again, self._candidate_again = {}, {}
+        for d, gain in enumerate(gains):
+            if gain > 0:
+                continue
+            if d not in self._best_again:
+                self._best_again[d] = self._pilot(best_data, number, d, "best", repeat=1)[1]
+            score = self._pilot(derived[d].data, number, d, derived[0].name, repeat=1)[1]
+            self._candidate_again[d] = score
+            again[d] = round(score.value - self._best_again[d].value, 4)
+        return again
 
     def rederive(self) -> list[tuple[Round, Change]]:
         """Each kept change derived again, in order, from the whole seed and the pilots it was derived from."""
@@ -247,16 +278,19 @@ class _Session:
         self._last_round_seconds = time.perf_counter() - t0
         return scores, rows
 
-    def _pilot(self, data: dict, number: int, direction: int, name: str):
+    def _pilot(self, data: dict, number: int, direction: int, name: str, repeat: int = 0):
+        """One pilot in ``direction``; ``repeat`` > 0 draws another seed (a second pilot of a split round)."""
         from sdgen.run.generate import generate
 
         derive, held = DIRECTIONS[direction]
-        output = self.workdir / f"round{number}-{name}-fold{held}.csv"
+        again = f"-again{repeat}" if repeat else ""
+        output = self.workdir / f"round{number}-{name}-fold{held}{again}.csv"
         pilot = copy.deepcopy(data)
         balance = pilot.get("balance")
         balance = {"mode": balance} if isinstance(balance, str) else dict(balance or {})
         pilot.update(name=f"round {number} {name} (scored on fold {held})", sample_size=self.rows, output=str(output),
-                     seed=derive_seed(self.seed, "pilot", direction), balance={**balance, "mode": "exact"})  # fmt: skip
+                     seed=derive_seed(self.seed, "pilot", direction, *(["again", repeat] if repeat else [])),
+                     balance={**balance, "mode": "exact"})  # fmt: skip
         if self.threads:
             pilot["engine"] = {**(pilot.get("engine") or {}), "threads": self.threads}
         spec = build_spec(pilot, source=f"tune round {number}", base_dir=self.base.base_dir)

@@ -8,6 +8,8 @@ from pathlib import Path
 from sdgen.tuning.proposals import Change
 from sdgen.tuning.score import WEAK_JUDGE, PilotScore
 
+DIRECTIONS = ((0, 1), (1, 0))  # (fold the change is derived from, fold it is scored on)
+
 
 @dataclass
 class Round:
@@ -18,6 +20,13 @@ class Round:
     gains: list[float] = field(default_factory=list)  # per direction, over the best spec's pilots
     kept: bool = False
     seconds: float = 0.0
+    # direction -> the gain of a second pilot pair (another seed), run where the two directions' gains split
+    again: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def decided_gains(self) -> list[float]:
+        """The gains the keep-or-drop rests on: a direction piloted again counts the mean of its two gains."""
+        return [round((g + self.again[d]) / 2, 4) if d in self.again else g for d, g in enumerate(self.gains)]
 
 
 @dataclass
