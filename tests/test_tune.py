@@ -120,16 +120,21 @@ def test_a_change_is_kept_only_when_held_out_rows_say_it_helps(tmp_path, spec_pa
 
 def test_the_label_check_is_kept_when_it_drops_rows_held_out_real_rows_read_otherwise(tmp_path, spec_path, seed_csv):
     """A model that writes 40% of its rows in another label's words: the label check (a classifier of one fold's real
-    rows) drops them, the other fold agrees with every row left, and the tuned spec checks against the whole seed."""
+    rows) drops them, the other fold agrees with every row left, and the tuned spec checks against the whole seed.
+    The check is scored on the baseline pilots' own rows, without pilots of its own."""
     from sdgen.tuning.proposals import label_check
 
     data = yaml.safe_load(spec_path.read_text())
     spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. MIXED."}, sort_keys=False))
+    events = []
     result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "out" / "tuned.yaml", backend="tune-scripted",
-                        pilot_rows_per_label=8, proposals=[label_check])  # fmt: skip
+                        pilot_rows_per_label=8, proposals=[label_check], on_event=lambda k, w: events.append(k))  # fmt: skip
     baseline, check = result.rounds
     assert check.name == "label-check" and check.kept and min(check.gains) > 0
     assert all(s.agreement == 1.0 for s in check.scores) and all(s.agreement < 0.8 for s in baseline.scores)
+    assert events.count("pilot") == 2 and result.pilot_rows == 2 * 24  # the baseline's two pilots, nothing more
+    for before, after in zip(baseline.scores, check.scores):  # the rows of the same pilot it keeps, at their rate
+        assert 0 < after.rows < before.rows and after.rows_per_s == pytest.approx(before.rows_per_s * after.rows / before.rows, rel=1e-2)
     tuned = yaml.safe_load(result.spec_path.read_text())
     assert tuned["label_check"] == {"path": "../seed.csv", "min_ratio": 0.8}
     summary = sdgen.generate(result.spec_path, backend="tune-scripted", rows=60, output=tmp_path / "out.csv")

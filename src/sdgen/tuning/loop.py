@@ -132,8 +132,8 @@ class _Session:
         self.estimates = RoundEstimates()
         self.engines: KeptEngines | None = None
         self._verdicts: dict[tuple, list[str]] = {}  # (real texts shown, texts judged) -> the judge's labels
-        self._best_again: dict[int, PilotScore] = {}  # direction -> the best spec's pilot on the second seed
-        self._candidate_again: dict[int, PilotScore] = {}  # ... and the last candidate's
+        self._best_again: dict[int, tuple] = {}  # direction -> the best spec's pilot on the second seed (rows, score)
+        self._candidate_again: dict[int, tuple] = {}  # ... and the last candidate's
         self.t0 = time.perf_counter()
 
     def measure_model(self) -> None:
@@ -164,11 +164,18 @@ class _Session:
             if any(c is None for c in derived):
                 self.skipped.append(derived[0].name if derived[0] is not None else proposal.__name__)
                 continue
-            scores, rows = self._pilots([c.data for c in derived], number, derived[0].name)
-            self.estimates.observe(estimate, deriving + self._last_round_seconds)
+            t1 = time.perf_counter()
+            if all(c.screen is not None for c in derived):  # scored on the best pilots' rows: no pilot of its own
+                scores, rows = self._screened(derived, best_rows, best_scores)
+                kept_share = sum(map(len, rows)) / max(sum(map(len, best_rows)), 1)
+                pilot_seconds = best_seconds / max(kept_share, 0.1)  # its pilots replace the rows it drops
+            else:
+                scores, rows = self._pilots([c.data for c in derived], number, derived[0].name)
+                pilot_seconds = self._last_round_seconds
+            self.estimates.observe(estimate, deriving + time.perf_counter() - t1)
             gains = [round(new.value - old.value, 4) for new, old in zip(scores, best_scores)]
             r = Round(number, derived[0].name, derived[0].summary, scores, gains,
-                      seconds=deriving + self._last_round_seconds)  # fmt: skip
+                      seconds=deriving + time.perf_counter() - t1)  # fmt: skip
             self._candidate_again = {}
             if _split(gains):
                 again_estimate = self.estimates.of(best_seconds, (1 + RELATIVE_COST.get(proposal.__name__, 1.0)) / 2)
@@ -182,24 +189,40 @@ class _Session:
                 self.rederiving += REDERIVE_COST * deriving  # derived again from both pilots' rows at the end
                 self.kept.append((r, proposal, best_rows))
                 best_data, best_scores, best_rows = derived[0].data, scores, rows
-                best_seconds = self._last_round_seconds  # the next rounds pilot this spec, change included
+                best_seconds = pilot_seconds  # the next rounds pilot this spec, change included
                 self._best_again = self._candidate_again
             self.on_event("round", r)
         return f"{why_untried} for {', '.join(untried)}" if untried else ""
 
     def _pilot_again(self, best_data: dict, derived: list[Change], number: int, gains: list[float]) -> dict[int, float]:
         """A second pilot pair, on another seed, in each direction whose gain is not above zero: the best spec's
-        (once per best spec) and the candidate's. Returns the second gain of each such direction."""
+        (once per best spec) and the candidate's (a screening change screens the best spec's). Returns the second
+        gain of each such direction."""
         again, self._candidate_again = {}, {}
         for d, gain in enumerate(gains):
             if gain > 0:
                 continue
             if d not in self._best_again:
-                self._best_again[d] = self._pilot(best_data, number, d, "best", repeat=1)[1]
-            score = self._pilot(derived[d].data, number, d, derived[0].name, repeat=1)[1]
-            self._candidate_again[d] = score
-            again[d] = round(score.value - self._best_again[d].value, 4)
+                self._best_again[d] = self._pilot(best_data, number, d, "best", repeat=1)
+            best_rows, best = self._best_again[d]
+            if derived[d].screen is not None:
+                kept = derived[d].screen(best_rows)
+                candidate = kept, self._score(kept, d, best.rows_per_s * len(kept) / max(len(best_rows), 1))
+            else:
+                candidate = self._pilot(derived[d].data, number, d, derived[0].name, repeat=1)
+            self._candidate_again[d] = candidate
+            again[d] = round(candidate[1].value - best.value, 4)
         return again
+
+    def _screened(self, derived: list[Change], best_rows: list, best_scores: list[PilotScore]) -> tuple[list, list]:
+        """A screening change (`Change.screen`) scored on the rows of the best spec's pilots it keeps: what its own
+        pilots would have kept of the same plan, the replacements of the rows it drops aside."""
+        scores, rows = [], []
+        for d, (change, generated, best) in enumerate(zip(derived, best_rows, best_scores)):
+            kept = change.screen(generated)
+            rows.append(kept)
+            scores.append(self._score(kept, d, best.rows_per_s * len(kept) / max(len(generated), 1)))
+        return scores, rows
 
     def rederive(self) -> list[tuple[Round, Change]]:
         """Each kept change derived again, in order, from the whole seed and the pilots it was derived from."""
@@ -300,8 +323,11 @@ class _Session:
         seconds = sum(m.seconds - m.load_seconds for m in summary.per_model.values())
         self.pilot_rows += summary.written
         df = read_dataset(output)
-        score = score_pilot(df, self.folds[derive], self.folds[held], self.labels, summary.written / max(seconds, 1e-9), self.seed)
-        return df, score
+        return df, self._score(df, direction, summary.written / max(seconds, 1e-9))
+
+    def _score(self, generated, direction: int, rows_per_s: float) -> PilotScore:
+        derive, held = DIRECTIONS[direction]
+        return score_pilot(generated, self.folds[derive], self.folds[held], self.labels, rows_per_s, self.seed)
 
     def _out_of_budget(self, minutes: float, rows: int | None, round_seconds: float) -> str:
         """Why a round of about ``round_seconds`` would not fit the budget, or ""."""

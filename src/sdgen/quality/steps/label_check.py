@@ -44,9 +44,15 @@ class LabelCheck(Step):
         """Per text, the classifier's probability of each label."""
         return [dict(zip(self.classes, map(float, p))) for p in self.model.predict_proba(texts)]
 
+    def passes(self, texts: list[str], labels: list[str]) -> list[bool]:
+        """Whether each text would pass: what `decide` asks of one row, for a pilot's rows at once (`sdgen tune`)."""
+        return [self._passes(p, label) for p, label in zip(self.probabilities(texts), labels)]
+
+    def _passes(self, p: dict[str, float], label: str) -> bool:
+        return p.get(label, 0.0) >= self.min_ratio * max(p.values())
+
     def decide(self, row: Candidate) -> Drop | None:
         p = self.probabilities([row.text])[0]
-        likeliest = max(p, key=p.get)
-        if p[row.label] >= self.min_ratio * p[likeliest]:
+        if self._passes(p, row.label):
             return None
-        return Drop(likeliest)
+        return Drop(max(p, key=p.get))
