@@ -191,6 +191,37 @@ def test_a_split_round_pilots_its_losing_direction_again_and_keeps_the_change_wh
     assert "| 1 | one: task says ONE | yes | +0.050 / -0.010; fold 0 again +0.040 (mean +0.015) |" in result.log_path.read_text()
 
 
+def test_a_screening_change_is_never_piloted_and_a_split_screens_the_best_specs_second_pilot(
+        tmp_path, spec_path, seed_csv, monkeypatch):  # fmt: skip
+    """A change that only drops rows (`Change.screen`, the label check) is scored on the rows it keeps of the best
+    spec's pilots; when its directions split, the best spec is piloted on the second seed and screened again."""
+    from sdgen.tuning import loop
+    from sdgen.tuning.score import PilotScore
+
+    piloted = []
+    effects = {(0, 0): 0.05, (1, 0): -0.01, (1, 1): 0.03}  # (direction, seed) -> the screened rows' gain
+
+    def scripted_pilot(self, data, number, direction, name, repeat=0):
+        piloted.append((name, direction, repeat))
+        rows = pd.DataFrame({"text": [f"t{i}" for i in range(10)], "label": LABELS[0], "repeat": repeat})
+        return rows, self._score(rows, direction, 2.0)
+
+    def scripted_score(self, generated, direction, rows_per_s):
+        gain = effects[(direction, int(generated["repeat"].iloc[0]))] if len(generated) < 10 else 0.0
+        return PilotScore(round(0.5 + gain, 4), 0, 0, 0, len(generated), rows_per_s)
+
+    def halve(data, ev):
+        return Change("halve", "keeps half", {**data, "task": f"{data['task']} HALF."}, ["task"], lambda rows: rows.head(5))
+
+    monkeypatch.setattr(loop._Session, "_pilot", scripted_pilot)
+    monkeypatch.setattr(loop._Session, "_score", scripted_score)
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted", proposals=[halve])
+    _, screened = result.rounds
+    assert screened.gains == [0.05, -0.01] and screened.again == {1: 0.03} and screened.kept
+    assert piloted == [("baseline", 0, 0), ("baseline", 1, 0), ("best", 1, 1)]  # the change itself: never piloted
+    assert [(s.rows, s.rows_per_s) for s in screened.scores] == [(5, 1.0), (5, 1.0)]  # half the rows at half the rate
+
+
 def test_the_row_budget_leaves_later_rounds_untried(tmp_path, spec_path, seed_csv):
     result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted", pilot_rows_per_label=8,
                         budget_rows=4 * 24, proposals=[with_task("FIT"), with_task("SWAP")])  # fmt: skip

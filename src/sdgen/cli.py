@@ -231,7 +231,7 @@ def _round_line(r) -> str:
     if r.number == 0:
         return f"round 0 baseline: agreement {agreement}, F1 {f1}"
     verdict = "kept" if r.kept else "dropped"
-    return f"round {r.number} {r.name}: {verdict} (gain {' / '.join(f'{g:+.3f}' for g in r.gains)}; agreement {agreement}, F1 {f1})"
+    return f"round {r.number} {r.name}: {verdict} (gain {r.gains_line}; agreement {agreement}, F1 {f1})"
 
 
 @app.command("models")

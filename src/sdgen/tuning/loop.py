@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -105,6 +106,17 @@ class RoundEstimates:
             self.overrun = max(self.overrun, took / estimated)
 
 
+@dataclass
+class _Best:
+    """The best spec so far and its pilots (one per direction)."""
+
+    data: dict
+    scores: list[PilotScore]
+    rows: list  # DataFrames
+    seconds: float  # how long a round of its pilots takes
+    again: dict[int, tuple] = field(default_factory=dict)  # direction -> its pilot on the second seed: (rows, score)
+
+
 class _Session:
     def __init__(self, base: Spec, data: dict, seed_set: SeedSet, output: Path, per_label: int, seed: int,
                  backend: str, threads: int | None, progress, on_event: Listener) -> None:  # fmt: skip
@@ -127,13 +139,10 @@ class _Session:
         self.kept: list[tuple[Round, Any, list]] = []  # (round, proposal, the best pilots' rows it was derived from)
         self.skipped: list[str] = []  # proposals that found nothing to change
         self.pilot_rows = 0
-        self._last_round_seconds = 0.0
         self.rederiving = 0.0  # seconds `rederive` will take (REDERIVE_COST x deriving the kept changes): held back
         self.estimates = RoundEstimates()
         self.engines: KeptEngines | None = None
         self._verdicts: dict[tuple, list[str]] = {}  # (real texts shown, texts judged) -> the judge's labels
-        self._best_again: dict[int, tuple] = {}  # direction -> the best spec's pilot on the second seed (rows, score)
-        self._candidate_again: dict[int, tuple] = {}  # ... and the last candidate's
         self.t0 = time.perf_counter()
 
     def measure_model(self) -> None:
@@ -147,82 +156,81 @@ class _Session:
     def run(self, proposals: list, budget_minutes: float, budget_rows: int | None) -> str:
         """The baseline, then each proposal in turn that the budget still fits (its round estimated from the best
         spec's pilots and the proposal's `RELATIVE_COST`); returns why some were left untried, or ""."""
-        best_data, (best_scores, best_rows) = self.data, self._pilots(self.data, 0, "baseline")
-        self.rounds.append(Round(0, "baseline", "the spec as given", best_scores, seconds=self._last_round_seconds))
+        t0 = time.perf_counter()
+        scores, rows = self._pilots(self.data, 0, "baseline")
+        best = _Best(self.data, scores, rows, time.perf_counter() - t0)
+        self.rounds.append(Round(0, "baseline", "the spec as given", scores, seconds=best.seconds))
         self.on_event("round", self.rounds[-1])
-        best_seconds, untried, why_untried = self._last_round_seconds, [], ""
+        untried, why_untried = [], ""
         for number, proposal in enumerate(proposals, start=1):
-            estimate = self.estimates.of(best_seconds, RELATIVE_COST.get(proposal.__name__, 1.0))
-            why = self._out_of_budget(budget_minutes, budget_rows, estimate)
+            cost = RELATIVE_COST.get(proposal.__name__, 1.0)
+            why = self._out_of_budget(budget_minutes, budget_rows, self.estimates.of(best.seconds, cost))
             if why:
                 untried.append(proposal.__name__)  # a cheaper one later in the list may still fit
                 why_untried = why
                 continue
             t0 = time.perf_counter()
-            derived = [proposal(best_data, self._evidence(i, best_rows[i])) for i in range(len(DIRECTIONS))]
+            derived = [proposal(best.data, self._evidence(i, best.rows[i])) for i in range(len(DIRECTIONS))]
             deriving = time.perf_counter() - t0  # asking the model (`not:` lines, descriptions) takes a while
             if any(c is None for c in derived):
                 self.skipped.append(derived[0].name if derived[0] is not None else proposal.__name__)
                 continue
-            t1 = time.perf_counter()
-            if all(c.screen is not None for c in derived):  # scored on the best pilots' rows: no pilot of its own
-                scores, rows = self._screened(derived, best_rows, best_scores)
-                kept_share = sum(map(len, rows)) / max(sum(map(len, best_rows)), 1)
-                pilot_seconds = best_seconds / max(kept_share, 0.1)  # its pilots replace the rows it drops
-            else:
-                scores, rows = self._pilots([c.data for c in derived], number, derived[0].name)
-                pilot_seconds = self._last_round_seconds
-            self.estimates.observe(estimate, deriving + time.perf_counter() - t1)
-            gains = [round(new.value - old.value, 4) for new, old in zip(scores, best_scores)]
-            r = Round(number, derived[0].name, derived[0].summary, scores, gains,
-                      seconds=deriving + time.perf_counter() - t1)  # fmt: skip
-            self._candidate_again = {}
-            if _split(gains):
-                again_estimate = self.estimates.of(best_seconds, (1 + RELATIVE_COST.get(proposal.__name__, 1.0)) / 2)
-                if not self._out_of_budget(budget_minutes, budget_rows, again_estimate):
-                    t0 = time.perf_counter()
-                    r.again = self._pilot_again(best_data, derived, number, gains)
-                    r.seconds += time.perf_counter() - t0
+            r, candidate = self._trial(number, derived, best)
+            r.seconds += deriving
+            self.estimates.observe(self.estimates.of(best.seconds, cost), r.seconds)
+            if _split(r.gains) and not self._out_of_budget(budget_minutes, budget_rows,
+                                                           self.estimates.of(best.seconds, (1 + cost) / 2)):  # fmt: skip
+                t0 = time.perf_counter()
+                r.again = self._pilot_again(number, derived, best, candidate, r.gains)
+                r.seconds += time.perf_counter() - t0
             r.kept = min(r.decided_gains) > 0
             self.rounds.append(r)
             if r.kept:
                 self.rederiving += REDERIVE_COST * deriving  # derived again from both pilots' rows at the end
-                self.kept.append((r, proposal, best_rows))
-                best_data, best_scores, best_rows = derived[0].data, scores, rows
-                best_seconds = pilot_seconds  # the next rounds pilot this spec, change included
-                self._best_again = self._candidate_again
+                self.kept.append((r, proposal, best.rows))
+                best = candidate  # the next rounds pilot this spec, change included
             self.on_event("round", r)
         return f"{why_untried} for {', '.join(untried)}" if untried else ""
 
-    def _pilot_again(self, best_data: dict, derived: list[Change], number: int, gains: list[float]) -> dict[int, float]:
+    def _trial(self, number: int, derived: list[Change], best: _Best) -> tuple[Round, _Best]:
+        """The change's pilots, one per direction, against the best spec's: a screening change (`Change.screen`)
+        is scored on the rows of the best spec's pilots it keeps, what its own pilots would keep of the same plan."""
+        t0 = time.perf_counter()
+        if all(c.screen is not None for c in derived):
+            screened = [self._screen(c, d, best.rows[d], best.scores[d]) for d, c in enumerate(derived)]
+            rows, scores = [kept for kept, _ in screened], [score for _, score in screened]
+            kept_share = sum(map(len, rows)) / max(sum(map(len, best.rows)), 1)
+            pilot_seconds = best.seconds / max(kept_share, 0.1)  # its pilots replace the rows it drops
+        else:
+            scores, rows = self._pilots([c.data for c in derived], number, derived[0].name)
+            pilot_seconds = time.perf_counter() - t0
+        gains = [round(new.value - old.value, 4) for new, old in zip(scores, best.scores)]
+        r = Round(number, derived[0].name, derived[0].summary, scores, gains, seconds=time.perf_counter() - t0)
+        return r, _Best(derived[0].data, scores, rows, pilot_seconds)
+
+    def _pilot_again(self, number: int, derived: list[Change], best: _Best, candidate: _Best,
+                     gains: list[float]) -> dict[int, float]:  # fmt: skip
         """A second pilot pair, on another seed, in each direction whose gain is not above zero: the best spec's
         (once per best spec) and the candidate's (a screening change screens the best spec's). Returns the second
-        gain of each such direction."""
-        again, self._candidate_again = {}, {}
+        gain of each such direction; the candidate keeps its pilots, for when it becomes the best spec."""
+        again = {}
         for d, gain in enumerate(gains):
             if gain > 0:
                 continue
-            if d not in self._best_again:
-                self._best_again[d] = self._pilot(best_data, number, d, "best", repeat=1)
-            best_rows, best = self._best_again[d]
+            if d not in best.again:
+                best.again[d] = self._pilot(best.data, number, d, "best", repeat=1)
+            best_rows, best_score = best.again[d]
             if derived[d].screen is not None:
-                kept = derived[d].screen(best_rows)
-                candidate = kept, self._score(kept, d, best.rows_per_s * len(kept) / max(len(best_rows), 1))
+                candidate.again[d] = self._screen(derived[d], d, best_rows, best_score)
             else:
-                candidate = self._pilot(derived[d].data, number, d, derived[0].name, repeat=1)
-            self._candidate_again[d] = candidate
-            again[d] = round(candidate[1].value - best.value, 4)
+                candidate.again[d] = self._pilot(derived[d].data, number, d, derived[0].name, repeat=1)
+            again[d] = round(candidate.again[d][1].value - best_score.value, 4)
         return again
 
-    def _screened(self, derived: list[Change], best_rows: list, best_scores: list[PilotScore]) -> tuple[list, list]:
-        """A screening change (`Change.screen`) scored on the rows of the best spec's pilots it keeps: what its own
-        pilots would have kept of the same plan, the replacements of the rows it drops aside."""
-        scores, rows = [], []
-        for d, (change, generated, best) in enumerate(zip(derived, best_rows, best_scores)):
-            kept = change.screen(generated)
-            rows.append(kept)
-            scores.append(self._score(kept, d, best.rows_per_s * len(kept) / max(len(generated), 1)))
-        return scores, rows
+    def _screen(self, change: Change, direction: int, generated, score: PilotScore) -> tuple:
+        """What a screening change keeps of a pilot's rows, scored as its own pilot would be: at the rate of those kept."""
+        kept = change.screen(generated)
+        return kept, self._score(kept, direction, score.rows_per_s * len(kept) / max(len(generated), 1))
 
     def rederive(self) -> list[tuple[Round, Change]]:
         """Each kept change derived again, in order, from the whole seed and the pilots it was derived from."""
@@ -291,14 +299,12 @@ class _Session:
 
     def _pilots(self, datas, number: int, name: str) -> tuple[list[PilotScore], list]:
         """One pilot per direction (``datas``: one spec per direction, or one for both)."""
-        t0 = time.perf_counter()
         datas = datas if isinstance(datas, list) else [datas] * len(DIRECTIONS)
         scores, rows = [], []
         for d, data in enumerate(datas):
             df, score = self._pilot(data, number, d, name)
             scores.append(score)
             rows.append(df)
-        self._last_round_seconds = time.perf_counter() - t0
         return scores, rows
 
     def _pilot(self, data: dict, number: int, direction: int, name: str, repeat: int = 0):

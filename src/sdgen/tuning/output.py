@@ -11,7 +11,6 @@ import yaml
 
 from sdgen.spec import BUILTIN_STYLES
 from sdgen.tuning.proposals import Change
-from sdgen.tuning.result import DIRECTIONS
 
 if TYPE_CHECKING:
     from sdgen.realdata import SeedSet
@@ -40,15 +39,9 @@ def _relocate(data: dict, spec_path: Path, output: Path) -> dict:
     return data
 
 
-def _again(r: Round) -> str:
-    """The second pilots of a split round: "fold 0 again +0.021 (mean +0.008)", or ""."""
-    held = {d: DIRECTIONS[d][1] for d in r.again}
-    return "; ".join(f"fold {held[d]} again {g:+.3f} (mean {r.decided_gains[d]:+.3f})" for d, g in r.again.items())
-
-
 def _measured(r: Round) -> str:
     before = [s.value - g for s, g in zip(r.scores, r.gains)]
-    again = f"; {_again(r)}" if r.again else ""
+    again = f"; {r.again_line}" if r.again else ""
     return (f"held-out score {' / '.join(f'{b:.3f} -> {s.value:.3f}' for b, s in zip(before, r.scores))}{again} "
             f"(agreement {' / '.join(f'{s.agreement:.0%}' for s in r.scores)}, "
             f"F1 {' / '.join(f'{s.f1:.3f}' for s in r.scores)})")  # fmt: skip
@@ -122,8 +115,7 @@ def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet
         "|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for r in result.rounds:
-        gains = " / ".join(f"{g:+.3f}" for g in r.gains) if r.gains else "-"
-        gains += f"; {_again(r)}" if r.again else ""
+        gains = r.gains_line if r.gains else "-"
         kept = "baseline" if r.number == 0 else ("yes" if r.kept else "no")
         agreement, f1, hybrid, rows_s = (sum(getattr(s, f) for s in r.scores) / len(r.scores)
                                          for f in ("agreement", "f1", "hybrid_f1", "rows_per_s"))  # fmt: skip

@@ -28,6 +28,17 @@ class Round:
         """The gains the keep-or-drop rests on: a direction piloted again counts the mean of its two gains."""
         return [round((g + self.again[d]) / 2, 4) if d in self.again else g for d, g in enumerate(self.gains)]
 
+    @property
+    def again_line(self) -> str:
+        """"fold 0 again +0.040 (mean +0.015)" for each direction piloted a second time; "" for none."""
+        return "; ".join(f"fold {DIRECTIONS[d][1]} again {g:+.3f} (mean {self.decided_gains[d]:+.3f})"
+                         for d, g in self.again.items())  # fmt: skip
+
+    @property
+    def gains_line(self) -> str:
+        """"+0.050 / -0.010; fold 0 again +0.040 (mean +0.015)": each direction's gain, then any second pilots."""
+        return "; ".join(filter(None, [" / ".join(f"{g:+.3f}" for g in self.gains), self.again_line]))
+
 
 @dataclass
 class TuneResult:
