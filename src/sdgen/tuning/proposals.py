@@ -301,15 +301,17 @@ def hotter(data: dict, ev: Evidence) -> Change | None:
 # Tried in this order, each on top of the changes kept before it, while the budget lasts. The label check first:
 # on the real test rows it is the one change measured to raise both agreement and F1 on politeness and emotion
 # (docs/quality.md#label-check-measured), and the panel's held-out agreement kept it on politeness (+0.047 /
-# +0.081). Then `not:` lines, read from the judge's confusions (the model reads most generated emotion `anger` rows
-# as sadness, docs/tune.md), and the model's answer to what sets such a label apart from the one it is read as
-# (emotion `optimism` stays read as joy with its `not:` line); then the rest of what brought the largest gains when
+# +0.081); it costs no pilot of its own. Then `not:` lines, read from the judge's confusions (the model reads most
+# generated emotion `anger` rows as sadness, docs/tune.md); then the rest of what brought the largest gains when
 # done by hand (descriptions naming what marks real rows, avoid lists), the style of real rows (cheap; what the
-# hand-tuned emotion spec asks for: mentions and hashtags), the model's own descriptions, sampling, and the
-# examples last: their long prompts make a pilot 2-3x slower. (The label check last, with its round held back in
-# the budget, left more rounds for the prompt changes on emotion, and the panel dropped them all: docs/tune.md.)
+# hand-tuned emotion spec asks for: mentions and hashtags), the model's answer to what sets a misread label apart
+# from the one it is read as (the dearest prompt change to derive and pilot, 7.5 minutes of emotion's 15 with a
+# second pilot, and the panel dropped it on every set in both runs that reached it), the model's own descriptions,
+# sampling, and the examples last: their long prompts make a pilot 2-3x slower. (The label check last, with its
+# round held back in the budget, left more rounds for the prompt changes on emotion, and the panel dropped them
+# all: docs/tune.md.)
 PROPOSALS: list[Callable[[dict, Evidence], Change | None]] = [
-    label_check, not_from_misreadings, contrast_by_model, describe_from_markers, avoid_overused, style_hints,
+    label_check, not_from_misreadings, describe_from_markers, avoid_overused, style_hints, contrast_by_model,
     describe_by_model, one_text_per_request, hotter, real_examples, typical_examples,
 ]
 
