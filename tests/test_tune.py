@@ -187,8 +187,8 @@ def test_a_split_round_pilots_its_losing_direction_again_and_keeps_the_change_wh
     assert piloted == [("baseline", 0, 0), ("baseline", 1, 0), ("one", 0, 0), ("one", 1, 0), ("best", 1, 1),
                        ("one", 1, 1), ("two", 0, 0), ("two", 1, 0), ("two", 1, 1), ("three", 0, 0), ("three", 1, 0)]  # fmt: skip
     assert yaml.safe_load(result.spec_path.read_text())["task"] == "Write short notes. ONE."
-    assert "fold 0 again +0.040 (mean +0.015)" in result.spec_path.read_text()
-    assert "| 1 | one: task says ONE | yes | +0.050 / -0.010; fold 0 again +0.040 (mean +0.015) |" in result.log_path.read_text()
+    assert "fold 0 again +0.040 (mean +0.0150)" in result.spec_path.read_text()
+    assert "| 1 | one: task says ONE | yes | +0.050 / -0.010; fold 0 again +0.040 (mean +0.0150) |" in result.log_path.read_text()
 
 
 def test_a_screening_change_is_never_piloted_and_a_split_screens_the_best_specs_second_pilot(

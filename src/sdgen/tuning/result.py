@@ -30,13 +30,14 @@ class Round:
 
     @property
     def again_line(self) -> str:
-        """"fold 0 again +0.040 (mean +0.015)" for each direction piloted a second time; "" for none."""
-        return "; ".join(f"fold {DIRECTIONS[d][1]} again {g:+.3f} (mean {self.decided_gains[d]:+.3f})"
+        """"fold 0 again +0.040 (mean +0.0150)" for each direction piloted a second time; "" for none. The mean has
+        four places: it decides, and a mean of +0.0001 keeps a change where +0.000 would read as a tie."""
+        return "; ".join(f"fold {DIRECTIONS[d][1]} again {g:+.3f} (mean {self.decided_gains[d]:+.4f})"
                          for d, g in self.again.items())  # fmt: skip
 
     @property
     def gains_line(self) -> str:
-        """"+0.050 / -0.010; fold 0 again +0.040 (mean +0.015)": each direction's gain, then any second pilots."""
+        """"+0.050 / -0.010; fold 0 again +0.040 (mean +0.0150)": each direction's gain, then any second pilots."""
         return "; ".join(filter(None, [" / ".join(f"{g:+.3f}" for g in self.gains), self.again_line]))
 
 
