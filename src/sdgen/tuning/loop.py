@@ -6,8 +6,8 @@ Every candidate is piloted in both directions (two pilots, two seeds), and it is
 pilots beat the current best spec's pilots in the same direction: the range of the two gains must lie
 above zero. Where one direction gains and the other does not, that direction is piloted again on another seed
 (the candidate and the best spec), and its gain is the mean of the two: a pilot's score moves by about as much
-as most changes' effects, so a single split says little either way. A direction's pilots share their seed in every round, so that a candidate and the spec it is
-compared with draw the same plan (and, where the prompts do not change, the same texts). All pilots share
+as most changes' effects, so a single split says little either way. A direction's pilots share their seed in
+every round, so that a candidate and the spec it is compared with draw the same plan (and, where the prompts do not change, the same texts). All pilots share
 one loaded engine, which also serves as the judge of real rows (`sdgen.tuning.judge`). The tuned spec gets each kept
 change derived again from the whole seed.
 """
@@ -164,7 +164,8 @@ class _Session:
         untried, why_untried = [], ""
         for number, proposal in enumerate(proposals, start=1):
             cost = RELATIVE_COST.get(proposal.__name__, 1.0)
-            why = self._out_of_budget(budget_minutes, budget_rows, self.estimates.of(best.seconds, cost))
+            estimate = self.estimates.of(best.seconds, cost)
+            why = self._out_of_budget(budget_minutes, budget_rows, estimate)
             if why:
                 untried.append(proposal.__name__)  # a cheaper one later in the list may still fit
                 why_untried = why
@@ -177,7 +178,7 @@ class _Session:
                 continue
             r, candidate = self._trial(number, derived, best)
             r.seconds += deriving
-            self.estimates.observe(self.estimates.of(best.seconds, cost), r.seconds)
+            self.estimates.observe(estimate, r.seconds)
             if _split(r.gains) and not self._out_of_budget(budget_minutes, budget_rows,
                                                            self.estimates.of(best.seconds, (1 + cost) / 2)):  # fmt: skip
                 t0 = time.perf_counter()
@@ -196,13 +197,12 @@ class _Session:
         """The change's pilots, one per direction, against the best spec's: a screening change (`Change.screen`)
         is scored on the rows of the best spec's pilots it keeps, what its own pilots would keep of the same plan."""
         t0 = time.perf_counter()
-        if all(c.screen is not None for c in derived):
-            screened = [self._screen(c, d, best.rows[d], best.scores[d]) for d, c in enumerate(derived)]
-            rows, scores = [kept for kept, _ in screened], [score for _, score in screened]
+        tried = [self._candidate(number, change, d, best.rows[d], best.scores[d]) for d, change in enumerate(derived)]
+        rows, scores = [kept for kept, _ in tried], [score for _, score in tried]
+        if derived[0].screen is not None:
             kept_share = sum(map(len, rows)) / max(sum(map(len, best.rows)), 1)
             pilot_seconds = best.seconds / max(kept_share, 0.1)  # its pilots replace the rows it drops
         else:
-            scores, rows = self._pilots([c.data for c in derived], number, derived[0].name)
             pilot_seconds = time.perf_counter() - t0
         gains = [round(new.value - old.value, 4) for new, old in zip(scores, best.scores)]
         r = Round(number, derived[0].name, derived[0].summary, scores, gains, seconds=time.perf_counter() - t0)
@@ -220,17 +220,18 @@ class _Session:
             if d not in best.again:
                 best.again[d] = self._pilot(best.data, number, d, "best", repeat=1)
             best_rows, best_score = best.again[d]
-            if derived[d].screen is not None:
-                candidate.again[d] = self._screen(derived[d], d, best_rows, best_score)
-            else:
-                candidate.again[d] = self._pilot(derived[d].data, number, d, derived[0].name, repeat=1)
+            candidate.again[d] = self._candidate(number, derived[d], d, best_rows, best_score, repeat=1)
             again[d] = round(candidate.again[d][1].value - best_score.value, 4)
         return again
 
-    def _screen(self, change: Change, direction: int, generated, score: PilotScore) -> tuple:
-        """What a screening change keeps of a pilot's rows, scored as its own pilot would be: at the rate of those kept."""
-        kept = change.screen(generated)
-        return kept, self._score(kept, direction, score.rows_per_s * len(kept) / max(len(generated), 1))
+    def _candidate(self, number: int, change: Change, direction: int, best_rows, best_score: PilotScore,
+                   repeat: int = 0) -> tuple:  # fmt: skip
+        """The change's pilot in ``direction`` (rows, score), or, for a screening change, what it keeps of the best
+        spec's pilot (``best_rows``) scored as its own pilot would be: at the rate of the rows kept."""
+        if change.screen is None:
+            return self._pilot(change.data, number, direction, change.name, repeat)
+        kept = change.screen(best_rows)
+        return kept, self._score(kept, direction, best_score.rows_per_s * len(kept) / max(len(best_rows), 1))
 
     def rederive(self) -> list[tuple[Round, Change]]:
         """Each kept change derived again, in order, from the whole seed and the pilots it was derived from."""
@@ -297,15 +298,10 @@ class _Session:
         with self._engine() as engine:
             return self._greedy(engine, prompts, JUDGE_TOKENS, prefix=f"judge {hash(prefix)}")
 
-    def _pilots(self, datas, number: int, name: str) -> tuple[list[PilotScore], list]:
-        """One pilot per direction (``datas``: one spec per direction, or one for both)."""
-        datas = datas if isinstance(datas, list) else [datas] * len(DIRECTIONS)
-        scores, rows = [], []
-        for d, data in enumerate(datas):
-            df, score = self._pilot(data, number, d, name)
-            scores.append(score)
-            rows.append(df)
-        return scores, rows
+    def _pilots(self, data: dict, number: int, name: str) -> tuple[list[PilotScore], list]:
+        """One pilot of ``data`` per direction: (scores, rows)."""
+        pilots = [self._pilot(data, number, d, name) for d in range(len(DIRECTIONS))]
+        return [score for _, score in pilots], [rows for rows, _ in pilots]
 
     def _pilot(self, data: dict, number: int, direction: int, name: str, repeat: int = 0):
         """One pilot in ``direction``; ``repeat`` > 0 draws another seed (a second pilot of a split round)."""

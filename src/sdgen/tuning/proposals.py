@@ -244,16 +244,16 @@ LABEL_CHECK_RATIO = 0.8  # stricter than the spec's default 0.5: a pilot keeps a
 
 def label_check(data: dict, ev: Evidence) -> Change | None:
     """Drop generated rows that a classifier of the real rows reads as another label (``label_check``)."""
+    from sdgen.quality.steps.label_check import LabelCheck
+
     if data.get("label_check") or ev.real_path is None:
         return None
     out = copy.deepcopy(data)
     columns = {k: v for k, v in (("text_col", ev.text_col), ("label_col", ev.label_col)) if v != k.split("_")[0]}
     out["label_check"] = {"path": str(ev.real_path), **columns, "min_ratio": LABEL_CHECK_RATIO}
+    check = LabelCheck(ev.real["text"].tolist(), ev.real["label"].astype(str).tolist(), LABEL_CHECK_RATIO, ev.seed)
 
-    def screen(rows):
-        from sdgen.quality.steps.label_check import LabelCheck
-
-        check = LabelCheck(ev.real["text"].tolist(), ev.real["label"].astype(str).tolist(), LABEL_CHECK_RATIO, ev.seed)
+    def screen(rows):  # fitted once: a round screens each direction's pilot, and a split a second one
         return rows[check.passes(list(rows["text"]), list(rows["label"].astype(str)))]
 
     return Change("label-check", f"label_check: drop rows a classifier of the real rows reads as another label "
