@@ -153,3 +153,24 @@ def test_custom_template_syntax_error(tmp_path):
     spec = build_spec(base_spec(prompt_style="t.j2", sample_size=1), base_dir=tmp_path)
     with pytest.raises(SpecError, match="t.j2: template syntax error at line 1"):
         PromptBuilder(spec, PromptMode.COMPLETION)
+
+
+def test_same_label_examples_show_only_the_asked_labels_real_rows(tmp_path):
+    import pandas as pd
+
+    from sdgen.realdata import ExamplePool
+
+    labels = list(base_spec()["labels"])
+    real = tmp_path / "real.csv"
+    pd.DataFrame([(f"real {label} text {i}", label) for label in labels for i in range(5)],
+                 columns=["text", "label"]).to_csv(real, index=False)  # fmt: skip
+    spec = build_spec(base_spec(sample_size=40, examples_from={"path": str(real), "per_label": 2, "same_label": True}))
+    pool = ExamplePool(real, "text", "label", labels, per_label=2, seed=1, same_label=True)
+    render = renderer(CHATML)
+    prompts = PromptBuilder(spec, detect_mode(CHATML, render), render, pool)
+    rows = {row.label: row for row in make_plan(spec)}
+    for label, row in rows.items():
+        shown = [line for line in prompts.build(row).splitlines() if "real " in line]
+        assert len(shown) == 2 and all(f"real {label} text" in line for line in shown)
+    first, second = labels[:2]
+    assert prompts.prefix_of(0, first) != prompts.prefix_of(0, second)  # one cached prefix per label and group

@@ -35,3 +35,21 @@ def test_real_rows_holding_a_phrase_their_label_avoids_are_never_shown_but_stay_
 def test_a_label_left_without_a_real_row_to_show_is_named(real):
     with pytest.raises(RealDataError, match="every row labelled 'polite' holds a phrase that label avoids"):
         ExamplePool(real, "text", "label", ["polite", "neutral"], 1, 7, AvoidedPhrases({"polite": ["could you"]}))
+
+
+def test_same_label_draws_only_the_asked_labels_rows_each_group_and_label_its_own(real):
+    pool = ExamplePool(real, "text", "label", ["polite", "neutral"], per_label=3, seed=7, same_label=True)
+    assert pool.slots == 3
+    polite = [pool.draw(group, "polite") for group in range(6)]
+    assert polite == [pool.draw(group, "polite") for group in range(6)]
+    assert all(len(d) == 3 and {label for _, label in d} == {"polite"} for d in polite)
+    assert len({tuple(d) for d in polite}) > 1
+    assert {label for _, label in pool.draw(0, "neutral")} == {"neutral"}
+
+
+def test_same_label_draws_as_many_as_the_smallest_label_holds(tmp_path):
+    path = tmp_path / "real.csv"
+    rows = [(f"polite {i}", "polite") for i in range(6)] + [("neutral 0", "neutral"), ("neutral 1", "neutral")]
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    pool = ExamplePool(path, "text", "label", ["polite", "neutral"], per_label=4, seed=7, same_label=True)
+    assert pool.slots == 2 and len(pool.draw(0, "polite")) == 2  # every frame has the same slots to fill

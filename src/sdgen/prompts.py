@@ -131,15 +131,18 @@ class PromptBuilder:
         """The prompt asking for ``k`` texts (default: one per row) for rows that share label, category and type;
         a numbered list for several. A planned group the plan leaves short still asks for ``rows_per_request``
         texts, so that its request, and the texts it takes, do not depend on how many rows the run has."""
-        head, tail = self._frame_of(rows[0].row)
+        head, tail = self._frame_of(rows[0].row, rows[0].label)
         if not self.numbered:
             return head + self._row_part(rows[0]) + tail + self._answer_start()
         row = rows[0]
         return head + self._request(row.label, row.category, row.type, k or len(rows), row.unlike_examples) + tail + "1."
 
-    def prefix_of(self, row_id: int) -> str:
-        """Names the shared prompt prefix of a row's request: the rows of a group of real examples share one."""
-        return f"rows:{self._group_of(row_id)}" if self._pool is not None else "rows"
+    def prefix_of(self, row_id: int, label: str) -> str:
+        """Names the shared prompt prefix of a row's request: the rows of a group of real examples share one (the
+        rows of a label, where the examples are its own: ``same_label``)."""
+        if self._pool is None:
+            return "rows"
+        return f"rows:{self._group_of(row_id)}" + (f":{label}" if self._pool.same_label else "")
 
     def _group_of(self, row_id: int) -> int:
         """The group of rows (by plan id) that shares one draw of real examples."""
@@ -161,15 +164,16 @@ class PromptBuilder:
         return spec.texts_per_request > 1 and self.mode is not PromptMode.COMPLETION and self._template is None \
             and not spec.wants_reasoning
 
-    def _frame_of(self, row_id: int) -> tuple[str, str]:
+    def _frame_of(self, row_id: int, label: str) -> tuple[str, str]:
         if self._pool is None:
             return self._head, self._tail
         group = self._group_of(row_id)
-        if group not in self._frames:
+        key = (group, label if self._pool.same_label else None)
+        if key not in self._frames:
             if len(self._frames) > 64:  # groups come in plan order: old frames are not needed again
                 self._frames.clear()
-            self._frames[group] = self._fill(self._pool.draw(group))
-        return self._frames[group]
+            self._frames[key] = self._fill(self._pool.draw(group, label))
+        return self._frames[key]
 
     def _fill(self, real: list[tuple[str, str]]) -> tuple[str, str]:
         """The frame with this group's real examples in the sentinel slots."""

@@ -51,7 +51,7 @@ class ExamplePool:
     """Real rows per label; ``draw(group)`` gives a group of plan rows its own examples, the same every time."""
 
     def __init__(self, path: Path, text_col: str, label_col: str, labels: list[str], per_label: int, seed: int,
-                 avoided: AvoidedPhrases | None = None) -> None:  # fmt: skip
+                 avoided: AvoidedPhrases | None = None, same_label: bool = False) -> None:  # fmt: skip
         real = read_real(path, text_col, label_col)
         check_labels(path, labels, real)
         self.texts = {label: real.loc[real["label"] == label, "text"].tolist() for label in labels}
@@ -62,11 +62,17 @@ class ExamplePool:
             if empty:
                 raise RealDataError(f"{path}: every row labelled {', '.join(map(repr, empty))} holds a phrase "
                                     "that label avoids (labels.NAME.avoid); none is left to show")  # fmt: skip
-        self.per_label, self.seed = per_label, seed
-        self.slots = sum(min(per_label, len(texts)) for texts in self.texts.values())  # examples in every draw
+        self.per_label, self.seed, self.same_label = per_label, seed, same_label
+        counts = [len(texts) for texts in self.texts.values()]
+        # examples in every draw (a frame has as many slots as any draw fills)
+        self.slots = min(per_label, *counts) if same_label else sum(min(per_label, n) for n in counts)
 
-    def draw(self, group: int) -> list[tuple[str, str]]:
-        """``per_label`` (text, label) pairs per label, interleaved in a seeded order."""
+    def draw(self, group: int, label: str | None = None) -> list[tuple[str, str]]:
+        """``per_label`` (text, label) pairs per label, interleaved in a seeded order; with ``same_label``, ``slots``
+        pairs of ``label`` alone."""
+        if self.same_label:
+            rng = random.Random(derive_seed(self.seed, "real-examples", group, label))
+            return [(text, label) for text in rng.sample(self.texts[label], self.slots)]
         rng = random.Random(derive_seed(self.seed, "real-examples", group))
         picked = [(text, label) for label, texts in self.texts.items()
                   for text in rng.sample(texts, min(self.per_label, len(texts)))]  # fmt: skip

@@ -222,6 +222,10 @@ class RealExamples(_Strict):
     label_col: str = Field("label", description="The label column.")
     per_label: int = Field(1, ge=1, le=8, description="Real examples per label in each prompt.")
     group_rows: int = Field(32, ge=1, description="Rows (by plan id) that share one draw of examples.")
+    same_label: bool = Field(
+        False, description="Show only real rows of the label asked for (per_label of them) instead of per_label of "
+        "every label: the model imitates its label's real rows, not the mix (docs/quality.md).",
+    )  # fmt: skip
 
     @model_validator(mode="before")
     @classmethod

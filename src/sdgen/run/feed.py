@@ -110,7 +110,7 @@ class RequestFeed:
         # answer (a group the run leaves short, a resumed group), and no tokens are spent on items nobody reads.
         return Request(request_id, self.builder.build_group(job.rows, k), self._params_for(k), job.seed(self.spec),
                        self.builder.group_stop_strings(job.last_item), rows=tuple(r.row for r in job.rows if job.takes(r)),
-                       label=job.rows[0].label, asked=k, prefix=self.builder.prefix_of(job.rows[0].row), avoid=self._avoid_of(job))  # fmt: skip
+                       label=job.rows[0].label, asked=k, prefix=self.builder.prefix_of(job.rows[0].row, job.rows[0].label), avoid=self._avoid_of(job))  # fmt: skip
 
     def _avoid_of(self, job: Job) -> str | None:
         """The avoided phrases of the request's label: it may stop once its answer holds one. A one-text request's row

@@ -95,7 +95,8 @@ class Run:
             raise SpecError("judge.model: the online judge runs on the generating engine for now; "
                             "leave judge.model out (docs/quality.md)")  # fmt: skip
         self.pool = (ExamplePool(spec.real_examples_path, spec.examples_from.text_col, spec.examples_from.label_col,
-                                 list(spec.labels), spec.examples_from.per_label, spec.seed, spec.avoided)
+                                 list(spec.labels), spec.examples_from.per_label, spec.seed, spec.avoided,
+                                 spec.examples_from.same_label)
                      if spec.examples_from is not None else None)  # fmt: skip
         self.mixed = None
         if spec.mixed_real is not None:  # written at the end, beside the generated rows; never copied by them
