@@ -357,6 +357,45 @@ def test_a_separate_judge_model_is_refused_before_anything_is_written(tmp_path, 
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_a_judge_shown_real_rows_reads_them_as_its_examples_and_still_rejects(tmp_path, model_path):
+    """judge.real: the judge's prompt is the real rows as labelled examples (no spec task), the judged text last."""
+    real = tmp_path / "real.csv"
+    pd.DataFrame({"text": ["real one", "real two", "real three"], "label": ["a", "b", "a"]}).to_csv(real, index=False)
+    prompts = []
+
+    class Recording(CraftedEngine):
+        def generate(self, requests):  # requests stream in as results go out: record them as they pass
+            def seen():
+                for req in requests:
+                    prompts.extend([req.prompt] if req.choices else [])
+                    yield req
+
+            yield from super().generate(seen())
+
+    register_engine("recording-judge", Recording)
+    spec = spec_for(tmp_path, model_path, sample_size=20, judge={"real": "real.csv"}, balance={"replacements": 1})
+    CraftedEngine.script = staticmethod(lambda row, label, attempt: f"text {row} says {'ab'[label == 'a'] if row == 0 else label}")
+    summary = sdgen.generate(spec, backend="recording-judge")
+    assert summary.written == 20 and summary.judge.rejected == 1
+    head = prompts[0].rsplit("Text: ", 1)[0]
+    assert head.startswith("Label each text as one of: a, b.") and "Crafted texts" not in head
+    assert all(f"Text: {t}\nLabel: {label}" in head for t, label in (("real one", "a"), ("real two", "b")))
+    assert prompts[0].endswith("\nLabel:") and {p.rsplit("Text: ", 1)[0] for p in prompts} == {head}
+
+
+def test_a_judge_real_file_lacking_a_label_fails_before_anything_is_written(tmp_path, model_path):
+    from sdgen.errors import SpecError
+    from sdgen.realdata import RealDataError
+
+    pd.DataFrame({"text": ["real one"], "label": ["a"]}).to_csv(tmp_path / "real.csv", index=False)
+    spec = spec_for(tmp_path, model_path, judge={"real": "real.csv"})
+    with pytest.raises(RealDataError, match="has no rows labelled 'b'"):
+        sdgen.generate(spec, backend="crafted")
+    assert not (tmp_path / "out.csv").exists()
+    with pytest.raises(SpecError, match="judge.real: true takes its rows from examples_from"):
+        spec_for(tmp_path, model_path, judge={"real": True})
+
+
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
 def test_conflicts_and_judge_flags_rewrite_every_format(tmp_path, model_path, suffix):
     from sdgen.store.files import read_dataset

@@ -185,34 +185,6 @@ class BalanceOptions(_Strict):
         return {"mode": value} if isinstance(value, str) else value
 
 
-class JudgeOptions(_Strict):
-    """Every parsed row's label is checked online: a model picks one of the labels for the text (its output
-    constrained to them); a row it gives another label is rejected and replaced."""
-
-    enabled: bool = Field(True, description="Judge every parsed row (`judge: false` turns it off).")
-    model: str | None = Field(
-        None, description="None: the generating engine judges its own rows (in the same batches). A model name or "
-        "path is not supported yet in the online judge.",
-    )  # fmt: skip
-    action: Literal["drop", "flag"] = Field(
-        "drop", description="drop = rejected rows go to <output>.rejected and are replaced (see balance.replacements); "
-        "flag = every row is kept, with `judged_label`, `judge_confidence` and `agrees` columns.",
-    )  # fmt: skip
-    min_confidence: float = Field(
-        0.0, ge=0.0, lt=1.0,
-        description="Also reject a row the judge gives its own label with less than this probability (the judge "
-        "model's probability of its answer). 0: its answer alone decides. Stricter keeps rows whose label is "
-        "plainer, at more replacements per row (docs/quality.md).",
-    )  # fmt: skip
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_scalar(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            return {"enabled": value}
-        return {"model": value} if isinstance(value, str) else value
-
-
 class RealExamples(_Strict):
     """Real labelled rows shown as examples: each group of rows sees its own draw, so groups see different ones
     while rows of a group share their prompt prefix (and the engine's prefix cache). Never written to the output."""
@@ -253,6 +225,48 @@ class MixReal(_RealRows):
     """Real labelled rows written into the dataset beside the generated ones, with a `source` column (real /
     generated): ``mix_real: true`` (the examples_from file), a path, or these fields. They are reserved in the
     dedup index, so no generated row copies one."""
+
+
+class JudgeReal(_RealRows):
+    """Real labelled rows the judge reads as its examples: true (the examples_from file), a path, or these fields."""
+
+
+class JudgeOptions(_Strict):
+    """Every parsed row's label is checked online: a model picks one of the labels for the text (its output
+    constrained to them); a row it gives another label is rejected and replaced."""
+
+    enabled: bool = Field(True, description="Judge every parsed row (`judge: false` turns it off).")
+    model: str | None = Field(
+        None, description="None: the generating engine judges its own rows (in the same batches). A model name or "
+        "path is not supported yet in the online judge.",
+    )  # fmt: skip
+    action: Literal["drop", "flag"] = Field(
+        "drop", description="drop = rejected rows go to <output>.rejected and are replaced (see balance.replacements); "
+        "flag = every row is kept, with `judged_label`, `judge_confidence` and `agrees` columns.",
+    )  # fmt: skip
+    min_confidence: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="Also reject a row the judge gives its own label with less than this probability (the judge "
+        "model's probability of its answer). 0: its answer alone decides. Stricter keeps rows whose label is "
+        "plainer, at more replacements per row (docs/quality.md).",
+    )  # fmt: skip
+    real: JudgeReal | None = Field(
+        None, description="Real labelled rows the judge reads as its examples, instead of the spec's descriptions "
+        "and examples: true (the examples_from file), a path, or {path, text_col, label_col}. The model reads a "
+        "task's labels from a few dozen real rows far better than from one-line descriptions (docs/tune.md).",
+    )  # fmt: skip
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_scalar(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return {"enabled": value}
+        return {"model": value} if isinstance(value, str) else value
+
+    @field_validator("real", mode="before")
+    @classmethod
+    def _real_off(cls, value: Any) -> Any:
+        return None if value is False else value
 
 
 class LabelCheckOptions(_RealRows):
@@ -450,6 +464,9 @@ class Spec(_Strict):
         if self.label_check is not None and self.label_check.path is None and self.examples_from is None:
             raise ValueError("label_check: true takes its rows from examples_from, which the spec lacks; give "
                              "label_check a path (label_check: real.csv)")  # fmt: skip
+        if self.judge.real is not None and self.judge.real.path is None and self.examples_from is None:
+            raise ValueError("judge.real: true takes its rows from examples_from, which the spec lacks; give "
+                             "judge.real a path (judge: {real: real.csv})")  # fmt: skip
         if self.prompt_style not in BUILTIN_STYLES:
             path = self.template_path
             if path is None or not path.is_file():
@@ -490,6 +507,11 @@ class Spec(_Strict):
     def label_check_source(self) -> tuple[Path, str, str] | None:
         """(path, text column, label column) of the real rows ``label_check`` learns from, or None."""
         return self._real_source(self.label_check)
+
+    @property
+    def judge_real_source(self) -> tuple[Path, str, str] | None:
+        """(path, text column, label column) of the real rows the judge is shown as examples, or None."""
+        return self._real_source(self.judge.real) if self.judge.enabled else None
 
     def _real_source(self, option: _RealRows | None) -> tuple[Path, str, str] | None:
         """A real-rows option's file and columns; without a path, the examples_from file and its columns."""

@@ -14,7 +14,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from sdgen.spec import (
-    BalanceOptions, DedupOptions, EngineOptions, Example, GenerationParams, JudgeOptions, ModelChoice, RayOptions,
+    BalanceOptions, DedupOptions, EngineOptions, Example, GenerationParams, JudgeOptions, JudgeReal, ModelChoice, RayOptions,
     LabelCheckOptions, MixReal, RealExamples, Spec,
 )  # fmt: skip
 
@@ -22,7 +22,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("spec", Spec), ("examples[]", Example), ("examples_from", RealExamples), ("mix_real", MixReal), ("label_check", LabelCheckOptions),
     ("models[]", ModelChoice),
     ("generation", GenerationParams), ("engine", EngineOptions), ("dedup", DedupOptions), ("balance", BalanceOptions),
-    ("judge", JudgeOptions), ("ray", RayOptions),
+    ("judge", JudgeOptions), ("judge.real", JudgeReal), ("ray", RayOptions),
 ]  # fmt: skip
 
 INTRO = """# Spec reference

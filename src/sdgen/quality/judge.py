@@ -14,6 +14,7 @@ from sdgen.prompts import ChatRenderer, PromptMode, render_around
 from sdgen.spec import GenerationParams, Spec
 
 _TEXT_SENTINEL = "\x00SDGEN_TEXT\x00"
+EXAMPLE_CHARS = 200  # a real row shown as an example, and a judged text, are cut to this many characters
 JUDGE_PARAMS = GenerationParams(max_new_tokens=16, temperature=0.0, repetition_penalty=1.0)
 
 
@@ -79,16 +80,37 @@ class JudgeStats:
         }  # fmt: skip
 
 
-class JudgePrompt:
-    """Prompts that ask a model for the label of one text, in the model's prompt mode."""
+def clip(text: str) -> str:
+    return " ".join(str(text).split())[:EXAMPLE_CHARS]
 
-    def __init__(self, spec: Spec, mode: PromptMode, render: ChatRenderer | None) -> None:
+
+def examples_prefix(real, labels: list[str], seed: int = 0) -> str:
+    """The instruction and every row of ``real`` (text, label) as a labelled example, shuffled: a plain completion
+    prompt, which a chat model reads as well as a chat turn (the prefix every judged text shares)."""
+    shown = real.sample(frac=1, random_state=seed)
+    shots = "\n".join(f"Text: {clip(t)}\nLabel: {label}" for t, label in zip(shown["text"], shown["label"]))
+    return f"Label each text as one of: {', '.join(labels)}.\n\n{shots}\n\n"
+
+
+def prompt(prefix: str, text: str) -> str:
+    return f"{prefix}Text: {clip(text)}\nLabel:"
+
+
+class JudgePrompt:
+    """Prompts that ask a model for the label of one text, in the model's prompt mode; shown ``real`` rows (text,
+    label), the prompt is those rows as labelled examples (`examples_prefix`) instead of the spec's task."""
+
+    def __init__(self, spec: Spec, mode: PromptMode, render: ChatRenderer | None, real=None) -> None:
         self.spec = spec
         self.mode = mode
         self.choices = tuple(spec.labels)
-        self._head, self._tail = self._frame(render)
+        self._real = real is not None
+        self._head, self._tail = (examples_prefix(real, list(spec.labels), spec.seed), "") if self._real \
+            else self._frame(render)  # fmt: skip
 
     def build(self, text: str) -> str:
+        if self._real:
+            return prompt(self._head, text)
         return self._head + " ".join(text.split()) + self._tail
 
     def _instructions(self) -> str:

@@ -11,26 +11,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-EXAMPLE_CHARS = 200  # a real row shown as an example, and a judged text, are cut to this many characters
+from sdgen.quality.judge import examples_prefix, prompt
+
 JUDGE_TOKENS = 4  # the longest label needs 2-3 tokens; the answer is read by its start
 
 # (examples prefix, prompts) -> the model's answers, greedy: what `loop` runs on the kept engine
 Answer = Callable[[str, list[str]], list[str]]
-
-
-def clip(text: str) -> str:
-    return " ".join(str(text).split())[:EXAMPLE_CHARS]
-
-
-def examples_prefix(real, labels: list[str], seed: int = 0) -> str:
-    """The instruction and every real row of ``real`` as a labelled example, shuffled (the prefix all prompts share)."""
-    shown = real.sample(frac=1, random_state=seed)
-    shots = "\n".join(f"Text: {clip(t)}\nLabel: {label}" for t, label in zip(shown["text"], shown["label"]))
-    return f"Label each text as one of: {', '.join(labels)}.\n\n{shots}\n\n"
-
-
-def prompt(prefix: str, text: str) -> str:
-    return f"{prefix}Text: {clip(text)}\nLabel:"
 
 
 def read_label(answer: str, labels: list[str]) -> str:
