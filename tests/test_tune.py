@@ -134,7 +134,8 @@ def test_the_label_check_is_kept_when_it_drops_rows_held_out_real_rows_read_othe
     assert all(s.agreement == 1.0 for s in check.scores) and all(s.agreement < 0.8 for s in baseline.scores)
     assert events.count("pilot") == 2 and result.pilot_rows == 2 * 24  # the baseline's two pilots, nothing more
     for before, after in zip(baseline.scores, check.scores):  # the rows of the same pilot it keeps, at their rate
-        assert 0 < after.rows < before.rows and after.rows_per_s == pytest.approx(before.rows_per_s * after.rows / before.rows, rel=1e-2)
+        writing = before.rows / before.rows_per_s  # and the screening's own time on top: the fake writes in ~ms
+        assert 0 < after.rows < before.rows and after.rows / writing > after.rows_per_s > after.rows / (writing + 1.0)
     tuned = yaml.safe_load(result.spec_path.read_text())
     assert tuned["label_check"] == {"path": "../seed.csv", "min_ratio": 0.8}
     summary = sdgen.generate(result.spec_path, backend="tune-scripted", rows=60, output=tmp_path / "out.csv")
@@ -219,7 +220,8 @@ def test_a_screening_change_is_never_piloted_and_a_split_screens_the_best_specs_
     _, screened = result.rounds
     assert screened.gains == [0.05, -0.01] and screened.again == {1: 0.03} and screened.kept
     assert piloted == [("baseline", 0, 0), ("baseline", 1, 0), ("best", 1, 1)]  # the change itself: never piloted
-    assert [(s.rows, s.rows_per_s) for s in screened.scores] == [(5, 1.0), (5, 1.0)]  # half the rows at half the rate
+    # half the rows at half the rate (a little less: screening takes its time too)
+    assert [s.rows for s in screened.scores] == [5, 5] and all(0.99 < s.rows_per_s < 1.0 for s in screened.scores)
 
 
 def test_the_row_budget_leaves_later_rounds_untried(tmp_path, spec_path, seed_csv):
@@ -534,3 +536,34 @@ def test_the_tuned_spec_finds_its_files_wherever_it_is_written(tmp_path):
                        {"path": str(tmp_path / "seed.csv"), "min_ratio": 0.8}}, spec, tuned)  # fmt: skip
     assert short == {"examples_from": "../../specs/data/real.csv", "mix_real": "../../specs/data/real.csv",
                      "label_check": {"path": "../../seed.csv", "min_ratio": 0.8}}
+
+
+def test_the_real_judge_screens_the_rows_the_model_gives_another_label_and_never_starves_a_label(tmp_path):
+    """real-judge: the online judge shown the real rows drops what the model reads as another label; it is scored by
+    screening the best pilot's rows, and the run gets room to replace them. A judge that would reject most of some
+    label's rows is not proposed, nor is one where the spec already says what its judge does."""
+    from sdgen.tuning.proposals import judged_by_real
+
+    real = pd.DataFrame({"text": ["so calm", "so sad"], "label": ["calm", "sad"]})
+    generated = pd.DataFrame({"text": ["calm a", "calm b", "calm c", "sad a", "sad b"], "label": ["calm"] * 3 + ["sad"] * 2})
+    data = {"task": "t", "labels": {"calm": "Calm.", "sad": "Sad."}}
+    seed = tmp_path / "seed.csv"
+    reads = {"calm a": "calm", "calm b": "sad", "calm c": "calm", "sad a": "sad", "sad b": "sad"}
+    judge = lambda texts: [reads[t] for t in texts]  # noqa: E731
+    change = judged_by_real(data, Evidence(real, generated, real_path=seed, judge=judge))
+    assert change.data["judge"] == {"real": {"path": str(seed)}} and change.screen is not None
+    assert list(change.screen(generated)["text"]) == ["calm a", "calm c", "sad a", "sad b"]
+    assert change.data["balance"] == {"replacements": 4}  # calm keeps 2 of 3: 3 / (2/3) rows where 3 were allowed
+    assert "keeps 67% of the label it keeps least" in change.summary
+    reads["calm a"] = reads["calm c"] = "sad"  # calm keeps none of its rows
+    assert judged_by_real(data, Evidence(real, generated, real_path=seed, judge=judge)) is None
+    assert judged_by_real({**data, "judge": False}, Evidence(real, generated, real_path=seed, judge=judge)) is None
+
+
+def test_a_tuned_spec_names_the_judges_real_rows_relative_to_itself(tmp_path):
+    from sdgen.tuning.output import _relocate
+
+    spec = tmp_path / "specs" / "plain.yaml"
+    data = {"judge": {"real": {"path": str(tmp_path / "seed.csv")}}, "label_check": "seed.csv"}
+    moved = _relocate(data, spec, tmp_path / "out" / "tuned.yaml")
+    assert moved["judge"] == {"real": {"path": "../seed.csv"}} and moved["label_check"] == "../specs/seed.csv"

@@ -199,9 +199,9 @@ class _Session:
         t0 = time.perf_counter()
         tried = [self._candidate(number, change, d, best.rows[d], best.scores[d]) for d, change in enumerate(derived)]
         rows, scores = [kept for kept, _ in tried], [score for _, score in tried]
-        if derived[0].screen is not None:
+        if derived[0].screen is not None:  # its pilots replace the rows it drops, and screen every row they write
             kept_share = sum(map(len, rows)) / max(sum(map(len, best.rows)), 1)
-            pilot_seconds = best.seconds / max(kept_share, 0.1)  # its pilots replace the rows it drops
+            pilot_seconds = (best.seconds + time.perf_counter() - t0) / max(kept_share, 0.1)
         else:
             pilot_seconds = time.perf_counter() - t0
         gains = [round(new.value - old.value, 4) for new, old in zip(scores, best.scores)]
@@ -230,8 +230,10 @@ class _Session:
         spec's pilot (``best_rows``) scored as its own pilot would be: at the rate of the rows kept."""
         if change.screen is None:
             return self._pilot(change.data, number, direction, change.name, repeat)
+        t0 = time.perf_counter()
         kept = change.screen(best_rows)
-        return kept, self._score(kept, direction, best_score.rows_per_s * len(kept) / max(len(best_rows), 1))
+        seconds = len(best_rows) / max(best_score.rows_per_s, 1e-9) + time.perf_counter() - t0  # writing + screening
+        return kept, self._score(kept, direction, len(kept) / seconds)
 
     def rederive(self) -> list[tuple[Round, Change]]:
         """Each kept change derived again, in order, from the whole seed and the pilots it was derived from."""

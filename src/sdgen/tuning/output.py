@@ -30,12 +30,16 @@ def _relocate(data: dict, spec_path: Path, output: Path) -> dict:
 
     if data.get("prompt_style") not in (None, *BUILTIN_STYLES) and not Path(data["prompt_style"]).is_absolute():
         data["prompt_style"] = os.path.relpath(here / data["prompt_style"], there)
-    for key in ("examples_from", "label_check", "mix_real"):  # the options that name a real-rows file
-        source = data.get(key)
+    def relocated(source):
         if isinstance(source, dict) and source.get("path"):
-            data[key] = {**source, "path": moved(str(source["path"]))}
-        elif isinstance(source, str):
-            data[key] = moved(source)
+            return {**source, "path": moved(str(source["path"]))}
+        return moved(source) if isinstance(source, str) else source
+
+    for key in ("examples_from", "label_check", "mix_real"):  # the options that name a real-rows file
+        if key in data:
+            data[key] = relocated(data[key])
+    if isinstance(data.get("judge"), dict) and "real" in data["judge"]:
+        data["judge"] = {**data["judge"], "real": relocated(data["judge"]["real"])}
     return data
 
 
