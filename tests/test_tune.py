@@ -3,8 +3,10 @@ kept only when held-out real rows say it helps; the seed's folds; bad seeds; wha
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import subprocess
 import sys
 
 import pandas as pd
@@ -567,3 +569,23 @@ def test_a_tuned_spec_names_the_judges_real_rows_relative_to_itself(tmp_path):
     data = {"judge": {"real": {"path": str(tmp_path / "seed.csv")}}, "label_check": "seed.csv"}
     moved = _relocate(data, spec, tmp_path / "out" / "tuned.yaml")
     assert moved["judge"] == {"real": {"path": "../seed.csv"}} and moved["label_check"] == "../specs/seed.csv"
+
+
+def test_over_used_phrases_come_in_the_same_order_whatever_the_hash_seed():
+    """Tied phrases are ordered by spelling, not by a set's order, which changes from one process to the next: a
+    tune run again on the same rows must write the same avoid lists (and so pilot the same prompts)."""
+    code = (
+        "import pandas as pd\n"
+        "from sdgen.tuning import profile\n"
+        "real = pd.DataFrame({'text': ['please help me', 'could you check', 'me and i agree', 'ok fine', 'fine then ok'] * 10,\n"
+        "                     'label': ['polite', 'polite', 'polite', 'neutral', 'neutral'] * 10})\n"
+        "gen = pd.DataFrame({'text': ['please could you me i go'] * 6 + ['ok'] * 2, 'label': ['neutral'] * 8})\n"
+        "print(profile.overused(gen, real, 'neutral'))\n"
+    )
+    outputs = set()
+    for seed in ("1", "2", "3", "4"):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONHASHSEED": seed})  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        outputs.add(done.stdout)
+    assert outputs == {"['could', 'i', 'me', 'please']\n"}  # five phrases tie: the first four by spelling

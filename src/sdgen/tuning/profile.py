@@ -96,7 +96,8 @@ def overused(generated, real, label: str, n: int = 4, min_share: float = 0.15, r
         if phrase in others and share >= min_share and share >= ratio * max(real_share, 0.5 / real_n):
             found.append((share - real_share, phrase))
     picked: list[str] = []
-    for _, phrase in sorted(found, key=lambda f: (f[0], " " not in f[1]), reverse=True):  # a word before its pairs
+    # the largest gap first, a word before its pairs, then by spelling: ties must not fall to the order of a set
+    for _, phrase in sorted(found, key=lambda f: (-f[0], " " in f[1], f[1])):
         if len(picked) < n and not (" " in phrase and any(w in picked for w in phrase.split())):
             picked.append(phrase)
     return picked
