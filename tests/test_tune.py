@@ -544,7 +544,7 @@ def test_the_real_judge_screens_the_rows_the_model_gives_another_label_and_never
     """real-judge: the online judge shown the real rows drops what the model reads as another label; it is scored by
     screening the best pilot's rows, and the run gets room to replace them. A judge that would reject most of some
     label's rows is not proposed, nor is one where the spec already says what its judge does."""
-    from sdgen.tuning.proposals import judged_by_real
+    from sdgen.tuning.proposals import Withheld, judged_by_real
 
     real = pd.DataFrame({"text": ["so calm", "so sad"], "label": ["calm", "sad"]})
     generated = pd.DataFrame({"text": ["calm a", "calm b", "calm c", "sad a", "sad b"], "label": ["calm"] * 3 + ["sad"] * 2})
@@ -557,8 +557,9 @@ def test_the_real_judge_screens_the_rows_the_model_gives_another_label_and_never
     assert list(change.screen(generated)["text"]) == ["calm a", "calm c", "sad a", "sad b"]
     assert change.data["balance"] == {"replacements": 4}  # calm keeps 2 of 3: 3 / (2/3) rows where 3 were allowed
     assert "keeps 67% of the label it keeps least" in change.summary
-    reads["calm a"] = reads["calm c"] = "sad"  # calm keeps none of its rows
-    assert judged_by_real(data, Evidence(real, generated, real_path=seed, judge=judge)) is None
+    reads["calm a"] = reads["calm c"] = "sad"  # calm keeps none of its rows: held back, and the log says why
+    with pytest.raises(Withheld, match="gives calm's rows their own label 0% of the time .under 20%.; calm would starve"):
+        judged_by_real(data, Evidence(real, generated, real_path=seed, judge=judge))
     assert judged_by_real({**data, "judge": False}, Evidence(real, generated, real_path=seed, judge=judge)) is None
 
 
@@ -589,3 +590,15 @@ def test_over_used_phrases_come_in_the_same_order_whatever_the_hash_seed():
         assert done.returncode == 0, done.stderr
         outputs.add(done.stdout)
     assert outputs == {"['could', 'i', 'me', 'please']\n"}  # five phrases tie: the first four by spelling
+
+
+def test_a_withheld_proposal_runs_no_round_and_the_log_says_why(tmp_path, spec_path, seed_csv):
+    from sdgen.tuning.proposals import Withheld
+
+    def starving(data, ev):
+        raise Withheld("real-judge: sad would starve")
+
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
+                        pilot_rows_per_label=8, proposals=[starving])  # fmt: skip
+    assert [r.name for r in result.rounds] == ["baseline"] and result.withheld == ["real-judge: sad would starve"]
+    assert "Held back: real-judge: sad would starve." in result.log_path.read_text()

@@ -28,7 +28,7 @@ from sdgen.progress import NullProgress, ProgressListener
 from sdgen.realdata import SeedSet
 from sdgen.spec import Spec, build_spec, read_spec_file
 from sdgen.store.files import read_dataset
-from sdgen.tuning.proposals import PROPOSALS, RELATIVE_COST, Change, Evidence
+from sdgen.tuning.proposals import PROPOSALS, RELATIVE_COST, Change, Evidence, Withheld
 from sdgen.tuning.result import DIRECTIONS, Round, TuneResult
 from sdgen.tuning.judge import JUDGE_TOKENS, agreement, judge_texts
 from sdgen.tuning.score import PilotScore, panel_agreement, score_pilot
@@ -80,7 +80,8 @@ def tune(spec: str | Path, real: str | Path, *, output: str | Path | None = None
     write_tuned_spec(output, tuned, changes, spec_path)
     result = TuneResult(output, output.with_name(output.stem + ".tune.md"), session.rounds, changes,
                         session.pilot_rows, time.perf_counter() - session.t0, stopped, session.skipped,
-                        session.judge_accuracy, 1 / len(session.labels), session.model_accuracy, rederive_seconds)  # fmt: skip
+                        session.judge_accuracy, 1 / len(session.labels), session.model_accuracy, rederive_seconds,
+                        withheld=session.withheld)  # fmt: skip
     write_log(result, spec_path, Path(real), seed_set)
     return result
 
@@ -138,6 +139,7 @@ class _Session:
         self.rounds: list[Round] = []
         self.kept: list[tuple[Round, Any, list]] = []  # (round, proposal, the best pilots' rows it was derived from)
         self.skipped: list[str] = []  # proposals that found nothing to change
+        self.withheld: list[str] = []  # proposals that held their change back: why
         self.pilot_rows = 0
         self.rederiving = 0.0  # seconds `rederive` will take (REDERIVE_COST x deriving the kept changes): held back
         self.estimates = RoundEstimates()
@@ -171,7 +173,11 @@ class _Session:
                 why_untried = why
                 continue
             t0 = time.perf_counter()
-            derived = [proposal(best.data, self._evidence(i, best.rows[i])) for i in range(len(DIRECTIONS))]
+            try:
+                derived = [proposal(best.data, self._evidence(i, best.rows[i])) for i in range(len(DIRECTIONS))]
+            except Withheld as why:
+                self.withheld.append(str(why))
+                continue
             deriving = time.perf_counter() - t0  # asking the model (`not:` lines, descriptions) takes a while
             if any(c is None for c in derived):
                 self.skipped.append(derived[0].name if derived[0] is not None else proposal.__name__)
@@ -245,7 +251,11 @@ class _Session:
             ev = Evidence(real, pd.concat(rows, ignore_index=True), self.seed_set.path.absolute(), self.seed,
                           self.seed_set.text_col, self.seed_set.label_col, self.ask, self.output_dir,
                           self._judge_by(real))  # fmt: skip
-            change = proposal(data, ev)
+            try:
+                change = proposal(data, ev)
+            except Withheld as why:  # the whole seed says otherwise than the fold did: the change stays out
+                self.withheld.append(f"{why} (the whole seed, after round {r.number} kept it)")
+                change = None
             if change is not None:
                 out.append((r, change))
                 data = change.data

@@ -115,7 +115,8 @@ def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet
         f"{result.pilot_rows} pilot rows in {result.seconds / 60:.1f} minutes (model load included; "
         f"{result.rederive_seconds:.0f} s of it deriving the kept changes again from the whole seed)."
         + (f" Left untried: {result.stopped}." if result.stopped else "")
-        + (f" Nothing to change for: {', '.join(result.skipped)}." if result.skipped else ""), "",
+        + (f" Nothing to change for: {', '.join(result.skipped)}." if result.skipped else "")
+        + "".join(f" Held back: {why}." for why in result.withheld), "",
         "| round | change | kept | gain (fold 1 / fold 0) | score (fold 1 / fold 0) | agreement | TSTR F1 | hybrid F1 | rows/s | s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip

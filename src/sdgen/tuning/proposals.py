@@ -23,6 +23,10 @@ STYLE_GAP = 0.2  # a surface feature whose share differs this much between real 
 LENGTH_GAP = 0.3  # ... and a median length that differs by this share
 
 
+class Withheld(Exception):
+    """A proposal found a change but holds it back; the message says why (it goes into the log)."""
+
+
 @dataclass
 class Evidence:
     real: Any  # DataFrame: real rows (text, label) the change may learn from
@@ -272,9 +276,10 @@ def judged_by_real(data: dict, ev: Evidence) -> Change | None:
         return None  # a spec's own judge (or none) is the user's choice
     generated = ev.generated["label"].astype(str).reset_index(drop=True)
     given = generated == list(ev.judge(list(ev.generated["text"])))
-    worst = min(float(given[generated == label].mean()) for label in generated.unique())
-    if worst < JUDGE_MIN_SHARE:
-        return None  # it would starve a label: most of its rows rejected, its quota filled slowly or not at all
+    worst, starved = min((float(given[generated == label].mean()), label) for label in generated.unique())
+    if worst < JUDGE_MIN_SHARE:  # most of the label's rows rejected: its quota filled slowly or not at all
+        raise Withheld(f"real-judge: shown these real rows, the model gives {starved}'s rows their own label {worst:.0%} "
+                       f"of the time (under {JUDGE_MIN_SHARE:.0%}); {starved} would starve")  # fmt: skip
     out = copy.deepcopy(data)
     columns = {k: v for k, v in (("text_col", ev.text_col), ("label_col", ev.label_col)) if v != k.split("_")[0]}
     out["judge"] = {"real": {"path": str(ev.real_path), **columns}}
