@@ -47,13 +47,20 @@ def check_labels(path: Path, labels: list[str], real) -> None:
                             f"(its labels: {', '.join(sorted(have))}); use a file with the same labels")  # fmt: skip
 
 
+def read_labelled(path: Path, text_col: str, label_col: str, labels: list[str]):
+    """The file's rows of ``labels`` (text, label): every label must have rows, and a label not in ``labels`` is left
+    out (no reading or example can have it)."""
+    real = read_real(path, text_col, label_col)
+    check_labels(path, labels, real)
+    return real[real["label"].isin(labels)]
+
+
 class ExamplePool:
     """Real rows per label; ``draw(group)`` gives a group of plan rows its own examples, the same every time."""
 
     def __init__(self, path: Path, text_col: str, label_col: str, labels: list[str], per_label: int, seed: int,
                  avoided: AvoidedPhrases | None = None, same_label: bool = False) -> None:  # fmt: skip
-        real = read_real(path, text_col, label_col)
-        check_labels(path, labels, real)
+        real = read_labelled(path, text_col, label_col, labels)
         self.texts = {label: real.loc[real["label"] == label, "text"].tolist() for label in labels}
         self._reserved = [(text, label) for label, texts in self.texts.items() for text in texts]
         if avoided:  # a real row holding a phrase its label avoids is never shown (it is still reserved)

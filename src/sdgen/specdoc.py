@@ -14,8 +14,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from sdgen.spec import (
-    BalanceOptions, DedupOptions, EngineOptions, Example, GenerationParams, JudgeOptions, JudgeReal, ModelChoice, RayOptions,
-    LabelCheckOptions, MixReal, RealExamples, Spec,
+    BalanceOptions, DedupOptions, EngineOptions, Example, GenerationParams, JudgeOptions, JudgeReal, ModelChoice,
+    RayOptions, LabelCheckOptions, MixReal, RealExamples, Spec,
 )  # fmt: skip
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [

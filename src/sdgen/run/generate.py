@@ -31,7 +31,7 @@ from sdgen.run.settle import Settle
 from sdgen.run.state import Resumed, Sidecars, start_fresh
 from sdgen.run.stop import StopRequest
 from sdgen.run.summary import Summary
-from sdgen.realdata import ExamplePool, SeedSet, check_labels, read_real
+from sdgen.realdata import ExamplePool, SeedSet, read_labelled
 from sdgen.spec import Spec, apply_overrides, load_spec
 from sdgen.store.files import JUDGE_COLUMNS, columns_for, dataset_exists, open_writer
 from sdgen.store.lock import OutputLock
@@ -98,12 +98,8 @@ class Run:
                                  list(spec.labels), spec.examples_from.per_label, spec.seed, spec.avoided,
                                  spec.examples_from.same_label)
                      if spec.examples_from is not None else None)  # fmt: skip
-        self.judge_real = None
-        if spec.judge_real_source is not None:  # the judge's examples: read before any file is written
-            path, text_col, label_col = spec.judge_real_source
-            real = read_real(path, text_col, label_col)
-            check_labels(path, list(spec.labels), real)
-            self.judge_real = real[real["label"].isin(list(spec.labels))]
+        source = spec.judge_real_source  # the judge's examples: read before any file is written
+        self.judge_real = read_labelled(*source, list(spec.labels)) if source is not None else None
         self.mixed = None
         if spec.mixed_real is not None:  # written at the end, beside the generated rows; never copied by them
             path, text_col, label_col = spec.mixed_real

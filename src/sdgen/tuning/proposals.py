@@ -51,6 +51,12 @@ class Change:
     screen: Callable[[Any], Any] | None = None
 
 
+def _real_rows(ev: Evidence) -> dict:
+    """The spec's reference to the real rows' file: its path, and its columns where they are not the defaults."""
+    columns = {k: v for k, v in (("text_col", ev.text_col), ("label_col", ev.label_col)) if v != k.split("_")[0]}
+    return {"path": str(ev.real_path), **columns}
+
+
 def _labels(data: dict) -> dict[str, dict]:
     """The spec's labels in the long form ``{NAME: {description, not, avoid}}``."""
     labels = data["labels"]
@@ -239,8 +245,7 @@ def real_examples(data: dict, ev: Evidence) -> Change | None:
     if data.get("examples_from") or ev.real_path is None:
         return None
     out = copy.deepcopy(data)
-    columns = {k: v for k, v in (("text_col", ev.text_col), ("label_col", ev.label_col)) if v != k.split("_")[0]}
-    out["examples_from"] = {"path": str(ev.real_path), **columns, "per_label": 2, "group_rows": 8}
+    out["examples_from"] = {**_real_rows(ev), "per_label": 2, "group_rows": 8}
     return Change("real-examples", "real rows as rotating examples (2 per label)", out, ["examples_from"])
 
 
@@ -254,8 +259,7 @@ def label_check(data: dict, ev: Evidence) -> Change | None:
     if data.get("label_check") or ev.real_path is None:
         return None
     out = copy.deepcopy(data)
-    columns = {k: v for k, v in (("text_col", ev.text_col), ("label_col", ev.label_col)) if v != k.split("_")[0]}
-    out["label_check"] = {"path": str(ev.real_path), **columns, "min_ratio": LABEL_CHECK_RATIO}
+    out["label_check"] = {**_real_rows(ev), "min_ratio": LABEL_CHECK_RATIO}
     check = LabelCheck(ev.real["text"].tolist(), ev.real["label"].astype(str).tolist(), LABEL_CHECK_RATIO, ev.seed)
 
     def screen(rows):  # fitted once: a round screens each direction's pilot, and a split a second one
@@ -281,8 +285,7 @@ def judged_by_real(data: dict, ev: Evidence) -> Change | None:
         raise Withheld(f"real-judge: shown these real rows, the model gives {starved}'s rows their own label {worst:.0%} "
                        f"of the time (under {JUDGE_MIN_SHARE:.0%}); {starved} would starve")  # fmt: skip
     out = copy.deepcopy(data)
-    columns = {k: v for k, v in (("text_col", ev.text_col), ("label_col", ev.label_col)) if v != k.split("_")[0]}
-    out["judge"] = {"real": {"path": str(ev.real_path), **columns}}
+    out["judge"] = {"real": _real_rows(ev)}
     balance = out.get("balance") or {}
     balance = {"mode": balance} if isinstance(balance, str) else dict(balance)
     had = balance.get("replacements", 2)

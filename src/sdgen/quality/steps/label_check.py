@@ -32,12 +32,9 @@ class LabelCheck(Step):
         source = spec.label_check_source
         if source is None:
             return None
-        from sdgen.realdata import check_labels, read_real
+        from sdgen.realdata import read_labelled
 
-        path, text_col, label_col = source
-        real = read_real(path, text_col, label_col)
-        check_labels(path, list(spec.labels), real)
-        real = real[real["label"].isin(spec.labels)]  # a label the spec lacks is no reading a row can have
+        real = read_labelled(*source, list(spec.labels))  # a label the spec lacks is no reading a row can have
         return cls(real["text"].tolist(), real["label"].tolist(), spec.label_check.min_ratio, spec.seed)
 
     def probabilities(self, texts: list[str]) -> list[dict[str, float]]:
