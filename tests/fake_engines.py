@@ -113,7 +113,12 @@ class CraftedEngine(FakeBaseModel):
                 text = req.prompt.rsplit("Text: ", 1)[1]
                 marked = re.search(r"says (\w+)(?: at ([\d.]+))?", text)
                 sure = float(marked.group(2)) if marked and marked.group(2) else 1.0
-                yield Result(req.id, " " + (marked.group(1) if marked else req.choices[0]), 2, "stop", math.log(sure))
+                said = marked.group(1) if marked else req.choices[0]
+                if len(req.choices) == 1:  # one label forced (a judge that scores each): the said one is `sure`
+                    (choice,) = req.choices
+                    yield Result(req.id, " " + choice, 2, "stop", math.log(sure if choice == said else max(1 - sure, 1e-3)))
+                    continue
+                yield Result(req.id, " " + said, 2, "stop", math.log(sure))
                 continue
             label = self.label_of(req)
             (row,) = req.rows

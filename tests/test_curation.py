@@ -383,6 +383,28 @@ def test_a_judge_shown_real_rows_reads_them_as_its_examples_and_still_rejects(tm
     assert prompts[0].endswith("\nLabel:") and {p.rsplit("Text: ", 1)[0] for p in prompts} == {head}
 
 
+def test_a_judge_given_its_prior_scores_each_label_and_keeps_rows_it_leans_away_from(tmp_path, model_path):
+    """judge.prior: every label is asked for in turn, and a label wins by its probability relative to the judge's
+    lean. Rows the judge reads as "a" at 0.7 keep their label "b" when it leans to "a" at 0.8 (0.3/0.2 > 0.7/0.8);
+    rows it reads as "a" surely are still rejected and replaced."""
+    spec = spec_for(tmp_path, model_path, sample_size=20, balance={"replacements": 1},
+                    judge={"prior": {"a": 0.8, "b": 0.2}, "action": "drop"})  # fmt: skip
+    from sdgen.errors import SpecError
+
+    CraftedEngine.script = staticmethod(
+        lambda row, label, attempt: f"text {row} says a at {0.7 if row % 2 else 0.99}" if label == "b" and row < 20
+        else f"text {row} says {label}")  # fmt: skip
+    summary = sdgen.generate(spec, backend="crafted")
+    rows = read(tmp_path / "out.csv")
+    leaned = [r for r in rows.to_dict("records") if "at 0.7" in r["text"]]
+    assert summary.written == 20 and leaned and all(r["label"] == "b" for r in leaned)
+    rejected = read(tmp_path / "out.rejected.csv")
+    assert len(rejected) == summary.judge.rejected > 0 and set(rejected["text"].str[-4:]) == {"0.99"}
+    assert summary.judge.requests == 2 * (summary.written + summary.judge.rejected)  # one request per label and row
+    with pytest.raises(SpecError, match=r"judge.prior: give every label \(a, b\)"):
+        spec_for(tmp_path, model_path, judge={"prior": {"a": 1.0}})
+
+
 def test_a_judge_real_file_lacking_a_label_fails_before_anything_is_written(tmp_path, model_path):
     from sdgen.errors import SpecError
     from sdgen.realdata import RealDataError

@@ -255,6 +255,12 @@ class JudgeOptions(_Strict):
         "and examples: true (the examples_from file), a path, or {path, text_col, label_col}. The model reads a "
         "task's labels from a few dozen real rows far better than from one-line descriptions (docs/tune.md).",
     )  # fmt: skip
+    prior: dict[str, float] | None = Field(
+        None, description="Label -> the judge's mean probability of that label over generated rows like these (its "
+        "lean). Given, the judge scores every label of a row and picks the likeliest relative to this (batch "
+        "calibration): a few-shot judge that leans to one label stops starving the others. `sdgen tune` measures it "
+        "on its pilot rows (docs/quality.md).",
+    )  # fmt: skip
 
     @model_validator(mode="before")
     @classmethod
@@ -467,6 +473,10 @@ class Spec(_Strict):
         if self.judge.real is not None and self.judge.real.path is None and self.examples_from is None:
             raise ValueError("judge.real: true takes its rows from examples_from, which the spec lacks; give "
                              "judge.real a path (judge: {real: real.csv})")  # fmt: skip
+        prior = self.judge.prior
+        if prior is not None and (set(prior) != set(self.labels) or min(prior.values()) <= 0):
+            raise ValueError(f"judge.prior: give every label ({', '.join(self.labels)}) a probability above 0, and "
+                             f"no other key; got {', '.join(f'{k}: {v}' for k, v in prior.items()) or 'nothing'}")  # fmt: skip
         if self.prompt_style not in BUILTIN_STYLES:
             path = self.template_path
             if path is None or not path.is_file():

@@ -67,6 +67,8 @@ def needed_capabilities(spec: Spec) -> dict[str, str]:
         needs[CHOICES] = "judge"
         if spec.judge.min_confidence:
             needs[LOGPROBS] = "judge.min_confidence"
+        if spec.judge.prior is not None:
+            needs[LOGPROBS] = "judge.prior"
     return needs
 
 

@@ -7,8 +7,10 @@ request shares the instructions and examples and the prefix cache reuses them.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import Sequence
 
 from sdgen.prompts import ChatRenderer, PromptMode, render_around
 from sdgen.spec import GenerationParams, Spec
@@ -80,14 +82,37 @@ class JudgeStats:
         }  # fmt: skip
 
 
+def label_probabilities(logprobs: Sequence[float]) -> list[float]:
+    """The model's log-probabilities of each label (each forced in turn), as probabilities that sum to 1."""
+    top = max(logprobs)
+    odds = [math.exp(lp - top) for lp in logprobs]
+    return [o / sum(odds) for o in odds]
+
+
+def calibrate(probabilities: Sequence[float], prior: Sequence[float]) -> list[float]:
+    """Each label's probability relative to the judge's lean (``prior``: its mean probabilities over rows like
+    these), renormalised: batch calibration (Zhou et al., 2024). A few-shot judge leans to a label that its examples'
+    order or wording favours. Shown 15 or 30 real emotion rows per label, it gave 8-18% of generated anger rows
+    their label and read 63-65% of held-out real rows right; calibrated, 35-41% and 67-72%
+    (docs/quality.md#calibrated-judge)."""
+    odds = [p / q for p, q in zip(probabilities, prior)]
+    return [o / sum(odds) for o in odds]
+
+
+def mean_probabilities(rows: Sequence[Sequence[float]]) -> list[float]:
+    """The judge's mean probability of each label over ``rows`` (each a row's label probabilities): its prior."""
+    return [sum(column) / len(rows) for column in zip(*rows)]
+
+
 def clip(text: str) -> str:
     return " ".join(str(text).split())[:EXAMPLE_CHARS]
 
 
-def examples_prefix(real, labels: list[str], seed: int = 0) -> str:
+def examples_prefix(real, labels: list[str]) -> str:
     """The instruction and every row of ``real`` (text, label) as a labelled example, shuffled: a plain completion
-    prompt, which a chat model reads as well as a chat turn (the prefix every judged text shares)."""
-    shown = real.sample(frac=1, random_state=seed)
+    prompt, which a chat model reads as well as a chat turn (the prefix every judged text shares). The order depends
+    on the rows alone, not on a run's seed: a judge's lean (`judge.prior`) holds for one order of its examples."""
+    shown = real.sample(frac=1, random_state=0)
     shots = "\n".join(f"Text: {clip(t)}\nLabel: {label}" for t, label in zip(shown["text"], shown["label"]))
     return f"Label each text as one of: {', '.join(labels)}.\n\n{shots}\n\n"
 
@@ -104,9 +129,23 @@ class JudgePrompt:
         self.spec = spec
         self.mode = mode
         self.choices = tuple(spec.labels)
+        prior = spec.judge.prior
+        self.prior = tuple(prior[label] for label in self.choices) if prior else None
         self._real = real is not None
-        self._head, self._tail = (examples_prefix(real, list(spec.labels), spec.seed), "") if self._real \
+        self._head, self._tail = (examples_prefix(real, list(spec.labels)), "") if self._real \
             else self._frame(render)  # fmt: skip
+
+    @property
+    def scores_each(self) -> bool:
+        """Each label is asked for in turn (a request per label) and the calibrated likeliest one wins."""
+        return self.prior is not None
+
+    def read(self, logprobs: dict[str, float]) -> tuple[str, float]:
+        """The label and its calibrated probability, from the model's log-probability of every label."""
+        assert self.prior is not None
+        probabilities = calibrate(label_probabilities([logprobs[c] for c in self.choices]), self.prior)
+        best = max(range(len(self.choices)), key=probabilities.__getitem__)
+        return self.choices[best], probabilities[best]
 
     def build(self, text: str) -> str:
         if self._real:

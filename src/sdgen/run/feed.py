@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 from sdgen.engines.base import Request
@@ -60,12 +60,21 @@ def jobs_for(plan: list[PlannedRow], pending: list[PlannedRow], k: int) -> list[
     return jobs + [Job((row,)) for row in pending if row.row not in planned]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JudgeJob:
     """A parsed row waiting for the judge's label."""
 
     row: PlannedRow
     record: dict[str, Any]
+    logprobs: dict[str, float] = field(default_factory=dict)  # a judge that scores each label: those answered so far
+
+
+@dataclass(frozen=True, slots=True)
+class LabelScore:
+    """One request of a judge that scores each label: the model's log-probability of ``choice`` for the job's text."""
+
+    job: JudgeJob
+    choice: str
 
 
 class RequestFeed:
@@ -77,11 +86,11 @@ class RequestFeed:
         self._avoided = spec.avoided
         self._planned: Iterator[Job] = iter(jobs)
         self._params: dict[int, GenerationParams] = {}
-        self._judging: deque[JudgeJob] = deque()
+        self._judging: deque[JudgeJob | LabelScore] = deque()
         self._retries: deque[Job] = deque()
         self._extra: deque[Job] = deque()
         self._ids = itertools.count()
-        self._jobs: dict[int, Job | JudgeJob] = {}
+        self._jobs: dict[int, Job | JudgeJob | LabelScore] = {}
         self.last_handout: float | None = None  # perf_counter of the last request handed out: the tail starts there
 
     def __iter__(self) -> RequestFeed:
@@ -98,13 +107,14 @@ class RequestFeed:
             job = next(self._planned)
         return self._request(job)
 
-    def _request(self, job: Job | JudgeJob) -> Request:
+    def _request(self, job: Job | JudgeJob | LabelScore) -> Request:
         self.last_handout = time.perf_counter()
         request_id = next(self._ids)
         self._jobs[request_id] = job
-        if isinstance(job, JudgeJob):
-            return Request(request_id, self.judge.build(job.record["text"]), JUDGE_PARAMS, 0, set(),
-                           self.judge.choices, rows=(job.row.row,), label=job.row.label, prefix="judge")  # fmt: skip
+        if isinstance(job, (JudgeJob, LabelScore)):
+            judged, choices = (job, self.judge.choices) if isinstance(job, JudgeJob) else (job.job, (job.choice,))
+            return Request(request_id, self.judge.build(judged.record["text"]), JUDGE_PARAMS, 0, set(), choices,
+                           rows=(judged.row.row,), label=judged.row.label, prefix="judge")  # fmt: skip
         k = job.width
         # The answer stops after the last item a row takes: the items before it are the same tokens as in the full
         # answer (a group the run leaves short, a resumed group), and no tokens are spent on items nobody reads.
@@ -126,7 +136,7 @@ class RequestFeed:
             self._params[k] = gen.model_copy(update={"max_new_tokens": min(gen.max_new_tokens * k, 8192)})
         return self._params[k]
 
-    def job(self, request_id: int) -> Job | JudgeJob:
+    def job(self, request_id: int) -> Job | JudgeJob | LabelScore:
         """The job of a finished request (each is handed out once)."""
         return self._jobs.pop(request_id)
 
@@ -135,7 +145,8 @@ class RequestFeed:
         self._extra.append(Job((row,)))
 
     def judge_later(self, row: PlannedRow, record: dict[str, Any]) -> None:
-        self._judging.append(JudgeJob(row, record))
+        job = JudgeJob(row, record)
+        self._judging.extend([LabelScore(job, c) for c in self.judge.choices] if self.judge.scores_each else [job])
 
     def retry(self, job: Job, row: PlannedRow) -> bool:
         """Queue the row's next attempt, on its own; False when its attempts are spent."""

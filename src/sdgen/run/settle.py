@@ -20,7 +20,7 @@ from sdgen.plan import PlannedRow
 from sdgen.progress import ProgressListener
 from sdgen.quality.curate import Curator
 from sdgen.quality.judge import JudgeStats
-from sdgen.run.feed import Job, JudgeJob, RequestFeed
+from sdgen.run.feed import Job, JudgeJob, LabelScore, RequestFeed
 from sdgen.run.replacements import ReplacementBudget
 from sdgen.run.summary import ModelStats
 from sdgen.spec import Spec
@@ -50,8 +50,8 @@ class Settle:
 
     def __call__(self, result: Result) -> None:
         job = self.feed.job(result.id)
-        if isinstance(job, JudgeJob):
-            self.progress.update(self._verdict(job, result), 0)
+        if isinstance(job, (JudgeJob, LabelScore)):
+            self.progress.update(self._judged(job, result), 0)
             return
         self.stats.generated_tokens += result.generated_tokens
         self.stats.attempts += 1
@@ -93,12 +93,24 @@ class Settle:
     def _curate(self, record: dict) -> int:
         return 1 - self._replace(self.curator.offer(record))
 
-    def _verdict(self, job: JudgeJob, result: Result) -> int:
-        """The judge's label for a parsed row: it goes on to curation with the verdict (`steps.judge_verdict`)."""
-        judged, record = result.text.strip(), job.record
-        confidence = self._confidence(result)
+    def _judged(self, job: JudgeJob | LabelScore, result: Result) -> int:
+        """A judge request's answer: the row's verdict, or 0 while a judge that scores each label awaits the rest."""
         self.judged.requests += 1
         self.judged.generated_tokens += result.generated_tokens
+        if isinstance(job, JudgeJob):
+            return self._verdict(job, result.text.strip(), self._confidence(result))
+        if result.logprob is None:
+            raise EngineError("judge.prior needs the judge's log-probs, which only the openvino backend reports; "
+                              "leave judge.prior out with this backend")  # fmt: skip
+        scores = job.job.logprobs
+        scores[job.choice] = result.logprob
+        if len(scores) < len(self.feed.judge.choices):
+            return 0
+        return self._verdict(job.job, *self.feed.judge.read(scores))
+
+    def _verdict(self, job: JudgeJob, judged: str, confidence: float | None) -> int:
+        """The judge's label for a parsed row: it goes on to curation with the verdict (`steps.judge_verdict`)."""
+        record = job.record
         sure = confidence is None or confidence >= self.spec.judge.min_confidence
         agrees = self.judged.record(record["label"], record["model"], judged, sure)
         verdict = {"judged_label": judged, "judge_confidence": None if confidence is None else round(confidence, 4)}
