@@ -48,8 +48,10 @@ class ScriptedEngine(FakeBaseModel):
 
     def generate(self, requests):
         for req in requests:
-            if req.prompt.endswith("\nLabel:"):
-                yield Result(req.id, " " + nearest_label(req.prompt), 2, "stop")
+            if req.prompt.endswith("\nLabel:"):  # one label forced: likely when it is the nearest example's
+                (choice,) = req.choices
+                said = nearest_label(req.prompt)
+                yield Result(req.id, " " + choice, 2, "stop", 0.0 if said == choice else -1.0 if said == "?" else -3.0)
                 continue
             label = self.label_of(req)
             rng = random.Random(req.seed)
@@ -269,11 +271,11 @@ def test_the_judge_reads_the_same_pilot_rows_once_for_every_proposal_that_asks(t
     from sdgen.tuning import loop
 
     read = []
-    answer = loop._Session.answer
+    score = loop._Session.score
 
-    def counting(self, prefix, prompts):
+    def counting(self, prefix, prompts, labels):
         read.extend(prompts)
-        return answer(self, prefix, prompts)
+        return score(self, prefix, prompts, labels)
 
     def reads(name: str):
         def proposal(data, ev):
@@ -282,7 +284,7 @@ def test_the_judge_reads_the_same_pilot_rows_once_for_every_proposal_that_asks(t
         proposal.__name__ = name
         return proposal
 
-    monkeypatch.setattr(loop._Session, "answer", counting)
+    monkeypatch.setattr(loop._Session, "score", counting)
     result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
                         pilot_rows_per_label=8, proposals=[reads("first"), reads("second")])  # fmt: skip
     assert result.skipped == ["first", "second"]
@@ -418,24 +420,16 @@ def test_what_tune_reads_in_real_rows():
 
 def test_not_lines_come_from_what_the_judge_reads_the_rows_as():
     """The judge (the model shown the real rows) reads most calm rows as sad: calm gets a `not:` line naming sad;
-    sad, read as itself, gets none, nor does a row the judge gave no label count against its own."""
-    from sdgen.tuning.judge import judge_texts, read_label
+    sad, read as itself, gets none. Every real row is an example in the judge's prompt."""
     from sdgen.tuning.proposals import not_from_misreadings
 
     real = pd.DataFrame({"text": ["so calm", "calm day", "so sad", "sad day"], "label": ["calm", "calm", "sad", "sad"]})
     generated = pd.DataFrame({"text": ["calm a", "calm b", "calm c", "sad a", "sad b"], "label": ["calm"] * 3 + ["sad"] * 2})
-    prompts = []
-
-    def answer(prefix: str, asked: list[str]) -> list[str]:
-        prompts.extend(asked)
-        return ["sad\n" if "calm a" in p or "calm b" in p else "hmm" if "calm c" in p else " sad" for p in asked]
-
-    judge = lambda texts: judge_texts(answer, real, texts, ["calm", "sad"])  # noqa: E731
+    judge = scored_judge(real, {"calm a": 0.05, "calm b": 0.05, "calm c": 0.95, "sad a": 0.05, "sad b": 0.05})
     change = not_from_misreadings({"task": "t", "labels": {"calm": "Calm.", "sad": "Sad."}}, Evidence(real, generated, judge=judge))
     assert change.data["labels"]["calm"]["not"] == "Sad (that is sad)." and "not" not in change.data["labels"]["sad"]
-    assert change.summary.endswith("(calm read as sad 100%)")  # "hmm" is no reading
-    assert all(p.count("\nLabel: ") == 4 and p.endswith("\nLabel:") for p in prompts)  # every real row an example
-    assert read_label(" Impolite.", ["polite", "impolite"]) == "impolite" and read_label("po", ["polite"]) == ""
+    assert change.summary.endswith("(calm read as sad 67%)")
+    assert judge.prefix.count("\nLabel: ") == 4 and judge.prefix.startswith("Label each text as one of: calm, sad.")
 
 
 def test_a_misread_label_gets_what_the_model_says_sets_it_apart_from_the_label_it_is_read_as():
@@ -540,24 +534,39 @@ def test_the_tuned_spec_finds_its_files_wherever_it_is_written(tmp_path):
                      "label_check": {"path": "../../seed.csv", "min_ratio": 0.8}}
 
 
+def scored_judge(real, calm: dict[str, float]) -> "ModelJudge":
+    """The model judge shown ``real``, scripted: it gives each text ``calm[text]`` for calm and the rest for sad."""
+    import math
+
+    from sdgen.tuning.judge import ModelJudge
+
+    def score(prefix, prompts, labels):
+        assert labels == ["calm", "sad"] and all(p.startswith(prefix) for p in prompts)
+        shares = [calm[p.rsplit("Text: ", 1)[1].removesuffix("\nLabel:")] for p in prompts]
+        return [[math.log(c), math.log(1 - c)] for c in shares]
+
+    return ModelJudge(score, real, ["calm", "sad"])
+
+
 def test_the_real_judge_screens_the_rows_the_model_gives_another_label_and_never_starves_a_label(tmp_path):
-    """real-judge: the online judge shown the real rows drops what the model reads as another label; it is scored by
-    screening the best pilot's rows, and the run gets room to replace them. A judge that would reject most of some
-    label's rows is not proposed, nor is one where the spec already says what its judge does."""
+    """real-judge: the online judge shown the real rows drops what the model reads as another label, calibrated on
+    the rows it reads (it leans to sad: no calm row gets calm at 0.5, yet two of three read as calm relative to its
+    lean, which the tuned spec keeps as judge.prior). It is scored by screening the best pilot's rows, and the run
+    gets room to replace them. A judge that would reject most of some label's rows is not proposed, nor is one where
+    the spec already says what its judge does."""
     from sdgen.tuning.proposals import Withheld, judged_by_real
 
     real = pd.DataFrame({"text": ["so calm", "so sad"], "label": ["calm", "sad"]})
     generated = pd.DataFrame({"text": ["calm a", "calm b", "calm c", "sad a", "sad b"], "label": ["calm"] * 3 + ["sad"] * 2})
     data = {"task": "t", "labels": {"calm": "Calm.", "sad": "Sad."}}
     seed = tmp_path / "seed.csv"
-    reads = {"calm a": "calm", "calm b": "sad", "calm c": "calm", "sad a": "sad", "sad b": "sad"}
-    judge = lambda texts: [reads[t] for t in texts]  # noqa: E731
+    judge = scored_judge(real, {"calm a": 0.4, "calm b": 0.1, "calm c": 0.4, "sad a": 0.1, "sad b": 0.1})
     change = judged_by_real(data, Evidence(real, generated, real_path=seed, judge=judge))
-    assert change.data["judge"] == {"real": {"path": str(seed)}} and change.screen is not None
+    assert change.data["judge"] == {"real": {"path": str(seed)}, "prior": {"calm": 0.22, "sad": 0.78}}
     assert list(change.screen(generated)["text"]) == ["calm a", "calm c", "sad a", "sad b"]
     assert change.data["balance"] == {"replacements": 4}  # calm keeps 2 of 3: 3 / (2/3) rows where 3 were allowed
     assert "keeps 67% of the label it keeps least" in change.summary
-    reads["calm a"] = reads["calm c"] = "sad"  # calm keeps none of its rows: held back, and the log says why
+    judge = scored_judge(real, {"calm a": 0.1, "calm b": 0.1, "calm c": 0.1, "sad a": 0.3, "sad b": 0.3})  # inverted
     with pytest.raises(Withheld, match="gives calm's rows their own label 0% of the time .under 20%.; calm would starve"):
         judged_by_real(data, Evidence(real, generated, real_path=seed, judge=judge))
     assert judged_by_real({**data, "judge": False}, Evidence(real, generated, real_path=seed, judge=judge)) is None

@@ -3,32 +3,67 @@
 On 15 real rows per label, classifiers fitted on a fold read the other fold's real rows barely above guessing on
 politeness (37-39% against 33%) and emotion (42-47% against 25%); the model shown the same rows as examples reads
 them at 44-56% and 70-73% (docs/tune.md#how-well-a-fold-can-judge). Tune asks it which label each label's generated
-rows are mistaken for (`not:` lines); as the score of pilots it ended lower on the real test rows than the panel of
-classifiers (docs/tune.md). Every request shares the examples, so the engine's prefix cache computes them once.
+rows are mistaken for (`not:` lines), and it screens rows as the online judge would (`judge: {real: ...}`). Every
+request shares the examples, so the engine's prefix cache computes them once.
+
+The model is asked for every label of a text in turn (its log-probability of each), and the texts read together
+calibrate it: each label's probability is divided by its mean over them (batch calibration), since a few-shot
+reader leans to some label by its examples' order (docs/quality.md#calibrated-judge).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
-from sdgen.quality.judge import examples_prefix, prompt
+from sdgen.quality.judge import calibrate, examples_prefix, label_probabilities, mean_probabilities, prompt
 
-JUDGE_TOKENS = 4  # the longest label needs 2-3 tokens; the answer is read by its start
-
-# (examples prefix, prompts) -> the model's answers, greedy: what `loop` runs on the kept engine
-Answer = Callable[[str, list[str]], list[str]]
-
-
-def read_label(answer: str, labels: list[str]) -> str:
-    """The label the answer starts with (the longest that fits, so "impolite" is not read as "im..."), or ""."""
-    answer = answer.strip().lower()
-    return next((label for label in sorted(labels, key=len, reverse=True) if answer.startswith(label.lower())), "")
+# (examples prefix, prompts, labels) -> each prompt's log-probability of each label (each forced in turn): what
+# `loop` runs on the kept engine
+Score = Callable[[str, list[str], list[str]], list[list[float]]]
 
 
-def judge_texts(answer: Answer, real, texts: list[str], labels: list[str], seed: int = 0) -> list[str]:
-    """The label the model gives each of ``texts``, shown ``real`` rows as examples ("" for an answer no label starts)."""
-    prefix = examples_prefix(real, labels, seed)
-    return [read_label(a, labels) for a in answer(prefix, [prompt(prefix, t) for t in texts])]
+@dataclass(frozen=True)
+class Reading:
+    """What the judge made of texts read together: each text's probability of each label, and its lean over them."""
+
+    labels: list[str]
+    probabilities: list[list[float]]
+
+    @property
+    def prior(self) -> list[float]:
+        return mean_probabilities(self.probabilities)
+
+    @property
+    def judged(self) -> list[str]:
+        """Each text's likeliest label relative to the judge's lean over these texts ("" for a tie: no reading)."""
+        prior = self.prior
+        out = []
+        for probabilities in self.probabilities:
+            odds = calibrate(probabilities, prior)
+            top = max(odds)
+            out.append(self.labels[odds.index(top)] if odds.count(top) == 1 else "")
+        return out
+
+
+class ModelJudge:
+    """The model shown ``real`` rows (text, label) as examples; the same texts are read once (`not:` lines and the
+    real judge's screen read the best pilot's rows until a change is kept)."""
+
+    def __init__(self, score: Score, real, labels: list[str]) -> None:
+        self.score, self.labels = score, labels
+        self.prefix = examples_prefix(real, labels)
+        self._read: dict[tuple[str, ...], Reading] = {}
+
+    def read(self, texts: list[str]) -> Reading:
+        key = tuple(texts)
+        if key not in self._read:
+            logprobs = self.score(self.prefix, [prompt(self.prefix, t) for t in texts], self.labels)
+            self._read[key] = Reading(self.labels, [label_probabilities(row) for row in logprobs])
+        return self._read[key]
+
+    def __call__(self, texts: list[str]) -> list[str]:
+        return self.read(texts).judged
 
 
 def agreement(given: list[str], judged: list[str]) -> float:

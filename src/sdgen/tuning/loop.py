@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sdgen.errors import SdgenError
+from sdgen.engines.base import LOGPROBS
+from sdgen.engines.registry import capabilities_of
 from sdgen.hosting import KeptEngines
 from sdgen.plan import derive_seed
 from sdgen.progress import NullProgress, ProgressListener
@@ -30,7 +32,7 @@ from sdgen.spec import Spec, build_spec, read_spec_file
 from sdgen.store.files import read_dataset
 from sdgen.tuning.proposals import PROPOSALS, RELATIVE_COST, Change, Evidence, Withheld
 from sdgen.tuning.result import DIRECTIONS, Round, TuneResult
-from sdgen.tuning.judge import JUDGE_TOKENS, agreement, judge_texts
+from sdgen.tuning.judge import ModelJudge, agreement
 from sdgen.tuning.score import PilotScore, panel_agreement, score_pilot
 
 DEFAULT_BUDGET_MINUTES = 15.0
@@ -144,12 +146,16 @@ class _Session:
         self.rederiving = 0.0  # seconds `rederive` will take (REDERIVE_COST x deriving the kept changes): held back
         self.estimates = RoundEstimates()
         self.engines: KeptEngines | None = None
-        self._verdicts: dict[tuple, list[str]] = {}  # (real texts shown, texts judged) -> the judge's labels
+        declared = capabilities_of(backend)
+        self.judging = declared is None or LOGPROBS in declared  # the model judge reads each label's log-probability
+        self._judges: dict[tuple, ModelJudge] = {}  # real texts shown -> the judge shown them (it keeps its readings)
         self.t0 = time.perf_counter()
 
     def measure_model(self) -> None:
         """How well the model reads real rows: shown one fold's real rows as examples, it labels the other fold's
         (what the `not:` lines rest on)."""
+        if not self.judging:
+            return
         for derive, held in DIRECTIONS:
             real = self.folds[derive]
             judged = self._judge_by(self.folds[held])(list(real["text"]))
@@ -266,18 +272,14 @@ class _Session:
         return Evidence(self.folds[derive], generated, self.fold_paths[derive], self.seed, ask=self.ask,
                         workdir=self.workdir, judge=self._judge_by(self.folds[derive]))  # fmt: skip
 
-    def _judge_by(self, real) -> Callable[[list[str]], list[str]]:
-        """The model judge shown ``real`` as examples: what a proposal may ask of the rows it learns from. Its
-        verdicts are kept: `not:` lines and contrasts read the same best pilot's rows until a change is kept."""
+    def _judge_by(self, real) -> ModelJudge | None:
+        """The model judge shown ``real`` as examples: what a proposal may ask of the rows it learns from."""
+        if not self.judging:
+            return None
         shown = tuple(real["text"])
-
-        def judge(texts: list[str]) -> list[str]:
-            key = (shown, tuple(texts))
-            if key not in self._verdicts:
-                self._verdicts[key] = judge_texts(self.answer, real, texts, self.labels, self.seed)
-            return self._verdicts[key]
-
-        return judge
+        if shown not in self._judges:
+            self._judges[shown] = ModelJudge(self.score, real, self.labels)
+        return self._judges[shown]
 
     @contextmanager
     def _engine(self):
@@ -305,10 +307,17 @@ class _Session:
             chat = [engine.render_chat([{"role": "user", "content": p}]) if engine.chat_template else p for p in prompts]
             return self._greedy(engine, chat, ASK_TOKENS)
 
-    def answer(self, prefix: str, prompts: list[str]) -> list[str]:
-        """The judge's answers: plain completions (the examples end in "Label:"), greedy, the prefix shared."""
+    def score(self, prefix: str, prompts: list[str], labels: list[str]) -> list[list[float]]:
+        """The judge's log-probability of each label for each prompt (a request per label, the label forced; the
+        examples prefix shared)."""
+        from sdgen.engines import Request
+        from sdgen.quality.judge import JUDGE_PARAMS
+
+        requests = [Request(i * len(labels) + k, p, JUDGE_PARAMS, seed=1, choices=(label,), prefix=f"judge {hash(prefix)}")
+                    for i, p in enumerate(prompts) for k, label in enumerate(labels)]  # fmt: skip
         with self._engine() as engine:
-            return self._greedy(engine, prompts, JUDGE_TOKENS, prefix=f"judge {hash(prefix)}")
+            logprobs = {r.id: r.logprob for r in engine.generate(requests)}
+        return [[logprobs[i * len(labels) + k] for k in range(len(labels))] for i in range(len(prompts))]
 
     def _pilots(self, data: dict, number: int, name: str) -> tuple[list[PilotScore], list]:
         """One pilot of ``data`` per direction: (scores, rows)."""

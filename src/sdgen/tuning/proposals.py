@@ -37,7 +37,7 @@ class Evidence:
     label_col: str = "label"
     ask: Callable[[list[str]], list[str]] | None = None  # asks the spec's model (one chat turn each, greedy, batched)
     workdir: Path | None = None  # where a proposal may write a file the spec points at
-    judge: Callable[[list[str]], list[str]] | None = None  # the model labels texts, shown ``real`` as examples
+    judge: ModelJudge | None = None  # the model labels texts, shown ``real`` as examples (calibrated on texts read together)
 
 
 @dataclass
@@ -279,13 +279,15 @@ def judged_by_real(data: dict, ev: Evidence) -> Change | None:
     if "judge" in data or ev.real_path is None or ev.judge is None:
         return None  # a spec's own judge (or none) is the user's choice
     generated = ev.generated["label"].astype(str).reset_index(drop=True)
-    given = generated == list(ev.judge(list(ev.generated["text"])))
+    reading = ev.judge.read(list(ev.generated["text"]))
+    given = generated == reading.judged
     worst, starved = min((float(given[generated == label].mean()), label) for label in generated.unique())
     if worst < JUDGE_MIN_SHARE:  # most of the label's rows rejected: its quota filled slowly or not at all
         raise Withheld(f"real-judge: shown these real rows, the model gives {starved}'s rows their own label {worst:.0%} "
                        f"of the time (under {JUDGE_MIN_SHARE:.0%}); {starved} would starve")  # fmt: skip
     out = copy.deepcopy(data)
-    out["judge"] = {"real": _real_rows(ev)}
+    # its lean over these rows calibrates the online judge as it calibrated this reading (3 decimals, none 0)
+    out["judge"] = {"real": _real_rows(ev), "prior": {k: max(round(p, 3), 0.001) for k, p in zip(reading.labels, reading.prior)}}
     balance = out.get("balance") or {}
     balance = {"mode": balance} if isinstance(balance, str) else dict(balance)
     had = balance.get("replacements", 2)
