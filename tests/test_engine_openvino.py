@@ -72,6 +72,21 @@ def test_a_choice_request_reports_how_likely_the_model_found_its_answer(engine):
     assert len(set(forced.values())) == 3
 
 
+def test_a_choice_is_as_likely_whether_or_not_the_end_token_follows_it(engine):
+    """A choice's log-probability is its own tokens': the end token the grammar forces after it is left out (in a
+    completion prompt the model expects more text there, and that token's log-prob, about -16 on the 1.5B, drowned
+    the label's). Stopped by the token limit right after the choice, it reads the same as ended by the end token."""
+    prompt = "Label each text as one of: alpha, beta.\n\nText: a day out\nLabel:"
+    greedy = SAMPLING.model_copy(update={"temperature": 0.0, "max_new_tokens": 8})
+    for choice in ("alpha", "beta"):
+        ended = run(engine, [Request(0, prompt, greedy, 0, choices=(choice,))])[0]
+        assert ended.text.strip() == choice and ended.finish_reason == "stop"
+        short = greedy.model_copy(update={"max_new_tokens": ended.generated_tokens - 1})  # no room for the end token
+        cut = run(engine, [Request(0, prompt, short, 0, choices=(choice,))])[0]
+        assert cut.text.strip() == choice and cut.finish_reason == "length"
+        assert cut.logprob == pytest.approx(ended.logprob, abs=1e-4)
+
+
 def test_a_request_stops_generating_at_its_stop_string(engine):
     """The text ends before the stop string, and the request stops there instead of running to its token limit
     (a base model in completion mode never ends on its own: it would write max_new_tokens for every row)."""

@@ -40,7 +40,8 @@ class Result:
     generated_tokens: int
     finish_reason: str  # "stop" | "length" | other backend reasons, lower-case
     # choice requests: the model's log-probability of the choice it gave (the sum over its tokens, taken before
-    # the constraint masks the other tokens out), so exp(logprob) is how sure the model is; None elsewhere
+    # the constraint masks the other tokens out; the end token after it not counted), so exp(logprob) is how sure
+    # the model is; None elsewhere
     logprob: float | None = None
 
 
