@@ -116,7 +116,8 @@ class CraftedEngine(FakeBaseModel):
                 said = marked.group(1) if marked else req.choices[0]
                 if len(req.choices) == 1:  # one label forced (a judge that scores each): the said one is `sure`
                     (choice,) = req.choices
-                    yield Result(req.id, " " + choice, 2, "stop", math.log(sure if choice == said else max(1 - sure, 1e-3)))
+                    likely = sure if choice == said else max(1 - sure, 1e-3)
+                    yield Result(req.id, " " + choice, 2, "stop", math.log(likely))
                     continue
                 yield Result(req.id, " " + said, 2, "stop", math.log(sure))
                 continue

@@ -611,3 +611,21 @@ def test_a_withheld_proposal_runs_no_round_and_the_log_says_why(tmp_path, spec_p
                         pilot_rows_per_label=8, proposals=[starving])  # fmt: skip
     assert [r.name for r in result.rounds] == ["baseline"] and result.withheld == ["real-judge: sad would starve"]
     assert "Held back: real-judge: sad would starve." in result.log_path.read_text()
+
+
+def test_a_backend_without_log_probs_tunes_without_the_model_judge(tmp_path, spec_path, seed_csv):
+    """The model judge reads each label's log-probability: on a backend that gives none (torch), the proposals get
+    no judge (they skip what needs it) and the log says the model does not judge, instead of failing mid-run."""
+    from sdgen.engines.base import PER_REQUEST_SAMPLING
+
+    declared = {"capabilities": frozenset({PER_REQUEST_SAMPLING})}
+    register_engine("tune-nologprobs", type("NoLogprobs", (ScriptedEngine,), declared))
+    judges = []
+
+    def looks(data, ev):
+        judges.append(ev.judge)
+
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-nologprobs",
+                        pilot_rows_per_label=8, proposals=[looks])  # fmt: skip
+    assert judges == [None, None] and result.model_accuracy == []  # one call per direction
+    assert "the spec's model does not judge: its backend gives no log-probabilities" in result.log_path.read_text()

@@ -258,8 +258,8 @@ class JudgeOptions(_Strict):
     prior: dict[str, float] | None = Field(
         None, description="Label -> the judge's mean probability of that label over generated rows like these (its "
         "lean). Given, the judge scores every label of a row and picks the likeliest relative to this (batch "
-        "calibration): a few-shot judge that leans to one label stops starving the others. `sdgen tune` measures it "
-        "on its pilot rows (docs/quality.md).",
+        "calibration): a few-shot judge that leans to one label stops starving the others, and min_confidence reads "
+        "the calibrated probability. `sdgen tune` measures it on its pilot rows (docs/quality.md).",
     )  # fmt: skip
 
     @model_validator(mode="before")

@@ -137,7 +137,8 @@ class OpenVINOEngine(Engine):
         # a choice ends on one of these once the grammar is done; the model's odds of ending there are no part of how
         # likely it finds the choice (after "Label: anger" a completion prompt's model expects "\nText:", and the
         # end token's log-prob, about -16, drowned the label's: forced-choice readings of emotion fell 3-7 points)
-        self._ends = {int(config.eos_token_id), int(self._tokenizer.get_eos_token_id()), *map(int, config.stop_token_ids)}
+        self._ends = {int(config.eos_token_id), int(self._tokenizer.get_eos_token_id()),
+                      *map(int, config.stop_token_ids)}
         self._stops = StopMatcher(self._tokenizer)
         self._avoid = AvoidWatch(self._tokenizer)
         self._window = max(2 * options.seqs_in_flight, 8)
@@ -245,7 +246,9 @@ class OpenVINOEngine(Engine):
             return Result(req.id, "", 0, str(flight.handle.get_status().name).lower())
         text = self._tokenizer.decode(flight.ids, skip_special_tokens=True)
         cut = cut_at_stop(text, req.stop_strings)
-        logprob = sum(lp for token, lp in zip(flight.ids, flight.logprobs) if token not in self._ends) if req.choices else None
+        logprob = None
+        if req.choices:
+            logprob = sum(lp for token, lp in zip(flight.ids, flight.logprobs) if token not in self._ends)
         return Result(req.id, cut, len(flight.ids), "stop" if len(cut) < len(text) else flight.reason, logprob)
 
     def close(self) -> None:

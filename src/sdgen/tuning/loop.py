@@ -313,7 +313,8 @@ class _Session:
         from sdgen.engines import Request
         from sdgen.quality.judge import JUDGE_PARAMS
 
-        requests = [Request(i * len(labels) + k, p, JUDGE_PARAMS, seed=1, choices=(label,), prefix=f"judge {hash(prefix)}")
+        shared = f"judge {hash(prefix)}"
+        requests = [Request(i * len(labels) + k, p, JUDGE_PARAMS, seed=1, choices=(label,), prefix=shared)
                     for i, p in enumerate(prompts) for k, label in enumerate(labels)]  # fmt: skip
         with self._engine() as engine:
             logprobs = {r.id: r.logprob for r in engine.generate(requests)}

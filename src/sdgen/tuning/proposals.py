@@ -13,10 +13,13 @@ import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from sdgen.text import AvoidedPhrases
 from sdgen.tuning import profile
+
+if TYPE_CHECKING:
+    from sdgen.tuning.judge import ModelJudge
 
 MISREAD_SHARE = 0.25  # a label whose generated rows are read as another this often gets a `not:` line
 STYLE_GAP = 0.2  # a surface feature whose share differs this much between real and generated rows gets a hint
@@ -37,7 +40,7 @@ class Evidence:
     label_col: str = "label"
     ask: Callable[[list[str]], list[str]] | None = None  # asks the spec's model (one chat turn each, greedy, batched)
     workdir: Path | None = None  # where a proposal may write a file the spec points at
-    judge: ModelJudge | None = None  # the model labels texts, shown ``real`` as examples (calibrated on texts read together)
+    judge: ModelJudge | None = None  # the model labels texts, shown ``real`` as examples (calibrated on those read)
 
 
 @dataclass
@@ -287,7 +290,8 @@ def judged_by_real(data: dict, ev: Evidence) -> Change | None:
                        f"of the time (under {JUDGE_MIN_SHARE:.0%}); {starved} would starve")  # fmt: skip
     out = copy.deepcopy(data)
     # its lean over these rows calibrates the online judge as it calibrated this reading (3 decimals, none 0)
-    out["judge"] = {"real": _real_rows(ev), "prior": {k: max(round(p, 3), 0.001) for k, p in zip(reading.labels, reading.prior)}}
+    prior = {label: max(round(p, 3), 0.001) for label, p in zip(reading.labels, reading.prior)}
+    out["judge"] = {"real": _real_rows(ev), "prior": prior}
     balance = out.get("balance") or {}
     balance = {"mode": balance} if isinstance(balance, str) else dict(balance)
     had = balance.get("replacements", 2)
