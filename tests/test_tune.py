@@ -3,6 +3,7 @@ kept only when held-out real rows say it helps; the seed's folds; bad seeds; wha
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import re
@@ -628,4 +629,27 @@ def test_a_backend_without_log_probs_tunes_without_the_model_judge(tmp_path, spe
     result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-nologprobs",
                         pilot_rows_per_label=8, proposals=[looks])  # fmt: skip
     assert judges == [None, None] and result.model_accuracy == []  # one call per direction
+    assert "the spec's model does not judge: its backend gives no log-probabilities" in result.log_path.read_text()
+
+
+class SilentJudge(ScriptedEngine):
+    """Declares nothing, and answers the judge's forced labels without their log-probabilities."""
+
+    def generate(self, requests):
+        for result in super().generate(requests):
+            yield dataclasses.replace(result, logprob=None)
+
+
+def test_a_backend_that_turns_out_to_give_no_log_probs_tunes_without_the_model_judge(tmp_path, spec_path, seed_csv):
+    """A backend that does not declare its capabilities is found out at the judge's first reading: tune goes on
+    without the judge, as for one that declares it has no log-probs, instead of failing mid-run with a TypeError."""
+    register_engine("tune-silent-judge", SilentJudge)
+    judges = []
+
+    def looks(data, ev):
+        judges.append(ev.judge)
+
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-silent-judge",
+                        pilot_rows_per_label=8, proposals=[looks])  # fmt: skip
+    assert judges == [None, None] and result.model_accuracy == []
     assert "the spec's model does not judge: its backend gives no log-probabilities" in result.log_path.read_text()

@@ -48,6 +48,10 @@ class TuneError(SdgenError):
     """The spec cannot be tuned as asked."""
 
 
+class _NoLogprobs(TuneError):
+    """The backend gave the model judge no log-probabilities, though it did not declare that it gives none."""
+
+
 Listener = Callable[[str, Any], None]  # ("pilot", description) before a pilot, ("round", Round) after a round
 
 
@@ -156,10 +160,13 @@ class _Session:
         (what the `not:` lines rest on)."""
         if not self.judging:
             return
-        for derive, held in DIRECTIONS:
-            real = self.folds[derive]
-            judged = self._judge_by(self.folds[held])(list(real["text"]))
-            self.model_accuracy.append(round(agreement(list(real["label"]), judged), 4))
+        try:
+            for derive, held in DIRECTIONS:
+                real = self.folds[derive]
+                judged = self._judge_by(self.folds[held])(list(real["text"]))
+                self.model_accuracy.append(round(agreement(list(real["label"]), judged), 4))
+        except _NoLogprobs:  # a backend that does not declare its capabilities, found out at its first reading
+            self.judging, self.model_accuracy = False, []
 
     def run(self, proposals: list, budget_minutes: float, budget_rows: int | None) -> str:
         """The baseline, then each proposal in turn that the budget still fits (its round estimated from the best
@@ -318,6 +325,8 @@ class _Session:
                     for i, p in enumerate(prompts) for k, label in enumerate(labels)]  # fmt: skip
         with self._engine() as engine:
             logprobs = {r.id: r.logprob for r in engine.generate(requests)}
+        if None in logprobs.values():
+            raise _NoLogprobs(f"the {self.backend} backend gave the judge no log-probabilities")
         return [[logprobs[i * len(labels) + k] for k in range(len(labels))] for i in range(len(prompts))]
 
     def _pilots(self, data: dict, number: int, name: str) -> tuple[list[PilotScore], list]:
