@@ -150,6 +150,26 @@ def test_the_label_check_is_kept_when_it_drops_rows_held_out_real_rows_read_othe
     assert dropped > 10 and len(df) > 50  # a row lost 3 times (0.4^3 of them) stays missing: balance.replacements
 
 
+def test_a_kept_screen_drops_later_pilots_rows_after_they_are_written_not_while(tmp_path, spec_path, seed_csv):
+    """Once the label check is kept, later pilots generate without it (no row dropped and replaced on the way: no
+    rejected rows file) and it screens what they wrote, as it screened the baseline's: the round scores the rows it
+    keeps, at the rate they were written."""
+    from sdgen.tuning.proposals import label_check
+
+    data = yaml.safe_load(spec_path.read_text())
+    spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. MIXED."}, sort_keys=False))
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
+                        pilot_rows_per_label=8, proposals=[label_check, with_task("NOTE")])  # fmt: skip
+    _, check, note = result.rounds
+    assert check.kept and [s.rows for s in note.scores] == [s.rows for s in check.scores]  # the same plan, screened
+    workdir = tmp_path / "tuned.tune"
+    for fold in (0, 1):
+        written = pd.read_csv(workdir / f"round2-note-fold{fold}.csv")
+        assert len(written) == 24 and all(s.rows < 24 for s in note.scores)
+        assert not (workdir / f"round2-note-fold{fold}.rejected.csv").exists()
+    assert yaml.safe_load(result.spec_path.read_text())["label_check"]  # the tuned spec still checks online
+
+
 def test_a_pilot_is_scored_by_the_panel_of_held_out_classifiers():
     """The compared score is the panel's agreement: rows that read like their label's held-out real rows score 1,
     the same rows under swapped labels 0, and a pilot's F1 figures are measured beside it."""
@@ -178,7 +198,7 @@ def test_a_split_round_pilots_its_losing_direction_again_and_keeps_the_change_wh
                "THREE": {(0, 0): -0.02, (1, 0): -0.03}}  # fmt: skip
     piloted = []
 
-    def scripted(self, data, number, direction, name, repeat=0):
+    def scripted(self, data, number, direction, name, screens, repeat=0):
         piloted.append((name, direction, repeat))
         value = 0.5 + sum(e.get((direction, repeat), 0.0) for word, e in effects.items() if word in data["task"])
         return pd.DataFrame({"text": ["x"], "label": [LABELS[0]]}), PilotScore(round(value, 4), 0, 0, 0, 1, 1.0)
@@ -207,7 +227,7 @@ def test_a_screening_change_is_never_piloted_and_a_split_screens_the_best_specs_
     piloted = []
     effects = {(0, 0): 0.05, (1, 0): -0.01, (1, 1): 0.03}  # (direction, seed) -> the screened rows' gain
 
-    def scripted_pilot(self, data, number, direction, name, repeat=0):
+    def scripted_pilot(self, data, number, direction, name, screens, repeat=0):
         piloted.append((name, direction, repeat))
         rows = pd.DataFrame({"text": [f"t{i}" for i in range(10)], "label": LABELS[0], "repeat": repeat})
         return rows, self._score(rows, direction, 2.0)

@@ -8,8 +8,9 @@ above zero. Where one direction gains and the other does not, that direction is 
 (the candidate and the best spec), and its gain is the mean of the two: a pilot's score moves by about as much
 as most changes' effects, so a single split says little either way. A direction's pilots share their seed in
 every round, so that a candidate and the spec it is compared with draw the same plan (and, where the prompts do not change, the same texts). All pilots share
-one loaded engine, which also serves as the judge of real rows (`sdgen.tuning.judge`). The tuned spec gets each kept
-change derived again from the whole seed.
+one loaded engine, which also serves as the judge of real rows (`sdgen.tuning.judge`). A kept screening change
+(the label check, the real judge) is not generated with: pilots drop what it drops from their rows afterwards. The
+tuned spec gets each kept change derived again from the whole seed.
 """
 
 from __future__ import annotations
@@ -114,6 +115,16 @@ class RoundEstimates:
 
 
 @dataclass
+class _Screen:
+    """A kept screening change (the label check, the real judge): pilots generate without the spec keys it added,
+    then it screens their rows, as the online step would have dropped them. Generating the rows it would drop only
+    to replace them cost a round up to twice its time: the emotion tune ran out of budget after four rounds."""
+
+    added: frozenset[str]  # the spec's top-level keys the change added
+    by_direction: list[Callable]  # the screen derived in each direction: rows -> the rows it keeps
+
+
+@dataclass
 class _Best:
     """The best spec so far and its pilots (one per direction)."""
 
@@ -122,6 +133,7 @@ class _Best:
     rows: list  # DataFrames
     seconds: float  # how long a round of its pilots takes
     again: dict[int, tuple] = field(default_factory=dict)  # direction -> its pilot on the second seed: (rows, score)
+    screens: list[_Screen] = field(default_factory=list)  # kept screens, applied to every pilot's rows in order
 
 
 class _Session:
@@ -216,16 +228,18 @@ class _Session:
         """The change's pilots, one per direction, against the best spec's: a screening change (`Change.screen`)
         is scored on the rows of the best spec's pilots it keeps, what its own pilots would keep of the same plan."""
         t0 = time.perf_counter()
-        tried = [self._candidate(number, change, d, best.rows[d], best.scores[d]) for d, change in enumerate(derived)]
+        tried = [self._candidate(number, change, d, best, best.rows[d], best.scores[d]) for d, change in enumerate(derived)]
         rows, scores = [kept for kept, _ in tried], [score for _, score in tried]
-        if derived[0].screen is not None:  # its pilots replace the rows it drops, and screen every row they write
-            kept_share = sum(map(len, rows)) / max(sum(map(len, best.rows)), 1)
-            pilot_seconds = (best.seconds + time.perf_counter() - t0) / max(kept_share, 0.1)
+        screens = best.screens
+        if derived[0].screen is not None:  # later pilots generate as the best spec's did, and screen their rows
+            pilot_seconds = best.seconds + time.perf_counter() - t0
+            added = frozenset(derived[0].data) - frozenset(best.data)
+            screens = [*screens, _Screen(added, [change.screen for change in derived])]
         else:
             pilot_seconds = time.perf_counter() - t0
         gains = [round(new.value - old.value, 4) for new, old in zip(scores, best.scores)]
         r = Round(number, derived[0].name, derived[0].summary, scores, gains, seconds=time.perf_counter() - t0)
-        return r, _Best(derived[0].data, scores, rows, pilot_seconds)
+        return r, _Best(derived[0].data, scores, rows, pilot_seconds, screens=screens)
 
     def _pilot_again(self, number: int, derived: list[Change], best: _Best, candidate: _Best,
                      gains: list[float]) -> dict[int, float]:  # fmt: skip
@@ -237,18 +251,18 @@ class _Session:
             if gain > 0:
                 continue
             if d not in best.again:
-                best.again[d] = self._pilot(best.data, number, d, "best", repeat=1)
+                best.again[d] = self._pilot(best.data, number, d, "best", best.screens, repeat=1)
             best_rows, best_score = best.again[d]
-            candidate.again[d] = self._candidate(number, derived[d], d, best_rows, best_score, repeat=1)
+            candidate.again[d] = self._candidate(number, derived[d], d, best, best_rows, best_score, repeat=1)
             again[d] = round(candidate.again[d][1].value - best_score.value, 4)
         return again
 
-    def _candidate(self, number: int, change: Change, direction: int, best_rows, best_score: PilotScore,
+    def _candidate(self, number: int, change: Change, direction: int, best: _Best, best_rows, best_score: PilotScore,
                    repeat: int = 0) -> tuple:  # fmt: skip
         """The change's pilot in ``direction`` (rows, score), or, for a screening change, what it keeps of the best
         spec's pilot (``best_rows``) scored as its own pilot would be: at the rate of the rows kept."""
         if change.screen is None:
-            return self._pilot(change.data, number, direction, change.name, repeat)
+            return self._pilot(change.data, number, direction, change.name, best.screens, repeat)
         t0 = time.perf_counter()
         kept = change.screen(best_rows)
         seconds = len(best_rows) / max(best_score.rows_per_s, 1e-9) + time.perf_counter() - t0  # writing + screening
@@ -331,17 +345,18 @@ class _Session:
 
     def _pilots(self, data: dict, number: int, name: str) -> tuple[list[PilotScore], list]:
         """One pilot of ``data`` per direction: (scores, rows)."""
-        pilots = [self._pilot(data, number, d, name) for d in range(len(DIRECTIONS))]
+        pilots = [self._pilot(data, number, d, name, []) for d in range(len(DIRECTIONS))]
         return [score for _, score in pilots], [rows for rows, _ in pilots]
 
-    def _pilot(self, data: dict, number: int, direction: int, name: str, repeat: int = 0):
-        """One pilot in ``direction``; ``repeat`` > 0 draws another seed (a second pilot of a split round)."""
+    def _pilot(self, data: dict, number: int, direction: int, name: str, screens: list[_Screen], repeat: int = 0):
+        """One pilot in ``direction``, its rows screened by ``screens`` (the spec generates without them);
+        ``repeat`` > 0 draws another seed (a second pilot of a split round)."""
         from sdgen.run.generate import generate
 
         derive, held = DIRECTIONS[direction]
         again = f"-again{repeat}" if repeat else ""
         output = self.workdir / f"round{number}-{name}-fold{held}{again}.csv"
-        pilot = copy.deepcopy(data)
+        pilot = {k: v for k, v in copy.deepcopy(data).items() if not any(k in s.added for s in screens)}
         balance = pilot.get("balance")
         balance = {"mode": balance} if isinstance(balance, str) else dict(balance or {})
         pilot.update(name=f"round {number} {name} (scored on fold {held})", sample_size=self.rows, output=str(output),
@@ -356,7 +371,11 @@ class _Session:
         seconds = sum(m.seconds - m.load_seconds for m in summary.per_model.values())
         self.pilot_rows += summary.written
         df = read_dataset(output)
-        return df, self._score(df, direction, summary.written / max(seconds, 1e-9))
+        t0 = time.perf_counter()
+        for screen in screens:
+            df = screen.by_direction[direction](df)
+        seconds += time.perf_counter() - t0
+        return df, self._score(df, direction, len(df) / max(seconds, 1e-9))
 
     def _score(self, generated, direction: int, rows_per_s: float) -> PilotScore:
         derive, held = DIRECTIONS[direction]
