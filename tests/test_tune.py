@@ -170,6 +170,35 @@ def test_a_kept_screen_drops_later_pilots_rows_after_they_are_written_not_while(
     assert yaml.safe_load(result.spec_path.read_text())["label_check"]  # the tuned spec still checks online
 
 
+@pytest.mark.parametrize("panel_reads", [0.3, None])
+def test_the_real_judge_is_kept_without_the_panels_vote_only_where_the_model_reads_real_rows_clearly_better(
+        tmp_path, spec_path, seed_csv, monkeypatch, panel_reads):  # fmt: skip
+    """The panel sees no gain from the judge. Where the panel reads held-out real rows at 30% and the model nearly
+    all of them, the judge is kept anyway, and the log and the tuned spec say why; where the panel reads them as
+    well as the model, its vote stands and the judge is dropped."""
+    from sdgen.tuning import loop
+    from sdgen.tuning.proposals import judged_by_real
+    from sdgen.tuning.score import PilotScore
+
+    data = yaml.safe_load(spec_path.read_text())
+    spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. MIXED."}, sort_keys=False))
+    monkeypatch.setattr(loop._Session, "_score", lambda self, rows, direction, rate: PilotScore(0.5, 0, 0, 0, len(rows), rate))
+    if panel_reads is not None:
+        monkeypatch.setattr(loop, "panel_agreement", lambda held, generated, seed=0: panel_reads)
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
+                        pilot_rows_per_label=8, proposals=[judged_by_real])  # fmt: skip
+    _, judge = result.rounds
+    assert judge.name == "real-judge" and judge.gains == [0.0, 0.0] and min(result.model_accuracy) > 0.9
+    tuned, log = result.spec_path.read_text(), result.log_path.read_text()
+    if panel_reads is None:
+        assert min(result.judge_accuracy) > 0.9 and not judge.trusted and not judge.kept and "judge" not in yaml.safe_load(tuned)
+        return
+    assert judge.kept and re.fullmatch(r"the model reads held-out real rows right \d+% / \d+%, the panel 30% / 30%", judge.trusted)
+    assert judge.again == {}  # no second pilots: the gains do not decide
+    assert yaml.safe_load(tuned)["judge"]["real"] == {"path": "seed.csv"}
+    assert f"kept whatever the score: {judge.trusted}" in tuned and f"| yes: {judge.trusted} |" in log
+
+
 def test_a_pilot_is_scored_by_the_panel_of_held_out_classifiers():
     """The compared score is the panel's agreement: rows that read like their label's held-out real rows score 1,
     the same rows under swapped labels 0, and a pilot's F1 figures are measured beside it."""

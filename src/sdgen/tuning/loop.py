@@ -34,7 +34,7 @@ from sdgen.store.files import read_dataset
 from sdgen.tuning.proposals import PROPOSALS, RELATIVE_COST, Change, Evidence, Withheld
 from sdgen.tuning.result import DIRECTIONS, Round, TuneResult
 from sdgen.tuning.judge import ModelJudge, agreement
-from sdgen.tuning.score import PilotScore, panel_agreement, score_pilot
+from sdgen.tuning.score import MODEL_OVER_PANEL, WEAK_JUDGE, PilotScore, panel_agreement, score_pilot
 
 DEFAULT_BUDGET_MINUTES = 15.0
 DEFAULT_PILOT_ROWS_PER_LABEL = 24
@@ -210,12 +210,13 @@ class _Session:
             r, candidate = self._trial(number, derived, best)
             r.seconds += deriving
             self.estimates.observe(estimate, r.seconds)
-            if _split(r.gains) and not self._out_of_budget(budget_minutes, budget_rows,
+            r.trusted = self._trusted(derived[0])
+            if not r.trusted and _split(r.gains) and not self._out_of_budget(budget_minutes, budget_rows,
                                                            self.estimates.of(best.seconds, (1 + cost) / 2)):  # fmt: skip
                 t0 = time.perf_counter()
                 r.again = self._pilot_again(number, derived, best, candidate, r.gains)
                 r.seconds += time.perf_counter() - t0
-            r.kept = min(r.decided_gains) > 0
+            r.kept = bool(r.trusted) or min(r.decided_gains) > 0
             self.rounds.append(r)
             if r.kept:
                 self.rederiving += REDERIVE_COST * deriving  # derived again from both pilots' rows at the end
@@ -223,6 +224,18 @@ class _Session:
                 best = candidate  # the next rounds pilot this spec, change included
             self.on_event("round", r)
         return f"{why_untried} for {', '.join(untried)}" if untried else ""
+
+    def _trusted(self, change: Change) -> str:
+        """Why the change is kept whatever the panel says (its screen is the model's reading, and the model reads
+        held-out real rows clearly better than the panel), or ""."""
+        model, panel = self.model_accuracy, self.judge_accuracy
+        if not change.read_by_model or len(model) != len(panel):
+            return ""
+        chance = 1 / len(self.labels)
+        if all(m - p >= MODEL_OVER_PANEL and m >= chance + WEAK_JUDGE for m, p in zip(model, panel)):
+            return (f"the model reads held-out real rows right {' / '.join(f'{m:.0%}' for m in model)}, the panel "
+                    f"{' / '.join(f'{p:.0%}' for p in panel)}")  # fmt: skip
+        return ""
 
     def _trial(self, number: int, derived: list[Change], best: _Best) -> tuple[Round, _Best]:
         """The change's pilots, one per direction, against the best spec's: a screening change (`Change.screen`)

@@ -11,6 +11,7 @@ import yaml
 
 from sdgen.spec import BUILTIN_STYLES
 from sdgen.tuning.proposals import Change
+from sdgen.tuning.score import MODEL_OVER_PANEL
 
 if TYPE_CHECKING:
     from sdgen.realdata import SeedSet
@@ -46,6 +47,7 @@ def _relocate(data: dict, spec_path: Path, output: Path) -> dict:
 def _measured(r: Round) -> str:
     before = [s.value - g for s, g in zip(r.scores, r.gains)]
     again = f"; {r.again_line}" if r.again else ""
+    again += f"; kept whatever the score: {r.trusted}" if r.trusted else ""
     return (f"held-out score {' / '.join(f'{b:.3f} -> {s.value:.3f}' for b, s in zip(before, r.scores))}{again} "
             f"(agreement {' / '.join(f'{s.agreement:.0%}' for s in r.scores)}, "
             f"F1 {' / '.join(f'{s.f1:.3f}' for s in r.scores)})")  # fmt: skip
@@ -112,7 +114,9 @@ def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet
         "shown, not compared: on a fold's few "
         "rows they are mostly noise. A change is kept when both of its pilots beat the best spec's pilots in the same "
         "direction; where one gained and the other did not, that direction is piloted again on another seed (the "
-        "change and the best spec) and counts the mean of its two gains.", "",
+        "change and the best spec) and counts the mean of its two gains. The real judge, the model's own reading, is "
+        "kept without the panel's vote where the model reads the held-out real rows clearly better than the panel "
+        f"(by {MODEL_OVER_PANEL * 100:.0f} points in both directions).", "",
         _judge_line(result), "",
         f"{result.pilot_rows} pilot rows in {result.seconds / 60:.1f} minutes (model load included; "
         f"{result.rederive_seconds:.0f} s of it deriving the kept changes again from the whole seed)."
@@ -124,7 +128,7 @@ def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet
     ]  # fmt: skip
     for r in result.rounds:
         gains = r.gains_line if r.gains else "-"
-        kept = "baseline" if r.number == 0 else ("yes" if r.kept else "no")
+        kept = "baseline" if r.number == 0 else (f"yes: {r.trusted}" if r.trusted else "yes" if r.kept else "no")
         agreement, f1, hybrid, rows_s = (sum(getattr(s, f) for s in r.scores) / len(r.scores)
                                          for f in ("agreement", "f1", "hybrid_f1", "rows_per_s"))  # fmt: skip
         spread = " / ".join(f"{s.value:.3f}" for s in r.scores)

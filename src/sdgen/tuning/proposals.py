@@ -52,6 +52,7 @@ class Change:
     # A change that only drops rows (the label check): the rows of a pilot it keeps. Tune scores it on the best
     # spec's pilot rows instead of piloting it: the comparison is paired, and the round costs no generation.
     screen: Callable[[Any], Any] | None = None
+    read_by_model: bool = False  # the screen is the spec's model reading the rows (the real judge)
 
 
 def _real_rows(ev: Evidence) -> dict:
@@ -305,7 +306,7 @@ def judged_by_real(data: dict, ev: Evidence) -> Change | None:
 
     return Change("real-judge", f"judge: the model, shown the real rows as examples, drops rows it gives another label "
                   f"(keeps {worst:.0%} of the label it keeps least; balance.replacements {balance['replacements']})",
-                  out, ["judge", "balance"], screen)  # fmt: skip
+                  out, ["judge", "balance"], screen, read_by_model=True)  # fmt: skip
 
 
 TYPICAL_PER_LABEL = 4  # the most typical real rows of each label kept as examples (two shown per request)
