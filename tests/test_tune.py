@@ -182,7 +182,8 @@ def test_the_real_judge_is_kept_without_the_panels_vote_only_where_the_model_rea
 
     data = yaml.safe_load(spec_path.read_text())
     spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. MIXED."}, sort_keys=False))
-    monkeypatch.setattr(loop._Session, "_score", lambda self, rows, direction, rate: PilotScore(0.5, 0, 0, 0, len(rows), rate))
+    monkeypatch.setattr(loop._Session, "_score",
+                        lambda self, rows, direction, rate: PilotScore(0.5, 0, 0, 0, len(rows), rate))  # fmt: skip
     if panel_reads is not None:
         monkeypatch.setattr(loop, "panel_agreement", lambda held, generated, seed=0: panel_reads)
     result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
@@ -191,9 +192,11 @@ def test_the_real_judge_is_kept_without_the_panels_vote_only_where_the_model_rea
     assert judge.name == "real-judge" and judge.gains == [0.0, 0.0] and min(result.model_accuracy) > 0.9
     tuned, log = result.spec_path.read_text(), result.log_path.read_text()
     if panel_reads is None:
-        assert min(result.judge_accuracy) > 0.9 and not judge.trusted and not judge.kept and "judge" not in yaml.safe_load(tuned)
+        assert min(result.judge_accuracy) > 0.9 and not judge.trusted and not judge.kept
+        assert "judge" not in yaml.safe_load(tuned)
         return
-    assert judge.kept and re.fullmatch(r"the model reads held-out real rows right \d+% / \d+%, the panel 30% / 30%", judge.trusted)
+    assert judge.kept
+    assert re.fullmatch(r"the model reads held-out real rows right \d+% / \d+%, the panel 30% / 30%", judge.trusted)
     assert judge.again == {}  # no second pilots: the gains do not decide
     assert yaml.safe_load(tuned)["judge"]["real"] == {"path": "seed.csv"}
     assert f"kept whatever the score: {judge.trusted}" in tuned and f"| yes: {judge.trusted} |" in log

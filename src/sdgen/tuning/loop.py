@@ -211,8 +211,9 @@ class _Session:
             r.seconds += deriving
             self.estimates.observe(estimate, r.seconds)
             r.trusted = self._trusted(derived[0])
-            if not r.trusted and _split(r.gains) and not self._out_of_budget(budget_minutes, budget_rows,
-                                                           self.estimates.of(best.seconds, (1 + cost) / 2)):  # fmt: skip
+            again = self.estimates.of(best.seconds, (1 + cost) / 2)  # a second pilot pair in one direction
+            again_fits = not self._out_of_budget(budget_minutes, budget_rows, again)
+            if not r.trusted and _split(r.gains) and again_fits:
                 t0 = time.perf_counter()
                 r.again = self._pilot_again(number, derived, best, candidate, r.gains)
                 r.seconds += time.perf_counter() - t0
@@ -241,7 +242,8 @@ class _Session:
         """The change's pilots, one per direction, against the best spec's: a screening change (`Change.screen`)
         is scored on the rows of the best spec's pilots it keeps, what its own pilots would keep of the same plan."""
         t0 = time.perf_counter()
-        tried = [self._candidate(number, change, d, best, best.rows[d], best.scores[d]) for d, change in enumerate(derived)]
+        tried = [self._candidate(number, change, d, best, best.rows[d], best.scores[d])
+                 for d, change in enumerate(derived)]  # fmt: skip
         rows, scores = [kept for kept, _ in tried], [score for _, score in tried]
         screens = best.screens
         if derived[0].screen is not None:  # later pilots generate as the best spec's did, and screen their rows
