@@ -211,8 +211,8 @@ class _Session:
             r.seconds += deriving
             self.estimates.observe(estimate, r.seconds)
             r.trusted = self._trusted(derived[0])
-            again = self.estimates.of(best.seconds, (1 + cost) / 2)  # a second pilot pair in one direction
-            again_fits = not self._out_of_budget(budget_minutes, budget_rows, again)
+            again_seconds = self.estimates.of(best.seconds, (1 + cost) / 2)  # a second pilot pair, one direction
+            again_fits = not self._out_of_budget(budget_minutes, budget_rows, again_seconds)
             if not r.trusted and _split(r.gains) and again_fits:
                 t0 = time.perf_counter()
                 r.again = self._pilot_again(number, derived, best, candidate, r.gains)
@@ -242,7 +242,7 @@ class _Session:
         """The change's pilots, one per direction, against the best spec's: a screening change (`Change.screen`)
         is scored on the rows of the best spec's pilots it keeps, what its own pilots would keep of the same plan."""
         t0 = time.perf_counter()
-        tried = [self._candidate(number, change, d, best, best.rows[d], best.scores[d])
+        tried = [self._candidate(number, change, d, best.screens, best.rows[d], best.scores[d])
                  for d, change in enumerate(derived)]  # fmt: skip
         rows, scores = [kept for kept, _ in tried], [score for _, score in tried]
         screens = best.screens
@@ -268,16 +268,17 @@ class _Session:
             if d not in best.again:
                 best.again[d] = self._pilot(best.data, number, d, "best", best.screens, repeat=1)
             best_rows, best_score = best.again[d]
-            candidate.again[d] = self._candidate(number, derived[d], d, best, best_rows, best_score, repeat=1)
+            candidate.again[d] = self._candidate(number, derived[d], d, best.screens, best_rows, best_score, repeat=1)
             again[d] = round(candidate.again[d][1].value - best_score.value, 4)
         return again
 
-    def _candidate(self, number: int, change: Change, direction: int, best: _Best, best_rows, best_score: PilotScore,
-                   repeat: int = 0) -> tuple:  # fmt: skip
-        """The change's pilot in ``direction`` (rows, score), or, for a screening change, what it keeps of the best
-        spec's pilot (``best_rows``) scored as its own pilot would be: at the rate of the rows kept."""
+    def _candidate(self, number: int, change: Change, direction: int, screens: list[_Screen], best_rows,
+                   best_score: PilotScore, repeat: int = 0) -> tuple:  # fmt: skip
+        """The change's pilot in ``direction`` (rows, score), screened by the best spec's ``screens``, or, for a
+        screening change, what it keeps of the best spec's pilot (``best_rows``) scored as its own pilot would be:
+        at the rate of the rows kept."""
         if change.screen is None:
-            return self._pilot(change.data, number, direction, change.name, best.screens, repeat)
+            return self._pilot(change.data, number, direction, change.name, screens, repeat)
         t0 = time.perf_counter()
         kept = change.screen(best_rows)
         seconds = len(best_rows) / max(best_score.rows_per_s, 1e-9) + time.perf_counter() - t0  # writing + screening
