@@ -3,6 +3,7 @@ kept only when held-out real rows say it helps; the seed's folds; bad seeds; wha
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import random
@@ -17,8 +18,10 @@ import yaml
 import sdgen
 from sdgen.engines import Result, register_engine
 from sdgen.realdata import SeedSet
+from sdgen.spec import build_spec
 from sdgen.tuning import profile
-from sdgen.tuning.proposals import Change, Evidence, avoid_overused, describe_by_model, style_hints, typical_examples
+from sdgen.tuning.proposals import (Change, Evidence, avoid_overused, describe_by_model, real_shots, style_hints,
+                                    typical_examples)
 
 from conftest import cli_error
 from fake_engines import FakeBaseModel
@@ -565,6 +568,32 @@ def test_typical_examples_leave_out_rows_the_sample_contradicts(tmp_path):
     assert chosen["label"].value_counts().to_dict() == {label: 4 for label in LABELS}
     calm = chosen.loc[chosen["label"] == "calm", "text"]
     assert all(set(t.split()) <= set(VOCAB["calm"]) for t in calm)  # never the two noisy rows
+
+
+def test_real_shots_add_each_labels_most_typical_real_row_to_the_specs_examples_and_room_for_its_length():
+    rng = random.Random(4)
+    rows = [(label_text(label, rng), label) for label in ("calm", "sad") for _ in range(10)]
+    rows += [(label_text("sad", rng), "calm")]  # label noise: never shown
+    rows += [(" ".join([label_text("angry", rng)] * 12) + " grr", "angry") for _ in range(10)]  # 97 words each
+    real = pd.DataFrame(rows, columns=["text", "label"])
+    example = {"label": "calm", "category": "place", "type": "home", "output": "A quiet day."}
+    data = {"task": "t", "labels": {"calm": "Calm.", "angry": {"description": "Angry.", "avoid": ["grr"]}, "sad": "Sad."},
+            "categories": {"place": ["home", "work"]}, "examples": [example], "generation": {"temperature": 0.7}}
+    given = copy.deepcopy(data)
+    change = real_shots(data, Evidence(real, real.head(0)))
+    assert data == given  # the spec given is left as it was
+    examples = change.data["examples"]
+    assert examples[0] == example and [ex["label"] for ex in examples[1:]] == ["calm", "sad"]  # angry's hold "grr"
+    assert [ex["type"] for ex in examples[1:]] == ["home", "work"]  # types in turn
+    assert set(examples[1]["output"].split()) <= set(VOCAB["calm"])  # the typical row, not the noisy one
+    assert change.data["generation"] == {"temperature": 0.7}  # 8-word rows fit the default room
+    build_spec({**change.data, "sample_size": 3})  # the tuned spec loads
+    data["labels"]["angry"] = "Angry."
+    longer = real_shots(data, Evidence(real, real.head(0)))
+    assert [ex["label"] for ex in longer.data["examples"][1:]] == ["angry", "calm", "sad"]
+    assert longer.data["generation"] == {"temperature": 0.7, "max_new_tokens": 160}  # 97 words x 1.5, in 32s
+    build_spec({**longer.data, "sample_size": 3})
+    assert real_shots(longer.data, Evidence(real, real.head(0))) is None  # shown already: nothing to add
 
 
 def test_the_tuned_spec_finds_its_files_wherever_it_is_written(tmp_path):
