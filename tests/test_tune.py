@@ -577,7 +577,8 @@ def test_real_shots_add_each_labels_most_typical_real_row_to_the_specs_examples_
     rows += [(" ".join([label_text("angry", rng)] * 12) + " grr", "angry") for _ in range(10)]  # 97 words each
     real = pd.DataFrame(rows, columns=["text", "label"])
     example = {"label": "calm", "category": "place", "type": "home", "output": "A quiet day."}
-    data = {"task": "t", "labels": {"calm": "Calm.", "angry": {"description": "Angry.", "avoid": ["grr"]}, "sad": "Sad."},
+    angry = {"description": "Angry.", "avoid": ["grr"]}
+    data = {"task": "t", "labels": {"calm": "Calm.", "angry": angry, "sad": "Sad."},
             "categories": {"place": ["home", "work"]}, "examples": [example], "generation": {"temperature": 0.7}}
     given = copy.deepcopy(data)
     change = real_shots(data, Evidence(real, real.head(0)))
