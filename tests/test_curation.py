@@ -12,6 +12,7 @@ from collections import Counter
 
 import pandas as pd
 import pytest
+import yaml
 
 import sdgen
 from sdgen.engines import Result, register_engine
@@ -20,7 +21,7 @@ from sdgen.plan import make_plan, quotas
 from sdgen.run.replacements import ReplacementBudget
 from sdgen.spec import build_spec
 
-from conftest import ROOT
+from conftest import ROOT, cli_error
 from fake_engines import CraftedEngine, ExampleCopier, ListEngine, words
 
 register_engine("crafted", CraftedEngine)
@@ -153,6 +154,34 @@ def test_exact_plan_deals_exact_quotas(tmp_path, model_path):
     assert [r.label for r in make_plan(spec)] != [
         r.label for r in make_plan(spec_for(tmp_path, model_path, seed=4, balance="exact"))
     ]
+
+
+def test_label_shares_deal_each_label_its_share_of_the_plan(tmp_path, model_path):
+    """A classifier learns how common each label is from its rows: `balance.shares` gives the labels the shares the
+    user's real data has, exactly under `exact` (largest remainders, split over categories), by draw under `random`."""
+    spec = spec_for(tmp_path, model_path, sample_size=43, balance={"mode": "exact", "shares": {"a": 0.9, "b": 0.1}})
+    assert quotas(spec) == {("a",): 39, ("b",): 4}  # 38.7 and 4.3: the remainder to a's larger fraction
+    assert Counter(r.label for r in make_plan(spec)) == {"a": 39, "b": 4}
+    cells = spec_for(tmp_path, model_path, sample_size=40, balance={"mode": "exact", "by": "label_category",
+                                                                    "shares": {"a": 3, "b": 1}})  # fmt: skip
+    assert quotas(cells) == {("a", "topic"): 15, ("a", "place"): 15, ("b", "topic"): 5, ("b", "place"): 5}
+    drawn = Counter(r.label for r in make_plan(spec_for(tmp_path, model_path, sample_size=2000,
+                                                        balance={"shares": {"a": 0.9, "b": 0.1}})))  # fmt: skip
+    assert 1700 < drawn["a"] < 1900
+    plain = [(r.label, r.category, r.type) for r in make_plan(spec_for(tmp_path, model_path))]
+    assert plain == [(r.label, r.category, r.type) for r in make_plan(spec_for(tmp_path, model_path, balance={}))]
+    summary = sdgen.generate(spec, backend="crafted")
+    assert Counter(read(spec.output_path)["label"]) == {"a": 39, "b": 4} and summary.written == 43
+
+
+@pytest.mark.parametrize("shares, says", [({"a": 1.0}, "missing b"), ({"a": 1, "b": 1, "c": 1}, "not a label: c"),
+                                          ({"a": 1, "b": 0}, "above 0")])  # fmt: skip
+def test_label_shares_that_miss_a_label_name_another_or_are_not_positive_are_one_line_errors(
+        tmp_path, model_path, capsys, monkeypatch, shares, says):  # fmt: skip
+    spec = tmp_path / "spec.yaml"
+    data = {"task": "t", "labels": ["a", "b"], "categories": {"topic": ["x"]}, "sample_size": 4, "balance": {"shares": shares}}
+    spec.write_text(yaml.safe_dump(data))
+    assert "balance.shares" in (line := cli_error(capsys, monkeypatch, "generate", spec)) and says in line
 
 
 def test_exact_balance_replaces_lost_rows_until_every_cell_is_full(tmp_path, model_path):

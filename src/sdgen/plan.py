@@ -48,14 +48,18 @@ Cell = tuple[str, ...]
 
 
 def plan_row(spec: Spec, row: int, cell: Cell | None = None, model: str | None = None) -> PlannedRow:
-    """The plan entry for one row id (uniform label, uniform category then type, weighted model).
+    """The plan entry for one row id (label uniform or by `balance.shares`, uniform category then type, weighted model).
 
     ``cell`` fixes the label (and category), ``model`` the model; the other draws are unchanged.
     """
     rng = random.Random(derive_seed(spec.seed, "plan", row))
     labels = list(spec.labels)
     categories = list(spec.categories)
-    label = labels[rng.randrange(len(labels))]
+    shares = spec.balance.shares
+    if shares is None:
+        label = labels[rng.randrange(len(labels))]
+    else:
+        label = rng.choices(labels, [shares[name] for name in labels])[0]
     category = categories[rng.randrange(len(categories))]
     if cell is not None:
         label = cell[0]
@@ -72,13 +76,24 @@ def cell_of(spec: Spec, label: str, category: str) -> Cell:
 
 
 def quotas(spec: Spec) -> dict[Cell, int]:
-    """Rows per cell under ``balance: exact``: an even split, the remainder to the first cells in spec order."""
+    """Rows per cell under ``balance: exact``: an even split, the remainder to the first cells in spec order; with
+    ``balance.shares``, each label's share (split evenly over its categories), the remainder to the largest
+    fractions."""
     if spec.balance.by == "label_category":
         cells = [(label, category) for label in spec.labels for category in spec.categories]
     else:
         cells = [(label,) for label in spec.labels]
-    base, extra = divmod(spec.sample_size, len(cells))
-    return {cell: base + (i < extra) for i, cell in enumerate(cells)}
+    shares = spec.balance.shares
+    if shares is None:
+        base, extra = divmod(spec.sample_size, len(cells))
+        return {cell: base + (i < extra) for i, cell in enumerate(cells)}
+    total = sum(shares[cell[0]] for cell in cells)
+    exact = {cell: spec.sample_size * shares[cell[0]] / total for cell in cells}
+    counts = {cell: int(value) for cell, value in exact.items()}
+    by_fraction = sorted(cells, key=lambda c: (-(exact[c] - counts[c]), cells.index(c)))
+    for cell in by_fraction[: spec.sample_size - sum(counts.values())]:
+        counts[cell] += 1
+    return counts
 
 
 def make_plan(spec: Spec) -> list[PlannedRow]:

@@ -168,6 +168,10 @@ class BalanceOptions(_Strict):
         "label (or label x category).",
     )
     by: Literal["label", "label_category"] = Field("label", description="Quota cells: per label or label x category.")
+    shares: dict[str, float] | None = Field(
+        None, description="Label -> its share of the rows (relative weights, every label named): the shares your real "
+        "data has, since a classifier learns how common each label is from its training rows. Default: equal.",
+    )  # fmt: skip
     replacements: int = Field(
         2, ge=0, le=20,
         description="The run's budget of replacement rows, as a multiple of sample_size: at most replacements x "
@@ -487,6 +491,15 @@ class Spec(_Strict):
         if (self.rows_per_request or 1) > 1 and (self.prompt_style != "fewshot"):
             raise ValueError(f"rows_per_request: {self.rows_per_request} needs prompt_style fewshot (got "
                              f"{self.prompt_style!r}); use 1 with other styles")  # fmt: skip
+        shares = self.balance.shares
+        if shares is not None:
+            if set(shares) != set(self.labels):
+                missing, unknown = sorted(set(self.labels) - set(shares)), sorted(set(shares) - set(self.labels))
+                raise ValueError("balance.shares must name every label and only labels: "
+                                 + "; ".join(f"{what} {', '.join(names)}" for what, names in
+                                             (("missing", missing), ("not a label:", unknown)) if names))  # fmt: skip
+            if any(not v > 0 for v in shares.values()):
+                raise ValueError(f"balance.shares must all be above 0, got {shares}")
         if self.balance.mode == "exact" and self.sample_size < self.cell_count:
             raise ValueError(
                 f"balance: exact needs sample_size >= {self.cell_count} (one row per {self.balance.by.replace('_', ' x ')} "
