@@ -92,8 +92,12 @@ def judge_warning(result: TuneResult) -> str:
 def _judge_line(result: TuneResult) -> str:
     panel = " and ".join(f"{a:.1%}" for a in result.judge_accuracy)
     model = " and ".join(f"{a:.1%}" for a in result.model_accuracy)
-    model = (f"the spec's model, shown one fold's real rows as examples (what `not:` lines are read by), {model}"
-             if model else "the spec's model does not judge: its backend gives no log-probabilities")  # fmt: skip
+    if model:
+        model = f"the spec's model, shown one fold's real rows as examples (what `not:` lines are read by), {model}"
+    elif result.model_judges:
+        model = "the spec's model's reading of real rows was not measured: no change tried rested on it"
+    else:
+        model = "the spec's model does not judge: its backend gives no log-probabilities"
     line = (f"How well a fold can judge: the panel fitted on one fold labels the other fold's real rows right {panel} "
             f"of the time (fold 1 on fold 0, then fold 0 on fold 1; guessing one label: {result.chance:.1%}); "
             f"{model}.")  # fmt: skip

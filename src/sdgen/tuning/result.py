@@ -58,6 +58,7 @@ class TuneResult:
     model_accuracy: list[float] = field(default_factory=list)
     rederive_seconds: float = 0.0  # deriving the kept changes again from the whole seed
     withheld: list[str] = field(default_factory=list)  # proposals that found a change and held it back: why
+    model_judges: bool = True  # the backend gives log-probabilities: the spec's model reads rows for tune
 
     @property
     def weak_judge(self) -> bool:
