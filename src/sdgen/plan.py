@@ -48,7 +48,8 @@ Cell = tuple[str, ...]
 
 
 def plan_row(spec: Spec, row: int, cell: Cell | None = None, model: str | None = None) -> PlannedRow:
-    """The plan entry for one row id (label uniform or by `balance.shares`, uniform category then type, weighted model).
+    """The plan entry for one row id (label uniform or by ``balance.shares``, uniform category then type, weighted
+    model).
 
     ``cell`` fixes the label (and category), ``model`` the model; the other draws are unchanged.
     """

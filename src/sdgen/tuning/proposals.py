@@ -318,7 +318,7 @@ def real_shots(data: dict, ev: Evidence) -> Change | None:
     examples' length and register far more than it follows a description: movie-review plot rows ran 18 words with
     the spec's one-sentence example (a description asking for 56-150 words moved nothing) and 34 with a 71-word real
     one beside it, review rows 14 -> 21 words (real: 20). Unlike `examples_from` the examples are the same in every
-    request, so the engine's prefix cache serves them and pilots are no slower."""
+    request, so the engine's prefix cache serves them: rows come slower only as far as they grow longer."""
     examples = [dict(ex) for ex in data.get("examples") or [] if isinstance(ex, dict)]
     shown = {" ".join(str(ex.get("output", "")).split()) for ex in examples}
     labels = _labels(data)
@@ -401,8 +401,8 @@ def hotter(data: dict, ev: Evidence) -> Change | None:
 # the panel kept it on emotion and movie reviews and dropped it on politeness, whose folds read real rows barely
 # above chance). Then a typical real row per label among the examples: on movie reviews it alone lifted agreement
 # 74% -> 84% and the hybrid gain 1.17x -> 1.22x (seed 1, docs/quality.md#real-shots), as much as the label check and
-# the judge together, and every later prompt change is piloted on top of it. Then `not:` lines, read from the judge's confusions (the model reads most
-# generated emotion `anger` rows as sadness, docs/tune.md); then the rest of what brought the largest gains when
+# the judge together, and every later prompt change is piloted on top of it. Then `not:` lines, read from the
+# judge's confusions (the model reads most generated emotion `anger` rows as sadness, docs/tune.md); then the rest of what brought the largest gains when
 # done by hand (descriptions naming what marks real rows, avoid lists); the same model, shown the real rows, as the
 # online judge (a screen like the label check; offline it lifted politeness's agreement and F1,
 # docs/quality.md#real-judge-measured) after the avoid lists: shown one fold's 15 rows per label, it read 60-90% of
