@@ -207,6 +207,37 @@ def test_the_real_judge_is_kept_without_the_panels_vote_only_where_the_model_rea
     assert f"kept whatever the score: {judge.trusted}" in tuned and f"| yes: {judge.trusted} |" in log
 
 
+@pytest.mark.parametrize("pace", [0.01, 200.0])
+def test_the_judges_round_counts_the_readings_it_brings_with_it_against_the_budget(tmp_path, spec_path, seed_csv,
+                                                                                  monkeypatch, pace):  # fmt: skip
+    """The judge's own reading may be cached (`not:` lines read the same rows), yet keeping it means reading the
+    folds' real rows (`_trusted`) and every best pilot row again at the end: at the model's pace those readings
+    either fit the budget (the judge is tried, and its re-reading held back) or leave it untried."""
+    from sdgen.tuning import loop
+    from sdgen.tuning.proposals import judged_by_real
+
+    monkeypatch.setattr(loop, "panel_agreement", lambda held, generated, seed=0: 0.3)  # the model is trusted
+    monkeypatch.setattr(loop._Session, "_reading_seconds", lambda self, texts: pace * texts)
+    held_back = []
+    run = loop._Session.run
+
+    def running(self, *args):
+        stopped = run(self, *args)
+        held_back.append(self.rederiving)
+        return stopped
+
+    monkeypatch.setattr(loop._Session, "run", running)
+    data = yaml.safe_load(spec_path.read_text())
+    spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. MIXED."}, sort_keys=False))
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
+                        pilot_rows_per_label=8, proposals=[judged_by_real], budget_minutes=5)  # fmt: skip
+    if pace > 1:  # 36 real rows and 48 pilot rows twice: 132 texts, 7 hours
+        assert [r.name for r in result.rounds] == ["baseline"] and "budget ran out for judged_by_real" in result.stopped
+        return
+    (_, judge), rows = result.rounds, 2 * 24
+    assert judge.kept and held_back == [pytest.approx(loop.REDERIVE_COST * pace * rows)]
+
+
 def test_a_pilot_is_scored_by_the_panel_of_held_out_classifiers():
     """The compared score is the panel's agreement: rows that read like their label's held-out real rows score 1,
     the same rows under swapped labels 0, and a pilot's F1 figures are measured beside it."""
