@@ -317,6 +317,39 @@ def test_a_screening_change_is_never_piloted_and_a_split_screens_the_best_specs_
     assert [s.rows for s in screened.scores] == [5, 5] and all(0.99 < s.rows_per_s < 1.0 for s in screened.scores)
 
 
+def test_avoid_lists_are_scored_on_the_best_pilots_rows_and_later_pilots_write_with_them(
+        tmp_path, spec_path, seed_csv, monkeypatch):  # fmt: skip
+    """A screen that `generates` (avoid lists: prompt text as well) is scored like the label check, on the rows of
+    the best spec's pilots it keeps, never piloted; once kept, the next round's pilots generate with it (the online
+    step drops what the prompt did not prevent) instead of screening rows written without it."""
+    from sdgen.tuning import loop
+    from sdgen.tuning.score import PilotScore
+
+    piloted = []
+
+    def scripted_pilot(self, data, number, direction, name, screens, repeat=0):
+        piloted.append((name, direction, "AVOID" in data["task"], len(screens)))
+        rows = pd.DataFrame({"text": [f"t{i}" for i in range(10)], "label": LABELS[0]})
+        return rows, self._score(rows, direction, 2.0)
+
+    def scripted_score(self, generated, direction, rows_per_s):
+        return PilotScore(0.6 if len(generated) < 10 else 0.5, 0, 0, 0, len(generated), rows_per_s)
+
+    def avoid(data, ev):
+        change = Change("avoid-like", "drops half", {**data, "task": f"{data['task']} AVOID."}, ["task"],
+                        lambda rows: rows.head(5))  # fmt: skip
+        change.generates = True
+        return change
+
+    monkeypatch.setattr(loop._Session, "_pilot", scripted_pilot)
+    monkeypatch.setattr(loop._Session, "_score", scripted_score)
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
+                        proposals=[avoid, with_task("NEXT")])  # fmt: skip
+    _, screened, _ = result.rounds
+    assert screened.gains == [0.1, 0.1] and screened.kept and [s.rows for s in screened.scores] == [5, 5]
+    assert piloted == [("baseline", 0, False, 0), ("baseline", 1, False, 0), ("next", 0, True, 0), ("next", 1, True, 0)]
+
+
 def test_the_row_budget_leaves_later_rounds_untried(tmp_path, spec_path, seed_csv):
     result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted", pilot_rows_per_label=8,
                         budget_rows=4 * 24, proposals=[with_task("FIT"), with_task("SWAP")])  # fmt: skip
@@ -498,6 +531,8 @@ def test_what_tune_reads_in_real_rows():
     avoid = avoid_overused({"task": "t", "labels": {"calm": "Calm.", "sad": "Sad."}}, Evidence(real, generated))
     assert avoid is not None and avoid.data["labels"]["calm"]["avoid"] == ["please"]
     assert "avoid" not in avoid.data["labels"]["sad"]
+    # scored on the rows the online step would keep: every calm row says "Please"; sad avoids nothing
+    assert list(avoid.screen(generated)["text"]) == list(real["text"][:2]) and avoid.generates
     # a phrase one of the label's examples holds, as the spec reads it (a curly apostrophe is a straight one), is never
     # proposed: the tuned spec would be refused
     sad = pd.DataFrame({"text": [f"i can't {w} #sad" for w in ("sleep", "eat", "go")], "label": "sad"})

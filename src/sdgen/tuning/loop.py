@@ -279,12 +279,13 @@ class _Session:
                  for d, change in enumerate(derived)]  # fmt: skip
         rows, scores = [kept for kept, _ in tried], [score for _, score in tried]
         screens = best.screens
-        if derived[0].screen is not None:  # later pilots generate as the best spec's did, and screen their rows
-            pilot_seconds = best.seconds + time.perf_counter() - t0
-            added = frozenset(derived[0].data) - frozenset(best.data)
-            screens = [*screens, _Screen(added, [change.screen for change in derived])]
-        else:
+        if derived[0].screen is None:
             pilot_seconds = time.perf_counter() - t0
+        else:
+            pilot_seconds = best.seconds + time.perf_counter() - t0
+            if not derived[0].generates:  # later pilots generate as the best spec's did, and screen their rows
+                added = frozenset(derived[0].data) - frozenset(best.data)
+                screens = [*screens, _Screen(added, [change.screen for change in derived])]
         gains = [round(new.value - old.value, 4) for new, old in zip(scores, best.scores)]
         r = Round(number, derived[0].name, derived[0].summary, scores, gains, seconds=time.perf_counter() - t0)
         return r, _Best(derived[0].data, scores, rows, pilot_seconds, screens=screens)
