@@ -227,12 +227,20 @@ def test_the_judges_round_counts_the_readings_it_brings_with_it_against_the_budg
         return stopped
 
     monkeypatch.setattr(loop._Session, "run", running)
+    read, score = [], loop._Session.score
+
+    def scoring(self, prefix, prompts, labels):
+        read.append(len(prompts))
+        return score(self, prefix, prompts, labels)
+
+    monkeypatch.setattr(loop._Session, "score", scoring)
     data = yaml.safe_load(spec_path.read_text())
     spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. MIXED."}, sort_keys=False))
     result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
                         pilot_rows_per_label=8, proposals=[judged_by_real], budget_minutes=5)  # fmt: skip
     if pace > 1:  # 36 real rows and 48 pilot rows twice: 132 texts, 7 hours
         assert [r.name for r in result.rounds] == ["baseline"] and "budget ran out for judged_by_real" in result.stopped
+        assert read == [1]  # the probe's one row: the judge was not derived (a reading of the pilots' rows) to no end
         return
     (_, judge), rows = result.rounds, 2 * 24
     assert judge.kept and held_back == [pytest.approx(loop.REDERIVE_COST * pace * rows)]

@@ -31,7 +31,7 @@ from sdgen.progress import NullProgress, ProgressListener
 from sdgen.realdata import SeedSet
 from sdgen.spec import Spec, build_spec, read_spec_file
 from sdgen.store.files import read_dataset
-from sdgen.tuning.proposals import PROPOSALS, RELATIVE_COST, Change, Evidence, Withheld
+from sdgen.tuning.proposals import MODEL_READINGS, PROPOSALS, RELATIVE_COST, Change, Evidence, Withheld
 from sdgen.tuning.result import DIRECTIONS, Round, TuneResult
 from sdgen.tuning.judge import ModelJudge, agreement
 from sdgen.tuning.score import MODEL_OVER_PANEL, WEAK_JUDGE, PilotScore, panel_agreement, score_pilot
@@ -202,7 +202,9 @@ class _Session:
         for number, proposal in enumerate(proposals, start=1):
             cost = RELATIVE_COST.get(proposal.__name__, 1.0)
             estimate = self.estimates.of(best.seconds, cost)
-            why = self._out_of_budget(budget_minutes, budget_rows, estimate)
+            # the judge's deriving is itself a reading of the best pilots' rows: what it owes is checked first
+            owed = self._owed_by_reading(best) if proposal.__name__ in MODEL_READINGS else (0.0, 0.0)
+            why = self._out_of_budget(budget_minutes, budget_rows, estimate + sum(owed))
             if why:
                 untried.append(proposal.__name__)  # a cheaper one later in the list may still fit
                 why_untried = why
@@ -216,12 +218,6 @@ class _Session:
             deriving = time.perf_counter() - t0  # asking the model (`not:` lines, descriptions) takes a while
             if any(c is None for c in derived):
                 self.skipped.append(derived[0].name if derived[0] is not None else proposal.__name__)
-                continue
-            owed = self._owed_by_reading(best) if derived[0].read_by_model else (0.0, 0.0)
-            why = self._out_of_budget(budget_minutes, budget_rows, estimate + sum(owed)) if any(owed) else ""
-            if why:
-                untried.append(proposal.__name__)
-                why_untried = why
                 continue
             r, candidate = self._trial(number, derived, best)
             r.seconds += deriving
