@@ -437,9 +437,11 @@ PROPOSALS: list[Callable[[dict, Evidence], Change | None]] = [
 # check is scored on the best spec's pilot rows (`Change.screen`), without a pilot of its own, and so are avoid lists
 # (the rows holding a phrase their label now avoids dropped) and the real judge, whose reading of ~200 rows takes
 # about a third of a round. The budget skips what would not fit.
-# Proposals whose change is the model's reading of the best pilots' rows (`Change.read_by_model`): deriving one reads
-# them, and keeping it reads the folds and every pilot row again, so the budget checks those readings before it
-# derives (politeness on a Zen 3 read for 110 s to derive the judge, found it did not fit, and ran 15.5 minutes).
-MODEL_READINGS = frozenset({"judged_by_real"})
 RELATIVE_COST: dict[str, float] = {"label_check": 0.0, "avoid_overused": 0.0, "judged_by_real": 0.3, "real_shots": 1.5,
                                    "real_examples": 2.5, "typical_examples": 2.5}  # fmt: skip
+
+# Proposals whose change is the model's reading of the best pilots' rows (`Change.read_by_model`): deriving one reads
+# them, and keeping it reads the folds and every pilot row again, so the budget checks those readings before it
+# derives (politeness on a Zen 3 read for about 110 s to derive the judge, found it did not fit, and ran 15.5
+# minutes).
+MODEL_READINGS = frozenset({"judged_by_real"})
