@@ -202,8 +202,9 @@ class _Session:
         for number, proposal in enumerate(proposals, start=1):
             cost = RELATIVE_COST.get(proposal.__name__, 1.0)
             estimate = self.estimates.of(best.seconds, cost)
-            # the judge's deriving is itself a reading of the best pilots' rows: what it owes is checked first
-            owed = self._owed_by_reading(best) if proposal.__name__ in MODEL_READINGS else (0.0, 0.0)
+            reads = proposal.__name__ in MODEL_READINGS  # the change is the model's reading (the real judge)
+            # deriving it is itself a reading of the best pilots' rows: what it owes is checked first
+            owed = self._owed_by_reading(best) if reads else (0.0, 0.0)
             why = self._out_of_budget(budget_minutes, budget_rows, estimate + sum(owed))
             if why:
                 untried.append(proposal.__name__)  # a cheaper one later in the list may still fit
@@ -222,7 +223,7 @@ class _Session:
             r, candidate = self._trial(number, derived, best)
             r.seconds += deriving
             self.estimates.observe(estimate, r.seconds)
-            r.trusted = self._trusted(derived[0])
+            r.trusted = self._trusted() if reads else ""
             again_seconds = self.estimates.of(best.seconds, (1 + cost) / 2)  # a second pilot pair, one direction
             again_fits = not self._out_of_budget(budget_minutes, budget_rows, again_seconds)
             if not r.trusted and _split(r.gains) and again_fits:
@@ -253,11 +254,9 @@ class _Session:
         rows = sum(len(rows) for rows in best.rows)
         return self._reading_seconds(measuring), REDERIVE_COST * self._reading_seconds(rows)
 
-    def _trusted(self, change: Change) -> str:
-        """Why the change is kept whatever the panel says (its screen is the model's reading, and the model reads
+    def _trusted(self) -> str:
+        """Why a change whose screen is the model's reading is kept whatever the panel says (the model reads
         held-out real rows clearly better than the panel), or ""."""
-        if not change.read_by_model:
-            return ""
         model, panel = self.measure_model(), self.judge_accuracy
         if len(model) != len(panel):
             return ""

@@ -53,7 +53,6 @@ class Change:
     # A change that only drops rows (the label check): the rows of a pilot it keeps. Tune scores it on the best
     # spec's pilot rows instead of piloting it: the comparison is paired, and the round costs no generation.
     screen: Callable[[Any], Any] | None = None
-    read_by_model: bool = False  # the screen is the spec's model reading the rows (the real judge)
     # The screen only scores the change: later pilots generate with it, since its keys are prompt text as well
     # (avoid lists: "Never use the words ..."), and the online step drops what the prompt did not prevent.
     generates: bool = False
@@ -321,7 +320,7 @@ def judged_by_real(data: dict, ev: Evidence) -> Change | None:
 
     return Change("real-judge", f"judge: the model, shown the real rows as examples, drops rows it gives another label "
                   f"(keeps {worst:.0%} of the label it keeps least; balance.replacements {balance['replacements']})",
-                  out, ["judge", "balance"], screen, read_by_model=True)  # fmt: skip
+                  out, ["judge", "balance"], screen)  # fmt: skip
 
 
 SHOTS_PER_LABEL = 1  # real rows per label added to the spec's examples
@@ -440,8 +439,8 @@ PROPOSALS: list[Callable[[dict, Evidence], Change | None]] = [
 RELATIVE_COST: dict[str, float] = {"label_check": 0.0, "avoid_overused": 0.0, "judged_by_real": 0.3, "real_shots": 1.5,
                                    "real_examples": 2.5, "typical_examples": 2.5}  # fmt: skip
 
-# Proposals whose change is the model's reading of the best pilots' rows (`Change.read_by_model`): deriving one reads
-# them, and keeping it reads the folds and every pilot row again, so the budget checks those readings before it
-# derives (politeness on a Zen 3 read for about 110 s to derive the judge, found it did not fit, and ran 15.5
-# minutes).
+# Proposals whose change screens rows by the model's reading of them: deriving one reads the best pilots' rows, and
+# keeping it reads the folds and every pilot row again, so the budget checks those readings before it derives
+# (politeness on a Zen 3 read for about 110 s to derive the judge, found it did not fit, and ran 15.5 minutes);
+# only their changes may be kept over the panel's vote (the trusted-model rule, `loop._Session._trusted`).
 MODEL_READINGS = frozenset({"judged_by_real"})
