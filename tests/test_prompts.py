@@ -174,3 +174,35 @@ def test_same_label_examples_show_only_the_asked_labels_real_rows(tmp_path):
         assert len(shown) == 2 and all(f"real {label} text" in line for line in shown)
     first, second = labels[:2]
     assert prompts.prefix_of(0, first) != prompts.prefix_of(0, second)  # one cached prefix per label and group
+
+
+def test_anchor_quotes_a_real_row_of_the_asked_label_in_the_request_after_the_shared_prefix(tmp_path):
+    import pandas as pd
+
+    from sdgen.plan import request_groups
+    from sdgen.realdata import ExamplePool
+
+    labels = list(base_spec()["labels"])
+    real = tmp_path / "real.csv"
+    pd.DataFrame([(f"real {label} text {i}", label) for label in labels for i in range(5)],
+                 columns=["text", "label"]).to_csv(real, index=False)  # fmt: skip
+    spec = build_spec(base_spec(sample_size=200, rows_per_request=4, examples_from={"path": str(real), "anchor": True}))
+    pool = ExamplePool(real, "text", "label", labels, per_label=1, seed=spec.seed, anchor=True)
+    render = renderer(CHATML)
+    prompts = PromptBuilder(spec, detect_mode(CHATML, render), render, pool)
+    groups = request_groups(make_plan(spec), 4)
+    built = [(rows, prompts.build_group(rows, k)) for rows, k in groups]
+    for rows, prompt in built:
+        head, request = prompt.rsplit("<|im_start|>user\n", 1)
+        assert "real " not in head  # the shared prefix holds no real row: the prefix cache serves every request
+        quoted = [line for line in request.splitlines() if line.startswith("A real ")]
+        assert len(quoted) == 1 and f'A real {rows[0].label} text: "real {rows[0].label} text' in quoted[0]
+        assert "in the tone and style of the real text" in request
+        assert prompts.prefix_of(rows[0].row, rows[0].label) == "rows"
+    assert len({prompt.rsplit("A real ", 1)[1].split('"')[1] for _, prompt in built}) > len(labels)  # drawn per request
+    assert built == [(rows, prompts.build_group(rows, k)) for rows, k in groups]  # the same every time (resume)
+    row = make_plan(spec)[0]
+    assert f'A real {row.label} text: "real {row.label} text' in prompts.build(row)  # a one-text request too
+    completion = PromptBuilder(spec, PromptMode.COMPLETION, pool=pool).build(row)
+    assert completion.endswith(f"Label: {row.label}\nCategory: {row.category}\nType: {row.type}\nText:")
+    assert f"\n\nLabel: {row.label}\nText: real {row.label} text" in completion

@@ -53,3 +53,12 @@ def test_same_label_draws_as_many_as_the_smallest_label_holds(tmp_path):
     pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
     pool = ExamplePool(path, "text", "label", ["polite", "neutral"], per_label=4, seed=7, same_label=True)
     assert pool.slots == 2 and len(pool.draw(0, "polite")) == 2  # every frame has the same slots to fill
+
+
+def test_anchors_leave_the_frame_without_slots_and_are_drawn_per_request_and_label(real):
+    pool = ExamplePool(real, "text", "label", ["polite", "neutral"], per_label=3, seed=7, anchor=True)
+    assert pool.slots == 0
+    anchors = [pool.anchor_for(request, "polite") for request in range(12)]
+    assert anchors == [pool.anchor_for(request, "polite") for request in range(12)]
+    assert len(set(anchors)) > 1 and all(text.startswith("thanks") for text in anchors)
+    assert "could you" not in pool.anchor_for(0, "neutral")

@@ -152,3 +152,10 @@ def test_bad_avoid_lists_are_named(labels, message):
     data = base_spec(labels={"polite": "", "somewhat polite": "", "neutral": "", "impolite": "", **labels})
     with pytest.raises(SpecError, match=message):
         build_spec(data)
+
+
+def test_anchor_and_same_label_together_are_refused_with_the_reason(tmp_path):
+    real = tmp_path / "real.csv"
+    real.write_text("text,label\nhi,polite\n")
+    with pytest.raises(SpecError, match="anchor: true quotes a real row of the label asked for.*leave same_label out"):
+        build_spec(base_spec(examples_from={"path": str(real), "anchor": True, "same_label": True}))

@@ -20,8 +20,8 @@ from sdgen.engines import Result, register_engine
 from sdgen.realdata import SeedSet
 from sdgen.spec import build_spec
 from sdgen.tuning import profile
-from sdgen.tuning.proposals import (Change, Evidence, avoid_overused, describe_by_model, real_shots, style_hints,
-                                    typical_examples)
+from sdgen.tuning.proposals import (Change, Evidence, avoid_overused, describe_by_model, real_anchors, real_shots,
+                                    style_hints, typical_examples)
 
 from conftest import cli_error
 from fake_engines import FakeBaseModel
@@ -673,6 +673,19 @@ def test_real_shots_add_each_labels_most_typical_real_row_to_the_specs_examples_
     assert longer.data["generation"] == {"temperature": 0.7, "max_new_tokens": 160}  # 97 words x 1.5, in 32s
     build_spec({**longer.data, "sample_size": 3})
     assert real_shots(longer.data, Evidence(real, real.head(0))) is None  # shown already: nothing to add
+
+
+def test_real_anchors_quote_the_derive_folds_rows_and_the_tuned_spec_loads(tmp_path):
+    rng = random.Random(5)
+    real = pd.DataFrame([(label_text(label, rng), label) for label in LABELS for _ in range(6)], columns=["text", "label"])
+    fold = tmp_path / "fold0.csv"
+    real.to_csv(fold, index=False)
+    data = {"task": "t", "labels": {label: label.title() + "." for label in LABELS}, "categories": {"place": ["home"]}}
+    change = real_anchors(data, Evidence(real, real.head(0), fold))
+    assert "examples_from" not in data and change.data["examples_from"] == {"path": str(fold), "anchor": True}
+    assert build_spec({**change.data, "sample_size": 3}).examples_from.anchor
+    assert real_anchors(change.data, Evidence(real, real.head(0), fold)) is None  # real rows shown already
+    assert real_anchors(data, Evidence(real, real.head(0))) is None  # no file to quote from
 
 
 def test_the_tuned_spec_finds_its_files_wherever_it_is_written(tmp_path):

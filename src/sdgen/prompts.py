@@ -135,12 +135,14 @@ class PromptBuilder:
         if not self.numbered:
             return head + self._row_part(rows[0]) + tail + self._answer_start()
         row = rows[0]
-        return head + self._request(row.label, row.category, row.type, k or len(rows), row.unlike_examples) + tail + "1."
+        request = self._request(row.label, row.category, row.type, k or len(rows), row.unlike_examples,
+                                self._anchor_of(row))
+        return head + request + tail + "1."
 
     def prefix_of(self, row_id: int, label: str) -> str:
         """Names the shared prompt prefix of a row's request: the rows of a group of real examples share one (the
         rows of a label, where the examples are its own: ``same_label``)."""
-        if self._pool is None:
+        if self._pool is None or self._pool.anchor:  # an anchor is in the request, after the shared prefix
             return "rows"
         return f"rows:{self._group_of(row_id)}" + (f":{label}" if self._pool.same_label else "")
 
@@ -164,8 +166,12 @@ class PromptBuilder:
         return spec.texts_per_request > 1 and self.mode is not PromptMode.COMPLETION and self._template is None \
             and not spec.wants_reasoning
 
+    def _anchor_of(self, row: PlannedRow) -> str | None:
+        """The real row a request quotes (``examples_from.anchor``), drawn by the request's first row."""
+        return self._pool.anchor_for(row.row, row.label) if self._pool is not None and self._pool.anchor else None
+
     def _frame_of(self, row_id: int, label: str) -> tuple[str, str]:
-        if self._pool is None:
+        if self._pool is None or self._pool.anchor:
             return self._head, self._tail
         group = self._group_of(row_id)
         key = (group, label if self._pool.same_label else None)
@@ -219,7 +225,8 @@ class PromptBuilder:
         others = [other for other in self.spec.labels if other != label]
         return f" (not {', not '.join(others)})" if self.spec.contrast and others else ""
 
-    def _request(self, label: str, category: str | None, type_: str | None, k: int = 1, unlike: bool = False) -> str:
+    def _request(self, label: str, category: str | None, type_: str | None, k: int = 1, unlike: bool = False,
+                 anchor: str | None = None) -> str:
         """The topic first, then what to write: the label, with its description when it has one.
 
         Small models follow the end of the request: with the label last and spelled out, the 1.5B's politeness
@@ -230,10 +237,14 @@ class PromptBuilder:
         meaning = self._meaning(label)
         what = f"{label}: {meaning}" if meaning else f"{label}{self._contrast(label)}"
         avoid = self._avoid(label) + (UNLIKE_EXAMPLES if unlike else "")
+        quoted, like = "", ""
+        if anchor is not None:  # measured wording (docs/quality.md#real-anchors)
+            quoted = f'A real {label} text: "{anchor}"\n\n'
+            like = f", in the tone and style of the real text, on {'another subject' if k == 1 else 'other subjects'}"
         if self.numbered:
-            return f"{where}Write {k} new {'text' if k == 1 else 'texts'}, each one {what}.{avoid}"
+            return f"{quoted}{where}Write {k} new {'text' if k == 1 else 'texts'}, each one {what}{like}.{avoid}"
         kind = "text and why it is" if self.spec.wants_reasoning else "text that is"
-        return f"{where}Write one new {kind} {what}.{avoid}"
+        return f"{quoted}{where}Write one new {kind} {what}{like}.{avoid}"
 
     def _avoid(self, label: str) -> str:
         """' Never use the words "please", "could you".' for a label with an avoid list (and contrast on)."""
@@ -255,9 +266,11 @@ class PromptBuilder:
     def _row_part(self, row: PlannedRow) -> str:
         if self._template is not None:
             return self._render_template(row)
-        if self.mode is PromptMode.COMPLETION:
-            return f"Label: {row.label}\nCategory: {row.category}\nType: {row.type}\n{self.response_prefix}"
-        return self._request(row.label, row.category, row.type, unlike=row.unlike_examples)
+        anchor = self._anchor_of(row)
+        if self.mode is PromptMode.COMPLETION:  # the anchor as one more example of the label, just before
+            shown = f"Label: {row.label}\nText: {anchor}\n\n" if anchor is not None else ""
+            return f"{shown}Label: {row.label}\nCategory: {row.category}\nType: {row.type}\n{self.response_prefix}"
+        return self._request(row.label, row.category, row.type, unlike=row.unlike_examples, anchor=anchor)
 
     def _chat_messages(self, user_turn: str) -> list[dict[str, str]]:
         """System instructions, each example as a request/answer exchange, then the row's request.
@@ -315,6 +328,7 @@ class PromptBuilder:
                 category=row.category,
                 type=row.type,
                 row=row.row,
+                anchor=self._anchor_of(row),  # examples_from.anchor's real row, else None
             )
         except jinja2.TemplateError as exc:
             raise SpecError(f"{spec.template_path}: template error: {exc}") from None

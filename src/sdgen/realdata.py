@@ -59,7 +59,7 @@ class ExamplePool:
     """Real rows per label; ``draw(group)`` gives a group of plan rows its own examples, the same every time."""
 
     def __init__(self, path: Path, text_col: str, label_col: str, labels: list[str], per_label: int, seed: int,
-                 avoided: AvoidedPhrases | None = None, same_label: bool = False) -> None:  # fmt: skip
+                 avoided: AvoidedPhrases | None = None, same_label: bool = False, anchor: bool = False) -> None:  # fmt: skip
         real = read_labelled(path, text_col, label_col, labels)
         self.texts = {label: real.loc[real["label"] == label, "text"].tolist() for label in labels}
         self._reserved = [(text, label) for label, texts in self.texts.items() for text in texts]
@@ -69,10 +69,15 @@ class ExamplePool:
             if empty:
                 raise RealDataError(f"{path}: every row labelled {', '.join(map(repr, empty))} holds a phrase "
                                     "that label avoids (labels.NAME.avoid); none is left to show")  # fmt: skip
-        self.per_label, self.seed, self.same_label = per_label, seed, same_label
+        self.per_label, self.seed, self.same_label, self.anchor = per_label, seed, same_label, anchor
         counts = [len(texts) for texts in self.texts.values()]
-        # examples in every draw (a frame has as many slots as any draw fills)
-        self.slots = min(per_label, *counts) if same_label else sum(min(per_label, n) for n in counts)
+        # examples in every draw (a frame has as many slots as any draw fills); anchors are in the requests instead
+        self.slots = 0 if anchor else min(per_label, *counts) if same_label else sum(min(per_label, n) for n in counts)
+
+    def anchor_for(self, request: int, label: str) -> str:
+        """The real row of ``label`` that a request (named by its first row's plan id) quotes: the same every time."""
+        rng = random.Random(derive_seed(self.seed, "anchor", request, label))
+        return " ".join(rng.choice(self.texts[label]).split())
 
     def draw(self, group: int, label: str | None = None) -> list[tuple[str, str]]:
         """``per_label`` (text, label) pairs per label, interleaved in a seeded order; with ``same_label``, ``slots``

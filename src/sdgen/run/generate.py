@@ -96,7 +96,7 @@ class Run:
                             "leave judge.model out (docs/quality.md)")  # fmt: skip
         self.pool = (ExamplePool(spec.real_examples_path, spec.examples_from.text_col, spec.examples_from.label_col,
                                  list(spec.labels), spec.examples_from.per_label, spec.seed, spec.avoided,
-                                 spec.examples_from.same_label)
+                                 spec.examples_from.same_label, spec.examples_from.anchor)
                      if spec.examples_from is not None else None)  # fmt: skip
         source = spec.judge_real_source  # the judge's examples: read before any file is written
         self.judge_real = read_labelled(*source, list(spec.labels)) if source is not None else None
