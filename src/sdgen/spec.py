@@ -206,8 +206,8 @@ class RealExamples(_Strict):
         False, description="Quote one real row of the label asked for in each request, drawn per request, and ask "
         "for new texts in its tone and style on other subjects, instead of showing examples in the shared prompt: "
         "the rest of the prompt stays shared (prefix cache), and the model writes its label the way real rows do "
-        "(emotion, plain spec: agreement 48% -> 65%; docs/quality.md#real-anchors). per_label, group_rows and "
-        "same_label do not apply.",
+        "(emotion, plain spec: F1 0.88x -> 1.09x of real rows; docs/quality.md#real-anchors). per_label, group_rows "
+        "and same_label do not apply.",
     )  # fmt: skip
 
     @model_validator(mode="before")
