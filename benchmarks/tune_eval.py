@@ -4,6 +4,9 @@
     python benchmarks/tune_eval.py tune --sets politeness        # sdgen tune SET's plain spec on its seed
     python benchmarks/tune_eval.py measure --sets politeness --specs plain,hand,tuned --seeds 1,2 [--rows 300]
 
+Spec kinds: plain (as a user writes it), hand (tuned by hand), tuned (what `tune` wrote), anchors (the plain spec
+with `examples_from: {path: SEED, anchor: true}`: each request quotes a real row of its label).
+
 `measure` generates --rows rows from each spec and scores them with `sdgen eval --seed` against the rest of
 the real file: agreement, macro-F1 (ratio to a real-trained reference), the hybrid gain (seed + generated
 rows against the seed alone) and rows/s; each cell is a line of benchmarks/quality_history.jsonl.
@@ -19,6 +22,8 @@ import importlib.metadata
 import json
 import time
 from pathlib import Path
+
+import yaml
 
 import sdgen
 from sdgen.bench.machine import git_commit, machine_info
@@ -77,6 +82,12 @@ def spec_for(name: str, kind: str, out: Path) -> Path:
         if hand is None:
             raise SystemExit(f"{name} has no hand-tuned spec")
         return EXAMPLES / hand
+    if kind == "anchors":
+        data = yaml.safe_load((EXAMPLES / plain).read_text())
+        data["examples_from"] = {"path": str(prepare(name, out)[0].absolute()), "anchor": True}
+        path = out / f"{name}.anchors.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
     return out / f"{name}.tuned.yaml"
 
 

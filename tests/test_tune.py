@@ -826,3 +826,21 @@ def test_a_backend_that_turns_out_to_give_no_log_probs_tunes_without_the_model_j
                         pilot_rows_per_label=8, proposals=[looks])  # fmt: skip
     assert judges == [None, None] and result.model_accuracy == []
     assert "the spec's model does not judge: its backend gives no log-probabilities" in result.log_path.read_text()
+
+
+def test_tune_evals_anchors_spec_is_the_plain_spec_quoting_the_seed(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from sdgen.spec import load_spec
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tune_eval.py"
+    module_spec = importlib.util.spec_from_file_location("tune_eval", path)
+    tune_eval = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(tune_eval)
+    (tmp_path / "emotion.seed.csv").write_text("text,label\n" + "".join(
+        f"{label} row {i},{label}\n" for label in ("anger", "joy", "optimism", "sadness") for i in range(5)))
+    spec = load_spec(tune_eval.spec_for("emotion", "anchors", tmp_path))
+    plain = load_spec(tune_eval.EXAMPLES / "emotion_plain.yaml")
+    assert spec.examples_from.anchor and spec.real_examples_path == (tmp_path / "emotion.seed.csv").absolute()
+    assert (spec.labels, spec.examples, spec.task) == (plain.labels, plain.examples, plain.task)
