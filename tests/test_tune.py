@@ -677,7 +677,8 @@ def test_real_shots_add_each_labels_most_typical_real_row_to_the_specs_examples_
 
 def test_real_anchors_quote_the_derive_folds_rows_and_the_tuned_spec_loads(tmp_path):
     rng = random.Random(5)
-    real = pd.DataFrame([(label_text(label, rng), label) for label in LABELS for _ in range(6)], columns=["text", "label"])
+    rows = [(label_text(label, rng), label) for label in LABELS for _ in range(6)]
+    real = pd.DataFrame(rows, columns=["text", "label"])
     fold = tmp_path / "fold0.csv"
     real.to_csv(fold, index=False)
     data = {"task": "t", "labels": {label: label.title() + "." for label in LABELS}, "categories": {"place": ["home"]}}

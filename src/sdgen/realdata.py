@@ -59,7 +59,8 @@ class ExamplePool:
     """Real rows per label; ``draw(group)`` gives a group of plan rows its own examples, the same every time."""
 
     def __init__(self, path: Path, text_col: str, label_col: str, labels: list[str], per_label: int, seed: int,
-                 avoided: AvoidedPhrases | None = None, same_label: bool = False, anchor: bool = False) -> None:  # fmt: skip
+                 avoided: AvoidedPhrases | None = None, same_label: bool = False,
+                 anchor: bool = False) -> None:  # fmt: skip
         real = read_labelled(path, text_col, label_col, labels)
         self.texts = {label: real.loc[real["label"] == label, "text"].tolist() for label in labels}
         self._reserved = [(text, label) for label, texts in self.texts.items() for text in texts]
