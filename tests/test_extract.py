@@ -130,6 +130,14 @@ def test_a_numbered_answer_gives_one_text_per_row():
                                      "Many thanks to the crew on flight 12, they were lovely."]  # fmt: skip
 
 
+def test_a_copied_anchor_lead_in_is_dropped_and_a_real_text_keeps_its_words():
+    from sdgen.extract import extract_items
+
+    raw = '1. A real anger text: "The team lost again. #losers"\n2. The real problem here is the text: it is late.'
+    got = extract_items(raw, rows(2))
+    assert [g.text for g in got] == ["The team lost again. #losers", "The real problem here is the text: it is late."]
+
+
 def test_fewer_items_than_rows_leave_the_rest_missing():
     from sdgen.extract import extract_items
 

@@ -23,6 +23,8 @@ _MARKER = r"(?:\*\*|__)?\s*{name}\s*(?:\*\*|__)?\s*[:：]\s*(?:\*\*|__)?"
 _OUTPUT = re.compile(_MARKER.format(name=r"(?:output|text)"), re.IGNORECASE)
 _REASONING = re.compile(_MARKER.format(name=r"(?:reasoning|reason|explanation)"), re.IGNORECASE)
 _ECHO = re.compile(r"^\s*[-*#]*\s*(?:\*\*)?(?:label|category|type)(?:\*\*)?\s*[:：].*$", re.IGNORECASE | re.MULTILINE)
+# The lead-in of a request's quoted real row (examples_from.anchor), copied in front of a text: 2 of 300 emotion rows
+_ANCHOR_ECHO = re.compile(r"^\s*(?:a )?real [\w' -]{1,40}? text\s*[:：]\s*", re.IGNORECASE)
 _PREAMBLE = re.compile(
     r"^(?:sure|certainly|of course|okay|ok|absolutely|here(?:'s| is| are)|below is|this is|i(?:'d| would) be happy)\b",
     re.IGNORECASE,
@@ -95,7 +97,7 @@ def _drop_preamble_and_chatter(text: str) -> str:
 
 
 def _tidy(text: str) -> str:
-    text = _ECHO.sub("", text)
+    text = _ANCHOR_ECHO.sub("", _ECHO.sub("", text), count=1)
     text = re.sub(r"\*\*(.+?)\*\*", r"\1", text)  # bold
     text = re.sub(r"^\s*(?:#+\s+|\*\*|__)", "", text)  # leading markdown (a heading; "#tag" is a hashtag)
     text = _drop_preamble_and_chatter(text)
