@@ -142,7 +142,7 @@ class PromptBuilder:
     def prefix_of(self, row_id: int, label: str) -> str:
         """Names the shared prompt prefix of a row's request: the rows of a group of real examples share one (the
         rows of a label, where the examples are its own: ``same_label``)."""
-        if self._pool is None or self._pool.anchor:  # an anchor is in the request, after the shared prefix
+        if not self._rotates:
             return "rows"
         return f"rows:{self._group_of(row_id)}" + (f":{label}" if self._pool.same_label else "")
 
@@ -166,12 +166,17 @@ class PromptBuilder:
         return spec.texts_per_request > 1 and self.mode is not PromptMode.COMPLETION and self._template is None \
             and not spec.wants_reasoning
 
+    @property
+    def _rotates(self) -> bool:
+        """Real examples go in the shared frame, one draw per group (an anchor goes in the request instead)."""
+        return self._pool is not None and not self._pool.anchor
+
     def _anchor_of(self, row: PlannedRow) -> str | None:
         """The real row a request quotes (``examples_from.anchor``), drawn by the request's first row."""
         return self._pool.anchor_for(row.row, row.label) if self._pool is not None and self._pool.anchor else None
 
     def _frame_of(self, row_id: int, label: str) -> tuple[str, str]:
-        if self._pool is None or self._pool.anchor:
+        if not self._rotates:
             return self._head, self._tail
         group = self._group_of(row_id)
         key = (group, label if self._pool.same_label else None)
