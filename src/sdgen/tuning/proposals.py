@@ -451,7 +451,8 @@ PROPOSALS: list[Callable[[dict, Evidence], Change | None]] = [
 # prompts long, real shots make movie-review rows longer (0.58 rows/s against ~1.1 without, Zen 3) and anchors each
 # request's tail (politeness probe: 1.03 rows/s against 1.78, Zen 3); the label check is scored on the best spec's
 # pilot rows (`Change.screen`), without a pilot of its own, and so are avoid lists (the rows holding a phrase their
-# label now avoids dropped) and the real judge, whose reading of ~200 rows takes about a third of a round. The budget skips what would not fit.
+# label now avoids dropped) and the real judge, whose reading of ~200 rows takes about a third of a round. The budget
+# skips what would not fit.
 RELATIVE_COST: dict[str, float] = {"label_check": 0.0, "avoid_overused": 0.0, "judged_by_real": 0.3, "real_shots": 1.5,
                                    "real_anchors": 1.7, "real_examples": 2.5, "typical_examples": 2.5}  # fmt: skip
 
