@@ -115,6 +115,28 @@ def test_hashtags_identifiers_and_laughter_are_data(text):
     assert extract(text, ROW, reasoning=False) is not None
 
 
+@pytest.mark.parametrize("text", [  # tuned emotion rows of stop 43, cut where they had looped for a while
+    "I got the chance to meet my favorite NBA team. #happy #basketball #memories #soccer #fun #sports #soccer #fun "
+    "#soccer #fun #soccer #fun #soccer #fun #soccer #fun #soccer",
+    "#GreenMarchs #Unite #Hope #Justice #Inequality #Tolerance #Equality #Justice #Inequality #Tolerance #Equality "
+    "#Justice #Inequality #Tolerance #Equality #Justice #Inequality",
+    "Go team! " + "@team " * 12,
+    "#I'mSad #MyHeartIsBroken #Lonely " + "#Sad " * 10,
+])  # fmt: skip
+def test_a_phrase_loop_is_degenerate_decoding(text):
+    assert extract(text, ROW, reasoning=False) is None
+
+
+@pytest.mark.parametrize("text", [  # real rows of emotion, movie reviews and politeness
+    "@user @user @user @user @user @user to give me my keys back. They aren't for my house! #shocking",
+    "Like the Tuck family themselves, this movie just goes on and on and on and on",
+    "Regarding <url>, <url>, <url>, <url>, <url> and <url>, may I redirect them? Should I leave the merge tag?",
+    "No no no no, that is not what I asked for.",
+])  # fmt: skip
+def test_real_repetition_is_data(text):
+    assert extract(text, ROW, reasoning=False) is not None
+
+
 def rows(k: int) -> tuple[PlannedRow, ...]:
     return tuple(PlannedRow(i, "polite", "travel", "air", "m", 1) for i in range(k))
 
