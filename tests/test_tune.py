@@ -395,6 +395,27 @@ def test_a_round_counts_the_time_its_change_took_to_derive(tmp_path, spec_path, 
     assert f"{result.rederive_seconds:.0f} s of it deriving the kept changes again" in result.log_path.read_text()
 
 
+def test_a_change_whose_deriving_used_up_the_budget_is_not_piloted(tmp_path, spec_path, seed_csv, monkeypatch):
+    """Deriving can take minutes (the model reads the pilots' rows for `not:` lines): the budget is checked again
+    before the change's pilots, and a round that no longer fits is left untried rather than run past the budget."""
+    from sdgen.tuning import loop
+
+    derived = []
+
+    def slow_fit(data, ev):
+        derived.append(ev)
+        return with_task("FIT")(data, ev)
+
+    slow_fit.__name__ = "slow_fit"
+    check = loop._Session._out_of_budget
+    monkeypatch.setattr(loop._Session, "_out_of_budget",  # the budget runs out while the change is derived
+                        lambda self, *a: "the 1-minute budget ran out" if derived else check(self, *a))
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
+                        pilot_rows_per_label=8, proposals=[slow_fit])  # fmt: skip
+    assert len(derived) == 2 and [r.name for r in result.rounds] == ["baseline"] and not result.changes
+    assert result.stopped == "the 1-minute budget ran out for slow_fit"
+
+
 def test_the_judge_reads_the_same_pilot_rows_once_for_every_proposal_that_asks(tmp_path, spec_path, seed_csv,
                                                                               monkeypatch):  # fmt: skip
     """`not:` lines and contrasts both ask how the best pilot's rows are read: the model reads them once."""
