@@ -430,8 +430,8 @@ def hotter(data: dict, ev: Evidence) -> Change | None:
 # minutes with the anchors round). Then a typical real row per label among the examples: on movie reviews it alone
 # lifted agreement 74% -> 84% and the hybrid gain 1.17x -> 1.22x (seed 1, docs/quality.md#real-shots), as much as the
 # label check and the judge together, and every later prompt change is piloted on top of it. Then a real row of its
-# label quoted in each request (anchors): on the plain emotion spec alone they lifted F1 0.88x -> 1.09x and the hybrid gain 1.02x -> 1.15x
-# (docs/quality.md#real-anchors); tried second, the panel dropped them (+0.002 / -0.095) and their slow pilots left no
+# label quoted in each request (anchors): on the plain emotion spec alone they lifted F1 0.88x -> 1.09x and the
+# hybrid gain 1.02x -> 1.15x (docs/quality.md#real-anchors); tried second, the panel dropped them (+0.002 / -0.095) and their slow pilots left no
 # time for the real shots (emotion, Zen 3). Then `not:` lines, read from the judge's confusions
 # (the model reads most generated emotion `anger` rows as sadness, docs/tune.md); then the rest of what brought the
 # largest gains when done by hand (descriptions naming what marks real rows); the same model, shown the
