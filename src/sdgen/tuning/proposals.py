@@ -421,8 +421,8 @@ def hotter(data: dict, ev: Evidence) -> Change | None:
     return Change("temperature", "generation.temperature: 1.0", out, ["generation"])
 
 
-# Tried in this order, each on top of the changes kept before it, while the budget lasts. The label check first: on
-# the real test rows it is the one change measured to raise both agreement and F1 on politeness and emotion
+# Tried in this order, each on top of the changes kept before it, while the budget lasts. The label check first: on the
+# real test rows it is the one change measured to raise both agreement and F1 on politeness and emotion
 # (docs/quality.md#label-check-measured); it costs no pilot of its own (scored on the best pilots' rows it keeps, the
 # panel kept it on emotion and movie reviews and dropped it on politeness, whose folds read real rows barely above
 # chance). Then the avoid lists, the other screen without a pilot of its own: kept on politeness and emotion whenever
@@ -430,20 +430,20 @@ def hotter(data: dict, ev: Evidence) -> Change | None:
 # minutes with the anchors round). Then a typical real row per label among the examples: on movie reviews it alone
 # lifted agreement 74% -> 84% and the hybrid gain 1.17x -> 1.22x (seed 1, docs/quality.md#real-shots), as much as the
 # label check and the judge together, and every later prompt change is piloted on top of it. Then a real row of its
-# label quoted in each request (anchors): on the plain emotion spec alone they lifted F1 0.88x -> 1.09x and the
-# hybrid gain 1.02x -> 1.15x (docs/quality.md#real-anchors); tried second, the panel dropped them (+0.002 / -0.095) and their slow pilots left no
-# time for the real shots (emotion, Zen 3). Then `not:` lines, read from the judge's confusions
-# (the model reads most generated emotion `anger` rows as sadness, docs/tune.md); then the rest of what brought the
-# largest gains when done by hand (descriptions naming what marks real rows); the same model, shown the
-# real rows, as the online judge (a screen like the label check; offline it lifted politeness's agreement and F1,
-# docs/quality.md#real-judge-measured) after the avoid lists: shown one fold's 15 rows per label, it read 60-90% of
-# the politeness pilot rows that still said "please" as polite, which starves the other labels, and rows without them
-# more evenly; then the style of real rows (cheap; what the hand-tuned emotion spec asks for: mentions and hashtags),
-# the model's answer to what sets a misread label apart from the one it is read as (the dearest prompt change to
-# derive and pilot, 7.5 minutes of emotion's 15 with a second pilot, and the panel dropped it on every set in both
-# runs that reached it), the model's own descriptions, sampling, and the examples last: their long prompts make a
-# pilot 2-3x slower. (The label check last, with its round held back in the budget, left more rounds for the prompt
-# changes on emotion, and the panel dropped them all: docs/tune.md.)
+# label quoted in each request (anchors): on the plain emotion spec alone they lifted F1 0.88x -> 1.09x and the hybrid
+# gain 1.02x -> 1.15x (docs/quality.md#real-anchors); tried second, the panel dropped them (+0.002 / -0.095) and their
+# slow pilots left no time for the real shots (emotion, Zen 3). Then `not:` lines, read from the judge's confusions (the
+# model reads most generated emotion `anger` rows as sadness, docs/tune.md); then the rest of what brought the largest
+# gains when done by hand (descriptions naming what marks real rows); the same model, shown the real rows, as the online
+# judge (a screen like the label check; offline it lifted politeness's agreement and F1,
+# docs/quality.md#real-judge-measured) after the avoid lists: shown one fold's 15 rows per label, it read 60-90% of the
+# politeness pilot rows that still said "please" as polite, which starves the other labels, and rows without them more
+# evenly; then the style of real rows (cheap; what the hand-tuned emotion spec asks for: mentions and hashtags), the
+# model's answer to what sets a misread label apart from the one it is read as (the dearest prompt change to derive and
+# pilot, 7.5 minutes of emotion's 15 with a second pilot, and the panel dropped it on every set in both runs that
+# reached it), the model's own descriptions, sampling, and the examples last: their long prompts make a pilot 2-3x
+# slower. (The label check last, with its round held back in the budget, left more rounds for the prompt changes on
+# emotion, and the panel dropped them all: docs/tune.md.)
 PROPOSALS: list[Callable[[dict, Evidence], Change | None]] = [
     label_check, avoid_overused, real_shots, real_anchors, not_from_misreadings, describe_from_markers, judged_by_real,
     style_hints, contrast_by_model, describe_by_model, one_text_per_request, hotter, real_examples, typical_examples,
