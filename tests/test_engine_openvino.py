@@ -158,6 +158,25 @@ def test_results_stream_before_all_requests_are_done(engine):
     assert len(fed) < 20  # the first result arrived while later requests were not even built
 
 
+def test_a_run_left_early_leaves_no_request_in_flight(tiny_models):
+    """A consumer that stops reading (an error, Ctrl-C, tune's deadline) closes the run: the requests it left in
+    flight leave the pipeline (their handles go with the run, and a dropped handle drops its request), so the next
+    run of an engine kept in this process does not step them with its own. (A worker process still running an
+    abandoned run is replaced: `WorkerPool`.)"""
+    options = EngineOptions(threads=2, max_num_seqs=4, max_num_batched_tokens=256, dtype="fp32", process=False)
+    with start_engine("openvino", resolve_model(str(tiny_models["chat"])), options) as engine:
+        prompt = engine.render_chat([{"role": "user", "content": "Write a review."}])
+        stream = engine.generate(Request(i, prompt, SAMPLING, seed=i) for i in range(12))
+        next(stream)
+        assert engine._pipe.get_metrics().requests > 0  # the rest of the window still runs
+        stream.close()
+        for _ in range(2):  # a step frees what no longer runs; its metrics count what the step began with
+            engine._pipe.step()
+        assert engine._pipe.get_metrics().requests == 0  # uncancelled, 8 would need 12 tokens each
+        again = run(engine, [Request(i, prompt, SAMPLING, seed=i) for i in range(4)])
+        assert sorted(again) == [0, 1, 2, 3]
+
+
 def test_requests_sharing_a_prefix_wait_for_its_first_prefill_and_give_the_same_texts(engine):
     """Rows of a group (one draw of real examples) and judge requests name their shared prefix; the engine
     runs each prefix's first request before the others of that prefix join. Texts do not change."""

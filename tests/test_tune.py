@@ -416,6 +416,31 @@ def test_a_change_whose_deriving_used_up_the_budget_is_not_piloted(tmp_path, spe
     assert result.stopped == "the 1-minute budget ran out for slow_fit"
 
 
+def test_a_round_whose_pilots_outrun_the_budget_is_abandoned(tmp_path, spec_path, seed_csv, monkeypatch):
+    """An estimate that was too short does not break the budget: a pilot past the minutes stops at its next row, its
+    round is left untried, and the tune ends with what it had kept."""
+    from sdgen.tuning import loop
+
+    monkeypatch.setattr(loop._Session, "_out_of_budget", lambda self, *a: "")  # every estimate says it fits
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
+                        pilot_rows_per_label=8, budget_minutes=1e-4, proposals=[with_task("FIT"), with_task("NEXT")])
+    assert [r.name for r in result.rounds] == ["baseline"] and not result.changes  # the baseline always runs
+    assert result.stopped == "the 0.0001-minute budget ran out for fit, next"
+    assert "FIT" not in result.spec_path.read_text()
+
+
+def test_the_deadline_lets_rows_through_until_it_passes():
+    import time
+
+    from sdgen.progress import NullProgress
+    from sdgen.tuning.loop import _Deadline, _OutOfTime
+
+    _Deadline(NullProgress(), None).update(1, 10)  # no deadline (the baseline)
+    _Deadline(NullProgress(), time.perf_counter() + 60).update(1, 10)
+    with pytest.raises(_OutOfTime):
+        _Deadline(NullProgress(), time.perf_counter() - 1).update(1, 10)
+
+
 def test_the_judge_reads_the_same_pilot_rows_once_for_every_proposal_that_asks(tmp_path, spec_path, seed_csv,
                                                                               monkeypatch):  # fmt: skip
     """`not:` lines and contrasts both ask how the best pilot's rows are read: the model reads them once."""

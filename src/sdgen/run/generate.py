@@ -215,9 +215,13 @@ class Run:
             feed = RequestFeed(self.spec, builder, jobs, judge)
             settle = Settle(self.spec, feed, self.curator, stats, self.progress, self.summary.judge,
                             started=t0, budget=self.budget)  # time to first row counts the model load
-            for result in engine.generate(feed):
-                stop.check()  # between rows: nothing half-written
-                settle(result)
+            results = engine.generate(feed)
+            try:
+                for result in results:
+                    stop.check()  # between rows: nothing half-written
+                    settle(result)
+            finally:  # at once on an early exit too: the run's requests leave the engine (a pool's workers stop)
+                getattr(results, "close", lambda: None)()
             if feed.last_handout is not None:
                 stats.tail_seconds = round(time.perf_counter() - feed.last_handout, 3)
             reported = engine.stats()

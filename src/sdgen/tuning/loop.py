@@ -49,6 +49,29 @@ class TuneError(SdgenError):
     """The spec cannot be tuned as asked."""
 
 
+class _OutOfTime(Exception):
+    """A pilot ran past the minutes budget (its round's estimate was short): the round is abandoned."""
+
+
+class _Deadline:
+    """A progress listener that stops the pilot it watches once the budget's minutes are spent: the estimates of
+    a round's length are a guide (anchors' rounds took 1.5x theirs on politeness), the budget is a promise."""
+
+    def __init__(self, inner: ProgressListener, deadline: float | None) -> None:
+        self.inner, self.deadline = inner, deadline
+
+    def start(self, total_rows: int, description: str, *, new: bool = False) -> None:
+        self.inner.start(total_rows, description, new=new)
+
+    def update(self, rows: int, tokens: int) -> None:
+        self.inner.update(rows, tokens)
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise _OutOfTime
+
+    def stop(self) -> None:
+        self.inner.stop()
+
+
 class _NoLogprobs(TuneError):
     """The backend gave the model judge no log-probabilities, though it did not declare that it gives none."""
 
@@ -167,6 +190,7 @@ class _Session:
         self.judging = declared is None or LOGPROBS in declared  # the model judge reads each label's log-probability
         self._judges: dict[tuple, ModelJudge] = {}  # real texts shown -> the judge shown them (it keeps its readings)
         self.t0 = time.perf_counter()
+        self.deadline: float | None = None  # none for the baseline, which every tune runs
 
     def probe_judge(self) -> None:
         """Find out a backend that does not declare its capabilities and gives no log-probabilities: the judge reads
@@ -225,7 +249,13 @@ class _Session:
                 untried.append(proposal.__name__)
                 why_untried = why
                 continue
-            r, candidate = self._trial(number, derived, best)
+            self.deadline = self.t0 + 60 * budget_minutes - self.rederiving
+            try:
+                r, candidate = self._trial(number, derived, best)
+            except _OutOfTime:  # its pilots outran the estimate: no later round fits either
+                untried += [p.__name__ for p in proposals[number - 1:]]
+                why_untried = f"the {budget_minutes:g}-minute budget ran out"
+                break
             r.seconds += deriving
             self.estimates.observe(estimate, r.seconds)
             r.trusted = self._trusted() if reads else ""
@@ -233,7 +263,10 @@ class _Session:
             again_fits = not self._out_of_budget(budget_minutes, budget_rows, again_seconds)
             if not r.trusted and _split(r.gains) and again_fits:
                 t0 = time.perf_counter()
-                r.again = self._pilot_again(number, derived, best, candidate, r.gains)
+                try:
+                    r.again = self._pilot_again(number, derived, best, candidate, r.gains)
+                except _OutOfTime:  # the split stands, as when the second pilots do not fit
+                    r.again = {}
                 r.seconds += time.perf_counter() - t0
             r.kept = bool(r.trusted) or min(r.decided_gains) > 0
             self.rounds.append(r)
@@ -418,8 +451,8 @@ class _Session:
             pilot["engine"] = {**(pilot.get("engine") or {}), "threads": self.threads}
         spec = build_spec(pilot, source=f"tune round {number}", base_dir=self.base.base_dir)
         self.on_event("pilot", spec.name)
-        summary = generate(spec, overwrite=True, report=False, backend=self.backend, progress=self.progress(),
-                           engines=self.engines)  # fmt: skip
+        summary = generate(spec, overwrite=True, report=False, backend=self.backend,
+                           progress=_Deadline(self.progress(), self.deadline), engines=self.engines)  # fmt: skip
         seconds = sum(m.seconds - m.load_seconds for m in summary.per_model.values())
         self.pilot_rows += summary.written
         df = read_dataset(output)
