@@ -172,7 +172,7 @@ def test_a_run_left_early_leaves_no_request_in_flight(tiny_models):
         stream.close()
         for _ in range(2):  # a step frees what no longer runs; its metrics count what the step began with
             engine._pipe.step()
-        assert engine._pipe.get_metrics().requests == 0  # uncancelled, 8 would need 12 tokens each
+        assert engine._pipe.get_metrics().requests == 0  # left running, 8 would need 12 tokens each
         again = run(engine, [Request(i, prompt, SAMPLING, seed=i) for i in range(4)])
         assert sorted(again) == [0, 1, 2, 3]
 

@@ -119,7 +119,7 @@ def is_refusal(text: str) -> bool:
 
 
 def loops(text: str) -> bool:
-    """Whether a run of at least LOOP_WORDS words repeats one phrase of at most LOOP_PERIOD words three times or more."""
+    """Whether a run of LOOP_WORDS words or more repeats one phrase of up to LOOP_PERIOD words three times or more."""
     words = [w for w in (w.strip(_WORD_EDGES).casefold() for w in text.split()) if w]
     for period in range(1, LOOP_PERIOD + 1):
         run = 0  # how many words in a row equal the word `period` words on
