@@ -249,7 +249,7 @@ class _Session:
                 untried.append(proposal.__name__)
                 why_untried = why
                 continue
-            self.deadline = self.t0 + 60 * budget_minutes - self.rederiving
+            self.deadline = self._pilots_end(budget_minutes)
             try:
                 r, candidate = self._trial(number, derived, best)
             except _OutOfTime:  # its pilots outran the estimate: no later round fits either
@@ -466,9 +466,13 @@ class _Session:
         derive, held = DIRECTIONS[direction]
         return score_pilot(generated, self.folds[derive], self.folds[held], self.labels, rows_per_s, self.seed)
 
+    def _pilots_end(self, minutes: float) -> float:
+        """When pilots must stop: the budget's end less the time held back for deriving the kept changes again."""
+        return self.t0 + 60 * minutes - self.rederiving
+
     def _out_of_budget(self, minutes: float, rows: int | None, round_seconds: float) -> str:
         """Why a round of about ``round_seconds`` would not fit the budget, or ""."""
-        if time.perf_counter() - self.t0 + round_seconds + self.rederiving > 60 * minutes:
+        if time.perf_counter() + round_seconds > self._pilots_end(minutes):
             return f"the {minutes:g}-minute budget ran out"
         if rows is not None and self.pilot_rows + 2 * self.rows > rows:
             return f"the {rows}-row budget ran out"
