@@ -186,7 +186,7 @@ def test_the_real_judge_is_kept_without_the_panels_vote_only_where_the_model_rea
     data = yaml.safe_load(spec_path.read_text())
     spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. MIXED."}, sort_keys=False))
     monkeypatch.setattr(loop._Session, "_score",
-                        lambda self, rows, direction, rate: PilotScore(0.5, 0, 0, 0, len(rows), rate))  # fmt: skip
+                        lambda self, rows, direction, rate: PilotScore(0.5, 0.5, 0, 0, 0, len(rows), rate))  # fmt: skip
     if panel_reads is not None:
         monkeypatch.setattr(loop, "panel_agreement", lambda held, generated, seed=0: panel_reads)
     result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
@@ -246,19 +246,25 @@ def test_the_judges_round_counts_the_readings_it_brings_with_it_against_the_budg
     assert judge.kept and held_back == [pytest.approx(loop.REDERIVE_COST * pace * rows)]
 
 
-def test_a_pilot_is_scored_by_the_panel_of_held_out_classifiers():
-    """The compared score is the panel's agreement: rows that read like their label's held-out real rows score 1,
-    the same rows under swapped labels 0, and a pilot's F1 figures are measured beside it."""
-    from sdgen.tuning.score import panel, score_pilot
+def test_a_pilot_is_scored_by_label_fit_and_realism():
+    """The compared score is the mean of the panel's agreement (rows that read like their label's held-out real rows:
+    1, the same rows under swapped labels: 0) and realism (rows written as the held-out rows are cannot be told from
+    them; rows in another register can, every one); a pilot's F1 figures are measured beside it."""
+    from sdgen.tuning.score import panel, realism, score_pilot
 
     sunny, rainy = "sunny warm bright dry day", "rainy cold wet grey night"
     held = pd.DataFrame({"text": [f"{sunny} {i}" for i in range(8)] + [f"{rainy} {i}" for i in range(8)],
                          "label": ["a"] * 8 + ["b"] * 8})  # fmt: skip
-    rows = pd.DataFrame({"text": [f"so {sunny} again", f"a {rainy} again"] * 3, "label": ["a", "b"] * 3})
-    swapped = rows.assign(label=rows["label"].map({"a": "b", "b": "a"}))
-    good, bad = (score_pilot(r, held, held, ["a", "b"], 1.0) for r in (rows, swapped))
-    assert (good.value, bad.value) == (1.0, 0.0) and good.value == good.agreement
+    alike = pd.DataFrame({"text": [f"{sunny} {i}" for i in range(20, 26)] + [f"{rainy} {i}" for i in range(20, 26)],
+                          "label": ["a"] * 6 + ["b"] * 6})  # fmt: skip
+    unlike = pd.DataFrame({"text": [f"so {sunny} again!", f"oh a {rainy} again!"] * 6, "label": ["a", "b"] * 6})
+    swapped = alike.assign(label=alike["label"].map({"a": "b", "b": "a"}))
+    good, bad, other = (score_pilot(r, held, held, ["a", "b"], 1.0) for r in (alike, swapped, unlike))
+    assert (good.agreement, bad.agreement, other.agreement) == (1.0, 0.0, 1.0)
+    assert good.realism > 0.75 and other.realism == 0.0 and bad.realism == good.realism  # labels unused
+    assert good.value == (good.agreement + good.realism) / 2 and good.value > other.value > bad.value
     assert good.f1 == 1.0 and bad.f1 == 0.0 and len(panel(0)) == 3
+    assert realism(held, alike.head(1)) == 0.0  # too few rows to cross-validate: no evidence of realism
 
 
 def test_a_split_round_pilots_its_losing_direction_again_and_keeps_the_change_when_the_mean_gain_is_above_zero(
@@ -277,7 +283,7 @@ def test_a_split_round_pilots_its_losing_direction_again_and_keeps_the_change_wh
     def scripted(self, data, number, direction, name, screens, repeat=0):
         piloted.append((name, direction, repeat))
         value = 0.5 + sum(e.get((direction, repeat), 0.0) for word, e in effects.items() if word in data["task"])
-        return pd.DataFrame({"text": ["x"], "label": [LABELS[0]]}), PilotScore(round(value, 4), 0, 0, 0, 1, 1.0)
+        return pd.DataFrame({"text": ["x"], "label": [LABELS[0]]}), PilotScore(round(value, 4), round(value, 4), 0, 0, 0, 1, 1.0)
 
     monkeypatch.setattr(loop._Session, "_pilot", scripted)
     result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
@@ -310,7 +316,8 @@ def test_a_screening_change_is_never_piloted_and_a_split_screens_the_best_specs_
 
     def scripted_score(self, generated, direction, rows_per_s):
         gain = effects[(direction, int(generated["repeat"].iloc[0]))] if len(generated) < 10 else 0.0
-        return PilotScore(round(0.5 + gain, 4), 0, 0, 0, len(generated), rows_per_s)
+        value = round(0.5 + gain, 4)
+        return PilotScore(value, value, 0, 0, 0, len(generated), rows_per_s)
 
     def halve(data, ev):
         return Change("halve", "keeps half", {**data, "task": f"{data['task']} HALF."}, ["task"], lambda rows: rows.head(5))
@@ -341,7 +348,8 @@ def test_avoid_lists_are_scored_on_the_best_pilots_rows_and_later_pilots_write_w
         return rows, self._score(rows, direction, 2.0)
 
     def scripted_score(self, generated, direction, rows_per_s):
-        return PilotScore(0.6 if len(generated) < 10 else 0.5, 0, 0, 0, len(generated), rows_per_s)
+        value = 0.6 if len(generated) < 10 else 0.5
+        return PilotScore(value, value, 0, 0, 0, len(generated), rows_per_s)
 
     def avoid(data, ev):
         change = Change("avoid-like", "drops half", {**data, "task": f"{data['task']} AVOID."}, ["task"],

@@ -50,6 +50,7 @@ def _measured(r: Round) -> str:
     again += f"; kept whatever the score: {r.trusted}" if r.trusted else ""
     return (f"held-out score {' / '.join(f'{b:.3f} -> {s.value:.3f}' for b, s in zip(before, r.scores))}{again} "
             f"(agreement {' / '.join(f'{s.agreement:.0%}' for s in r.scores)}, "
+            f"realism {' / '.join(f'{s.realism:.2f}' for s in r.scores)}, "
             f"F1 {' / '.join(f'{s.f1:.3f}' for s in r.scores)})")  # fmt: skip
 
 
@@ -76,7 +77,8 @@ def write_tuned_spec(output: Path, data: dict, changes: list[tuple[Round, Change
 
 def _cells(s: PilotScore) -> str:
     gain = f" ({s.hybrid_f1 / s.real_f1:.2f}x)" if s.real_f1 else ""
-    return f"{s.agreement:.1%} | {s.f1:.3f} | {s.hybrid_f1:.3f}{gain} | {s.value:.3f} | {s.rows_per_s:.2f}"
+    return (f"{s.agreement:.1%} | {s.realism:.3f} | {s.f1:.3f} | {s.hybrid_f1:.3f}{gain} | {s.value:.3f} | "
+            f"{s.rows_per_s:.2f}")
 
 
 def judge_warning(result: TuneResult) -> str:
@@ -111,9 +113,11 @@ def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet
     lines = [
         f"# sdgen tune: {spec_path.name}", "",
         f"Seed `{real.name}` ({len(seed_set.rows)} rows: {per_label}), split into two folds. Each round pilots its "
-        "change twice: derived from fold 0 and scored on fold 1, and the other way round. A pilot's score is its "
-        "agreement: the share of each label's rows that three classifiers trained on the held-out fold (word pairs, "
-        "characters, single words) give that label, averaged over labels and classifiers. TSTR macro-F1 (train on "
+        "change twice: derived from fold 0 and scored on fold 1, and the other way round. A pilot's score is the mean of "
+        "its agreement (the share of each label's rows that three classifiers trained on the held-out fold, on word "
+        "pairs, characters and single words, give that label, averaged over labels and classifiers) and its realism "
+        "(2 x (1 - AUC) of a classifier telling the held-out fold's real rows from the pilot's, cross-validated: 1 "
+        "when it cannot tell them apart). TSTR macro-F1 (train on "
         "the pilot, test on the held-out fold) and hybrid macro-F1 (the deriving fold's real rows plus the pilot) are "
         "shown, not compared: on a fold's few "
         "rows they are mostly noise. A change is kept when both of its pilots beat the best spec's pilots in the same "
@@ -127,19 +131,21 @@ def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet
         + (f" Left untried: {result.stopped}." if result.stopped else "")
         + (f" Nothing to change for: {', '.join(result.skipped)}." if result.skipped else "")
         + "".join(f" Held back: {why}." for why in result.withheld), "",
-        "| round | change | kept | gain (fold 1 / fold 0) | score (fold 1 / fold 0) | agreement | TSTR F1 | hybrid F1 | rows/s | s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| round | change | kept | gain (fold 1 / fold 0) | score (fold 1 / fold 0) | agreement | realism | TSTR F1 | "
+        "hybrid F1 | rows/s | s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for r in result.rounds:
         gains = r.gains_line if r.gains else "-"
         kept = "baseline" if r.number == 0 else (f"yes: {r.trusted}" if r.trusted else "yes" if r.kept else "no")
-        agreement, f1, hybrid, rows_s = (sum(getattr(s, f) for s in r.scores) / len(r.scores)
-                                         for f in ("agreement", "f1", "hybrid_f1", "rows_per_s"))  # fmt: skip
+        agreement, realism, f1, hybrid, rows_s = (sum(getattr(s, f) for s in r.scores) / len(r.scores)
+                                                  for f in ("agreement", "realism", "f1", "hybrid_f1", "rows_per_s"))
         spread = " / ".join(f"{s.value:.3f}" for s in r.scores)
-        lines.append(f"| {r.number} | {r.name}: {r.summary} | {kept} | {gains} | {spread} | {agreement:.1%} | {f1:.3f} | "
+        lines.append(f"| {r.number} | {r.name}: {r.summary} | {kept} | {gains} | {spread} | {agreement:.1%} | {realism:.3f} | {f1:.3f} | "
                      f"{hybrid:.3f} | {rows_s:.2f} | {r.seconds:.0f} |")  # fmt: skip
     lines += ["", "Before and after, per pilot (scored on fold 1, then fold 0):", "",
-              "| spec | agreement | TSTR F1 | hybrid F1 (x the fold alone) | score | rows/s |", "|---|---|---|---|---|---|"]  # fmt: skip
+              "| spec | agreement | realism | TSTR F1 | hybrid F1 (x the fold alone) | score | rows/s |",
+              "|---|---|---|---|---|---|---|"]
     for what, scores in (("as given", result.before), ("tuned", result.after)):
         lines += [f"| {what} | {_cells(s)} |" for s in scores]
     lines += ["", "Kept changes, derived again from the whole seed for the tuned spec:", ""]
