@@ -113,12 +113,12 @@ def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet
     lines = [
         f"# sdgen tune: {spec_path.name}", "",
         f"Seed `{real.name}` ({len(seed_set.rows)} rows: {per_label}), split into two folds. Each round pilots its "
-        "change twice: derived from fold 0 and scored on fold 1, and the other way round. A pilot's score is the mean of "
-        "its agreement (the share of each label's rows that three classifiers trained on the held-out fold, on word "
-        "pairs, characters and single words, give that label, averaged over labels and classifiers) and its realism "
-        "(2 x (1 - AUC) of a classifier telling the held-out fold's real rows from the pilot's, cross-validated: 1 "
-        "when it cannot tell them apart). TSTR macro-F1 (train on "
-        "the pilot, test on the held-out fold) and hybrid macro-F1 (the deriving fold's real rows plus the pilot) are "
+        "change twice: derived from fold 0 and scored on fold 1, and the other way round. A pilot's score is the "
+        "mean of its agreement (the share of each label's rows that three classifiers trained on the held-out fold, "
+        "on word pairs, characters and single words, give that label, averaged over labels and classifiers) and its "
+        "realism (2 x (1 - AUC) of a classifier telling the held-out fold's real rows from the pilot's, "
+        "cross-validated: 1 when it cannot tell them apart). TSTR macro-F1 (train on the pilot, test on the held-out "
+        "fold) and hybrid macro-F1 (the deriving fold's real rows plus the pilot) are "
         "shown, not compared: on a fold's few "
         "rows they are mostly noise. A change is kept when both of its pilots beat the best spec's pilots in the same "
         "direction; where one gained and the other did not, that direction is piloted again on another seed (the "
@@ -141,8 +141,8 @@ def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet
         agreement, realism, f1, hybrid, rows_s = (sum(getattr(s, f) for s in r.scores) / len(r.scores)
                                                   for f in ("agreement", "realism", "f1", "hybrid_f1", "rows_per_s"))
         spread = " / ".join(f"{s.value:.3f}" for s in r.scores)
-        lines.append(f"| {r.number} | {r.name}: {r.summary} | {kept} | {gains} | {spread} | {agreement:.1%} | {realism:.3f} | {f1:.3f} | "
-                     f"{hybrid:.3f} | {rows_s:.2f} | {r.seconds:.0f} |")  # fmt: skip
+        lines.append(f"| {r.number} | {r.name}: {r.summary} | {kept} | {gains} | {spread} | {agreement:.1%} | "
+                     f"{realism:.3f} | {f1:.3f} | {hybrid:.3f} | {rows_s:.2f} | {r.seconds:.0f} |")  # fmt: skip
     lines += ["", "Before and after, per pilot (scored on fold 1, then fold 0):", "",
               "| spec | agreement | realism | TSTR F1 | hybrid F1 (x the fold alone) | score | rows/s |",
               "|---|---|---|---|---|---|---|"]

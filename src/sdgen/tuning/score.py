@@ -71,7 +71,8 @@ def panel_agreement(held, generated, seed: int = 0) -> float:
     return float(np.mean(shares))
 
 
-REALISM_REPEATS = 4  # cross-validations, each on its own draw of the pilot's rows: one moved the figure by ~0.05
+REALISM_REPEATS = 4  # cross-validations, each on its own draw of the pilot's rows, averaged: with two, the score
+# ordered pilot pairs as the real test rows do less often (docs/tune.md#realism-beside-agreement)
 
 
 def realism(held, generated, seed: int = 0) -> float:
