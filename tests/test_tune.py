@@ -282,8 +282,8 @@ def test_a_split_round_pilots_its_losing_direction_again_and_keeps_the_change_wh
 
     def scripted(self, data, number, direction, name, screens, repeat=0):
         piloted.append((name, direction, repeat))
-        value = 0.5 + sum(e.get((direction, repeat), 0.0) for word, e in effects.items() if word in data["task"])
-        return pd.DataFrame({"text": ["x"], "label": [LABELS[0]]}), PilotScore(round(value, 4), round(value, 4), 0, 0, 0, 1, 1.0)
+        value = round(0.5 + sum(e.get((direction, repeat), 0.0) for word, e in effects.items() if word in data["task"]), 4)
+        return pd.DataFrame({"text": ["x"], "label": [LABELS[0]]}), PilotScore(value, value, 0, 0, 0, 1, 1.0)
 
     monkeypatch.setattr(loop._Session, "_pilot", scripted)
     result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",

@@ -37,21 +37,32 @@ class PilotScore:
         return (self.agreement + self.realism) / 2
 
 
+def _logistic(seed: int, c: float):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=2000, C=c, class_weight="balanced", random_state=seed)
+
+
+def _characters(seed: int, c: float):
+    """An unfitted classifier of character 2-5-grams (within words): the panel's second reader, and realism's."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
+
+    characters = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
+    return make_pipeline(characters, _logistic(seed, c))
+
+
 def panel(seed: int) -> list:
     """Three unfitted classifiers that read text differently, so that one's quirks on a few rows average out."""
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
     from sdgen.quality.classifier import text_classifier
 
-    def logistic(c: float):
-        return LogisticRegression(max_iter=2000, C=c, class_weight="balanced", random_state=seed)
-
     return [
         text_classifier(seed),  # the one `sdgen eval` uses: words and word pairs
-        make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True), logistic(4.0)),
-        make_pipeline(TfidfVectorizer(sublinear_tf=True, strip_accents="unicode"), logistic(1.0)),
+        _characters(seed, 4.0),
+        make_pipeline(TfidfVectorizer(sublinear_tf=True, strip_accents="unicode"), _logistic(seed, 1.0)),
     ]
 
 
@@ -80,11 +91,8 @@ def realism(held, generated, seed: int = 0) -> float:
     cross-validated: 1 when it cannot tell them apart, 0 when it tells every one. Each repeat draws as many
     generated rows as there are real ones, so that a pilot a screen thinned is not scored up for being smaller."""
     import numpy as np
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
 
     folds = min(5, len(held), len(generated))
     if folds < 2:
@@ -94,10 +102,8 @@ def realism(held, generated, seed: int = 0) -> float:
         drawn = generated.sample(min(len(generated), len(held)), random_state=seed + repeat)
         texts = [*held["text"], *drawn["text"]]
         is_generated = np.r_[np.zeros(len(held)), np.ones(len(drawn))]
-        model = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
-                              LogisticRegression(max_iter=2000, class_weight="balanced", random_state=seed))
         split = StratifiedKFold(folds, shuffle=True, random_state=seed + repeat)
-        read = cross_val_predict(model, texts, is_generated, cv=split, method="predict_proba")[:, 1]
+        read = cross_val_predict(_characters(seed, 1.0), texts, is_generated, cv=split, method="predict_proba")[:, 1]
         aucs.append(roc_auc_score(is_generated, read))
     return round(max(0.0, 2 * (1 - float(np.mean(aucs)))), 4)
 
