@@ -246,6 +246,33 @@ def test_the_judges_round_counts_the_readings_it_brings_with_it_against_the_budg
     assert judge.kept and held_back == [pytest.approx(loop.REDERIVE_COST * pace * rows)]
 
 
+def test_before_the_judge_has_read_a_row_its_readings_are_owed_at_the_baselines_pace(tmp_path, spec_path, seed_csv,
+                                                                                    monkeypatch):  # fmt: skip
+    """The judge's round may come before any reading has timed the model (no `not:` lines first): its readings of
+    the folds and of the pilots are then owed at the baseline's seconds per row, not taken to cost nothing."""
+    from sdgen.tuning import loop
+    from sdgen.tuning.proposals import judged_by_real
+
+    monkeypatch.setattr(loop, "panel_agreement", lambda held, generated, seed=0: 0.3)
+    owed, owe = [], loop._Session._owed_by_reading
+
+    def owing(self, best):
+        owed.append((self.reading[1], self.row_seconds, owe(self, best)))
+        return owed[-1][2]
+
+    monkeypatch.setattr(loop._Session, "_owed_by_reading", owing)
+    data = yaml.safe_load(spec_path.read_text())
+    spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. MIXED."}, sort_keys=False))
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
+                        pilot_rows_per_label=8, proposals=[judged_by_real], budget_minutes=5)  # fmt: skip
+    ((read, row_seconds, (now, end)),) = owed
+    baseline = result.rounds[0]
+    assert read == 0 and row_seconds == pytest.approx(baseline.seconds / sum(s.rows for s in baseline.scores))
+    assert now == pytest.approx(36 * row_seconds) and end == pytest.approx(loop.REDERIVE_COST * 48 * row_seconds)
+    assert result.held_back_seconds >= end > 0
+    assert f"{result.held_back_seconds:.0f} s held back for that" in result.log_path.read_text()
+
+
 def test_a_pilot_is_scored_by_label_fit_and_realism():
     """The compared score is the mean of the panel's agreement (rows that read like their label's held-out real rows:
     1, the same rows under swapped labels: 0) and realism (rows written as the held-out rows are cannot be told from

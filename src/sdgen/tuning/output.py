@@ -127,7 +127,8 @@ def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet
         f"(by {MODEL_OVER_PANEL * 100:.0f} points in both directions).", "",
         _judge_line(result), "",
         f"{result.pilot_rows} pilot rows in {result.seconds / 60:.1f} minutes (model load included; "
-        f"{result.rederive_seconds:.0f} s of it deriving the kept changes again from the whole seed)."
+        f"{result.rederive_seconds:.0f} s of it deriving the kept changes again from the whole seed, "
+        f"{result.held_back_seconds:.0f} s held back for that)."
         + (f" Left untried: {result.stopped}." if result.stopped else "")
         + (f" Nothing to change for: {', '.join(result.skipped)}." if result.skipped else "")
         + "".join(f" Held back: {why}." for why in result.withheld), "",

@@ -57,6 +57,7 @@ class TuneResult:
     # per direction: the spec's model, shown one fold's real rows, on the other's (the reader of `not:` lines)
     model_accuracy: list[float] = field(default_factory=list)
     rederive_seconds: float = 0.0  # deriving the kept changes again from the whole seed
+    held_back_seconds: float = 0.0  # what the budget held back for that (`loop.REDERIVE_COST`)
     withheld: list[str] = field(default_factory=list)  # proposals that found a change and held it back: why
     model_judges: bool = True  # the backend gives log-probabilities: the spec's model reads rows for tune
 
