@@ -756,21 +756,6 @@ def test_real_shots_add_each_labels_most_typical_real_row_to_the_specs_examples_
     assert real_shots(longer.data, Evidence(real, real.head(0))) is None  # shown already: nothing to add
 
 
-def test_real_shots_pass_over_a_sure_row_of_unusual_length():
-    """A short row of nothing but its label's words is what a classifier is surest of; the model would copy its
-    length, so the shot is the surest row among those of the label's usual length."""
-    rng = random.Random(6)
-    rows = [(" ".join(rng.sample(VOCAB[label], 4) + rng.sample(NOISE[:40], 8)), label)
-            for label in ("calm", "sad") for _ in range(9)]  # fmt: skip
-    rows += [(" ".join(VOCAB["calm"][:4]), "calm")]
-    real = pd.DataFrame(rows, columns=["text", "label"])
-    assert profile.typical(real, 1)["text"].tolist()[0] == "ca0 ca1 ca2 ca3"  # the surest calm row: 4 words
-    data = {"task": "t", "labels": {"calm": "Calm.", "sad": "Sad."}, "categories": {"place": ["home"]}}
-    shots = {ex["label"]: ex["output"] for ex in real_shots(data, Evidence(real, real.head(0))).data["examples"]}
-    assert len(shots["calm"].split()) == 12 and shots["calm"] in set(real["text"])
-    assert shots["sad"] == profile.typical(real, 1)["text"].tolist()[1]  # every sad row is 12 words: the surest
-
-
 def test_real_anchors_quote_the_derive_folds_rows_and_the_tuned_spec_loads(tmp_path):
     rng = random.Random(5)
     rows = [(label_text(label, rng), label) for label in LABELS for _ in range(6)]

@@ -135,11 +135,8 @@ def style(texts) -> Style:
     return Style(shares, (pct(0.25), pct(0.5), pct(0.75)))
 
 
-def typical(rows, per_label: int, seed: int = 0, usual_length: bool = False):
-    """Each label's ``per_label`` rows that a classifier trained on all ``rows`` gives their own label most surely;
-    with ``usual_length``, only among rows whose word count lies within the label's quartiles. A short row full of
-    one label's marker words is what a classifier is surest of ("ED, eh? Have they tried Viagra?", 6 words of
-    impolite politeness rows whose middle half run 11-32), and an example the model copies sets its rows' length."""
+def typical(rows, per_label: int, seed: int = 0):
+    """Each label's ``per_label`` rows that a classifier trained on all ``rows`` gives their own label most surely."""
     import numpy as np
 
     from sdgen.quality.classifier import text_classifier
@@ -148,11 +145,5 @@ def typical(rows, per_label: int, seed: int = 0, usual_length: bool = False):
     classes = [str(c) for c in model.classes_]
     proba = model.predict_proba(rows["text"])
     own = proba[np.arange(len(rows)), [classes.index(str(label)) for label in rows["label"]]]
-    ranked = rows.assign(_own=own)
-    if usual_length:
-        words = ranked["text"].astype(str).str.split().str.len()
-        by_label = words.groupby(ranked["label"])
-        low, high = by_label.transform(lambda w: w.quantile(0.25)), by_label.transform(lambda w: w.quantile(0.75))
-        ranked = ranked[(words >= low) & (words <= high)]  # never empty: a label's median row lies within
-    ranked = ranked.sort_values(["label", "_own"], ascending=[True, False], kind="stable")
+    ranked = rows.assign(_own=own).sort_values(["label", "_own"], ascending=[True, False], kind="stable")
     return ranked.groupby("label", group_keys=False).head(per_label).drop(columns="_own").reset_index(drop=True)

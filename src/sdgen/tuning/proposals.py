@@ -340,18 +340,17 @@ SHOTS_PER_LABEL = 1  # real rows per label added to the spec's examples
 
 
 def real_shots(data: dict, ev: Evidence) -> Change | None:
-    """Each label's most typical real row of a usual length (`profile.typical`) joins the spec's examples, shown in
-    every request. The model copies its examples' length and register far more than it follows a description:
-    movie-review plot rows ran 18 words with the spec's one-sentence example (a description asking for 56-150 words
-    moved nothing) and 34 with a 71-word real one beside it, review rows 14 -> 21 words (real: 20). Unlike
-    `examples_from` the examples are the same in every request, so the engine's prefix cache serves them: rows come
-    slower only as far as they grow longer."""
+    """Each label's most typical real row joins the spec's examples, shown in every request. The model copies its
+    examples' length and register far more than it follows a description: movie-review plot rows ran 18 words with
+    the spec's one-sentence example (a description asking for 56-150 words moved nothing) and 34 with a 71-word real
+    one beside it, review rows 14 -> 21 words (real: 20). Unlike `examples_from` the examples are the same in every
+    request, so the engine's prefix cache serves them: rows come slower only as far as they grow longer."""
     examples = [dict(ex) for ex in data.get("examples") or [] if isinstance(ex, dict)]
     shown = {" ".join(str(ex.get("output", "")).split()) for ex in examples}
     labels = _labels(data)
     category, types = next(iter(data["categories"].items()))
     added = []
-    for _, row in profile.typical(ev.real, SHOTS_PER_LABEL, ev.seed, usual_length=True).iterrows():
+    for _, row in profile.typical(ev.real, SHOTS_PER_LABEL, ev.seed).iterrows():
         label, text = str(row["label"]), " ".join(str(row["text"]).split())
         avoid = labels.get(label, {}).get("avoid") or []
         if label not in labels or text in shown or (avoid and AvoidedPhrases({label: avoid}).found(text, label)):
@@ -363,8 +362,8 @@ def real_shots(data: dict, ev: Evidence) -> Change | None:
         return None
     out = copy.deepcopy(data)
     out["examples"] = examples
-    said = f"the most typical real row of usual length of {', '.join(added)} joins the spec's examples"
-    change = Change("real-shots", said, out, ["examples"])
+    change = Change("real-shots", f"the most typical real row of {', '.join(added)} joins the spec's examples", out,
+                    ["examples"])  # fmt: skip
     _room_for(change, max(profile.style(ev.real["text"][ev.real["label"] == label]).words[2] for label in added))
     return change
 
