@@ -207,6 +207,18 @@ def test_the_real_judge_is_kept_without_the_panels_vote_only_where_the_model_rea
     assert f"kept whatever the score: {judge.trusted}" in tuned and f"| yes: {judge.trusted} |" in log
 
 
+def _tune_with_a_trusted_judge(tmp_path, spec_path, seed_csv, monkeypatch):
+    """Tune with the real judge as the one proposal, the model trusted over the panel (which reads real rows at 30%)."""
+    from sdgen.tuning import loop
+    from sdgen.tuning.proposals import judged_by_real
+
+    monkeypatch.setattr(loop, "panel_agreement", lambda held, generated, seed=0: 0.3)
+    data = yaml.safe_load(spec_path.read_text())
+    spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. MIXED."}, sort_keys=False))
+    return sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
+                      pilot_rows_per_label=8, proposals=[judged_by_real], budget_minutes=5)  # fmt: skip
+
+
 @pytest.mark.parametrize("pace", [0.01, 200.0])
 def test_the_judges_round_counts_the_readings_it_brings_with_it_against_the_budget(tmp_path, spec_path, seed_csv,
                                                                                   monkeypatch, pace):  # fmt: skip
@@ -214,9 +226,7 @@ def test_the_judges_round_counts_the_readings_it_brings_with_it_against_the_budg
     folds' real rows (`_trusted`) and every best pilot row again at the end: at the model's pace those readings
     either fit the budget (the judge is tried, and its re-reading held back) or leave it untried."""
     from sdgen.tuning import loop
-    from sdgen.tuning.proposals import judged_by_real
 
-    monkeypatch.setattr(loop, "panel_agreement", lambda held, generated, seed=0: 0.3)  # the model is trusted
     monkeypatch.setattr(loop._Session, "_reading_seconds", lambda self, texts: pace * texts)
     held_back = []
     run = loop._Session.run
@@ -234,10 +244,7 @@ def test_the_judges_round_counts_the_readings_it_brings_with_it_against_the_budg
         return score(self, prefix, prompts, labels)
 
     monkeypatch.setattr(loop._Session, "score", scoring)
-    data = yaml.safe_load(spec_path.read_text())
-    spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. MIXED."}, sort_keys=False))
-    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
-                        pilot_rows_per_label=8, proposals=[judged_by_real], budget_minutes=5)  # fmt: skip
+    result = _tune_with_a_trusted_judge(tmp_path, spec_path, seed_csv, monkeypatch)
     if pace > 1:  # 36 real rows and 48 pilot rows twice: 132 texts, 7 hours
         assert [r.name for r in result.rounds] == ["baseline"] and "budget ran out for judged_by_real" in result.stopped
         assert read == [1]  # the probe's one row: the judge was not derived (a reading of the pilots' rows) to no end
@@ -251,9 +258,7 @@ def test_before_the_judge_has_read_a_row_its_readings_are_owed_at_the_baselines_
     """The judge's round may come before any reading has timed the model (no `not:` lines first): its readings of
     the folds and of the pilots are then owed at the baseline's seconds per row, not taken to cost nothing."""
     from sdgen.tuning import loop
-    from sdgen.tuning.proposals import judged_by_real
 
-    monkeypatch.setattr(loop, "panel_agreement", lambda held, generated, seed=0: 0.3)
     owed, owe = [], loop._Session._owed_by_reading
 
     def owing(self, best):
@@ -261,10 +266,7 @@ def test_before_the_judge_has_read_a_row_its_readings_are_owed_at_the_baselines_
         return owed[-1][2]
 
     monkeypatch.setattr(loop._Session, "_owed_by_reading", owing)
-    data = yaml.safe_load(spec_path.read_text())
-    spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. MIXED."}, sort_keys=False))
-    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
-                        pilot_rows_per_label=8, proposals=[judged_by_real], budget_minutes=5)  # fmt: skip
+    result = _tune_with_a_trusted_judge(tmp_path, spec_path, seed_csv, monkeypatch)
     ((read, row_seconds, (now, end)),) = owed
     baseline = result.rounds[0]
     assert read == 0 and row_seconds == pytest.approx(baseline.seconds / sum(s.rows for s in baseline.scores))
@@ -309,7 +311,8 @@ def test_a_split_round_pilots_its_losing_direction_again_and_keeps_the_change_wh
 
     def scripted(self, data, number, direction, name, screens, repeat=0):
         piloted.append((name, direction, repeat))
-        value = round(0.5 + sum(e.get((direction, repeat), 0.0) for word, e in effects.items() if word in data["task"]), 4)
+        gain = sum(e.get((direction, repeat), 0.0) for word, e in effects.items() if word in data["task"])
+        value = round(0.5 + gain, 4)
         return pd.DataFrame({"text": ["x"], "label": [LABELS[0]]}), PilotScore(value, value, 0, 0, 0, 1, 1.0)
 
     monkeypatch.setattr(loop._Session, "_pilot", scripted)
