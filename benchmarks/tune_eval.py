@@ -91,12 +91,12 @@ def spec_for(name: str, kind: str, out: Path) -> Path:
     return out / f"{name}.tuned.yaml"
 
 
-def run_tune(name: str, out: Path, minutes: float) -> dict:
+def run_tune(name: str, out: Path, minutes: float | None) -> dict:
     seed, _ = prepare(name, out)
     t0 = time.perf_counter()
     result = sdgen.tune(spec_for(name, "plain", out), seed, output=spec_for(name, "tuned", out), budget_minutes=minutes,
                         on_event=lambda kind, what: print(kind, what, flush=True))  # fmt: skip
-    return {"set": name, "budget_minutes": minutes, "tune_minutes": round((time.perf_counter() - t0) / 60, 2),
+    return {"set": name, "budget_minutes": result.budget_minutes, "tune_minutes": round((time.perf_counter() - t0) / 60, 2),
             "pilot_rows": result.pilot_rows,
             "changes": [c.summary for _, c in result.changes], "stopped": result.stopped,
             "rounds": [{"name": r.name, "kept": r.kept, "gains": r.gains} for r in result.rounds]}  # fmt: skip
@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--specs", default="plain,tuned")
     parser.add_argument("--seeds", default="1,2")
     parser.add_argument("--rows", type=int, default=300)
-    parser.add_argument("--minutes", type=float, default=15.0)
+    parser.add_argument("--minutes", type=float, default=None, help="tune's budget (default: sdgen's, 5 per label)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/sdgen-tune"))
     parser.add_argument("--history", type=Path, default=HERE / "quality_history.jsonl")
     args = parser.parse_args()

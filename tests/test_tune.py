@@ -417,6 +417,36 @@ def test_a_proposal_the_time_budget_cannot_fit_is_skipped_and_cheaper_ones_still
     assert result.stopped == "the 30-minute budget ran out for swap"
 
 
+def test_the_default_budget_is_five_minutes_per_label(tmp_path, spec_path, seed_csv, capsys, monkeypatch):
+    """Every pilot writes its rows per label, so the default minutes grow with the labels: the same rounds fit a
+    task of any size (15 minutes for 3 labels; here a 2-label task through the command, 10)."""
+    from sdgen import cli
+    from sdgen.tuning import loop
+
+    monkeypatch.setattr(loop, "RELATIVE_COST", {"swap": 1e6})
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
+                        pilot_rows_per_label=8, proposals=[with_task("SWAP")])  # fmt: skip
+    assert result.budget_minutes == 15 and result.stopped == "the 15-minute budget ran out for swap"
+    assert "of a 15-minute budget" in result.log_path.read_text()
+
+    two = yaml.safe_load(spec_path.read_text())
+    two["labels"] = {label: two["labels"][label] for label in LABELS[:2]}
+    two_spec = tmp_path / "two.yaml"
+    two_spec.write_text(yaml.safe_dump(two, sort_keys=False))
+    seed = pd.read_csv(seed_csv)
+    seed[seed["label"].isin(LABELS[:2])].to_csv(tmp_path / "two.csv", index=False)
+    monkeypatch.setattr(loop, "PROPOSALS", [with_task("SWAP")])
+    monkeypatch.setattr(sys, "argv", ["sdgen", "tune", str(two_spec), "--real", str(tmp_path / "two.csv"),
+                                      "--backend", "tune-scripted", "--pilot-rows", "8"])  # fmt: skip
+    monkeypatch.setattr(cli, "dump_stacks_on_sigusr1", lambda: None)
+    try:
+        cli.main()
+    except SystemExit as exit_info:
+        assert exit_info.code in (0, None)
+    assert "left untried: the 10-minute budget ran out for swap" in " ".join(capsys.readouterr().err.split())
+    assert "of a 10-minute budget" in (tmp_path / "two.tuned.tune.md").read_text()
+
+
 def test_a_round_counts_the_time_its_change_took_to_derive(tmp_path, spec_path, seed_csv):
     """Deriving a change can ask the model (`not:` lines): its time is part of the round, so the budget sees it."""
     import time

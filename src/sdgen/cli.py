@@ -192,7 +192,8 @@ def tune_cmd(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="The tuned spec (default <spec>.tuned.yaml)."),
     text_col: str = typer.Option("text", "--text-col", help="The real file's text column."),
     label_col: str = typer.Option("label", "--label-col", help="The real file's label column."),
-    minutes: float = typer.Option(15.0, "--minutes", help="Budget: no new round starts that would end after this."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Budget: no new round starts that would end "
+                                            "after this (default: 5 per label, 15 for 3 labels)."),
     budget_rows: Optional[int] = typer.Option(None, "--budget-rows", help="Budget in pilot rows (default: none)."),
     pilot_rows: int = typer.Option(24, "--pilot-rows", help="Rows per label in each pilot."),
     seed: int = typer.Option(0, "--seed", help="Seed of the folds and the pilots."),

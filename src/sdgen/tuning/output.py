@@ -126,7 +126,9 @@ def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet
         "kept without the panel's vote where the model reads the held-out real rows clearly better than the panel "
         f"(by {MODEL_OVER_PANEL * 100:.0f} points in both directions).", "",
         _judge_line(result), "",
-        f"{result.pilot_rows} pilot rows in {result.seconds / 60:.1f} minutes (model load included; "
+        f"{result.pilot_rows} pilot rows in {result.seconds / 60:.1f} minutes"
+        + (f" of a {result.budget_minutes:g}-minute budget" if result.budget_minutes is not None else "")
+        + " (model load included; "
         f"{result.rederive_seconds:.0f} s of it deriving the kept changes again from the whole seed, "
         f"{result.held_back_seconds:.0f} s held back for that)."
         + (f" Left untried: {result.stopped}." if result.stopped else "")

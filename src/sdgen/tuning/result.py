@@ -60,6 +60,7 @@ class TuneResult:
     held_back_seconds: float = 0.0  # what the budget held back for that (`loop.REDERIVE_COST`)
     withheld: list[str] = field(default_factory=list)  # proposals that found a change and held it back: why
     model_judges: bool = True  # the backend gives log-probabilities: the spec's model reads rows for tune
+    budget_minutes: float | None = None  # the minutes budget the loop ran under
 
     @property
     def weak_judge(self) -> bool:
