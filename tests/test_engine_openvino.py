@@ -308,3 +308,58 @@ def test_stop_matcher_decodes_a_window_only_when_its_pieces_show_a_stop_string()
     windows = tok.windows
     assert match.completes_stop([1, 3, 7, 8, 4, 5], 2, {"\n😂5."})  # pieces of the emoji read as U+FFFD alone
     assert not match.completes_stop([1, 7, 8], 1, stops) and tok.windows == windows + 2
+
+
+class _Words:
+    """A tokenizer whose token i decodes to the word WORDS[i]."""
+
+    WORDS = ["@user", "I", "love", "it", "so", "much", "#love", "today"]
+
+    def decode(self, ids, skip_special_tokens=True):
+        return " ".join(self.WORDS[i] for i in ids)
+
+
+class _Handle:
+    """A GenAI generation handle that gives one token per step (`fresh`) until it is stopped."""
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids, self.stopped, self.fresh = list(ids), False, False
+
+    def can_read(self) -> bool:
+        return self.fresh and not self.stopped
+
+    def read(self):
+        from types import SimpleNamespace
+
+        self.fresh = False
+        token, self.ids = self.ids[:1], self.ids[1:]
+        return {0: SimpleNamespace(generated_ids=token, generated_log_probs=[0.0], finish_reason=SimpleNamespace(name="NONE"))}
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+@pytest.mark.parametrize("choices", [None, ("a", "b")])
+def test_a_request_stops_once_its_text_loops(choices):
+    """A text that falls into a phrase loop ("@user @user @user ...") is rejected by the extractor whatever follows,
+    and a model that loops keeps it up until max_new_tokens: the engine stops the request within a check of the
+    loop's start. Real repeats go on ("@user @user @user @user I love it"), and a choice (the judge's) is never cut."""
+    from sdgen.engines.base import AvoidWatch, LoopWatch, StopMatcher
+    from sdgen.engines.openvino import _Flight
+
+    def steps_to_stop(ids: list[int]) -> int | None:
+        handle = _Handle(ids)
+        flight = _Flight(handle, Request(0, "p", SAMPLING, seed=1, choices=choices), running_status=None)
+        for step in range(1, len(ids) + 1):
+            handle.fresh = True
+            flight.pull(StopMatcher(_Words()), AvoidWatch(_Words()), LoopWatch(_Words()))
+            if handle.stopped:
+                return step
+        return None
+
+    assert steps_to_stop([0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 7, 6]) is None  # five handles, then words: no loop
+    stopped = steps_to_stop([1, 2, 3, 7] + [0] * 60)  # "I love it today @user @user @user ..."
+    if choices:
+        assert stopped is None
+    else:
+        assert stopped is not None and stopped <= 4 + 10 + LoopWatch.EVERY

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from sdgen.plan import PlannedRow
+from sdgen.text import loops
 
 MIN_WORDS = 3
 
@@ -51,13 +52,6 @@ _QUOTES = "\"'“”‘’«»`"
 # ("getElementById") stay: they have few case changes and no repeats.
 _GLUED_WORDS = re.compile(r"(?<![#@/\w])[a-z']*(?:[A-Z][a-z']+[A-Z]?){6,}")
 _STUTTER = re.compile(r"([a-z]{3,})\1{3,}", re.IGNORECASE)
-# A phrase loop: the same one to LOOP_PERIOD words over and over until max_new_tokens ("#happy #amazing #happy
-# #amazing ...", "@team @team @team ..."). Real text repeats too ("@user @user @user @user Take 2k out of it", "on and
-# on and on and on"), but in runs shorter than LOOP_WORDS: in the ~29k real rows of politeness, emotion and movie
-# reviews one run reached 10 words (a hex dump), while 2-8 of each 300 tuned emotion rows (stops 41, 43) looped.
-LOOP_PERIOD = 12
-LOOP_WORDS = 10
-_WORD_EDGES = ".,!?;:\"'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,18 +110,6 @@ def _tidy(text: str) -> str:
 def is_refusal(text: str) -> bool:
     """An assistant declining the request ("I'm sorry, but I can't assist with that.") is not data."""
     return bool(_REFUSAL.match(text.strip().lstrip("\"'“")))
-
-
-def loops(text: str) -> bool:
-    """Whether a run of LOOP_WORDS words or more repeats one phrase of up to LOOP_PERIOD words three times or more."""
-    words = [w for w in (w.strip(_WORD_EDGES).casefold() for w in text.split()) if w]
-    for period in range(1, LOOP_PERIOD + 1):
-        run = 0  # how many words in a row equal the word `period` words on
-        for here, ahead in zip(words, words[period:]):
-            run = run + 1 if here == ahead else 0
-            if run >= 2 * period and run + period >= LOOP_WORDS:
-                return True
-    return False
 
 
 def _looks_like_text(text: str, row: PlannedRow) -> bool:

@@ -1,5 +1,5 @@
-"""Matching text, below every other layer: the normal form that makes two texts "the same", and the words and
-phrases a label's texts never contain (``labels.NAME.avoid``).
+"""Matching text, below every other layer: the normal form that makes two texts "the same", the words and
+phrases a label's texts never contain (``labels.NAME.avoid``), and a phrase looping (`loops`).
 
 On avoided phrases:
 A prompt can say what a label is not, but a small model often writes it anyway: the 1.5B put "please",
@@ -54,3 +54,24 @@ class AvoidedPhrases:
             return None
         match = pattern.search(text.translate(_QUOTES))
         return " ".join(match.group(0).lower().split()) if match else None
+
+
+# A phrase loop: the same one to LOOP_PERIOD words over and over until max_new_tokens ("#happy #amazing #happy
+# #amazing ...", "@team @team @team ..."). Real text repeats too ("@user @user @user @user Take 2k out of it", "on and
+# on and on and on"), but in runs shorter than LOOP_WORDS: in the ~29k real rows of politeness, emotion and movie
+# reviews one run reached 10 words (a hex dump), while 2-8 of each 300 tuned emotion rows (stops 41, 43) looped.
+LOOP_PERIOD = 12
+LOOP_WORDS = 10
+_WORD_EDGES = ".,!?;:\"'"
+
+
+def loops(text: str) -> bool:
+    """Whether a run of LOOP_WORDS words or more repeats one phrase of up to LOOP_PERIOD words three times or more."""
+    words = [w for w in (w.strip(_WORD_EDGES).casefold() for w in text.split()) if w]
+    for period in range(1, LOOP_PERIOD + 1):
+        run = 0  # how many words in a row equal the word `period` words on
+        for here, ahead in zip(words, words[period:]):
+            run = run + 1 if here == ahead else 0
+            if run >= 2 * period and run + period >= LOOP_WORDS:
+                return True
+    return False

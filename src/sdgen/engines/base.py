@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from sdgen.spec import GenerationParams
-from sdgen.text import straight_quotes
+from sdgen.text import loops, straight_quotes
 
 
 @dataclass(slots=True)
@@ -102,6 +102,24 @@ class AvoidWatch:
         if rx is None:
             rx = self._compiled[pattern] = re.compile(f"(?:{pattern})(?=\\W)", re.IGNORECASE)
         return rx.search(straight_quotes(self._tokenizer.decode(ids[-self.TAIL :], skip_special_tokens=True))) is not None
+
+
+class LoopWatch:
+    """Tells whether a request's text has fallen into a phrase loop (`sdgen.text.loops`: "@user @user @user ...",
+    "#love #love ..."), which the extractor rejects and a model that loops keeps up until max_new_tokens. Checked on
+    the answer's last `TAIL` tokens (a loop long enough to count is at most 36 words), once every `EVERY` tokens.
+    Looping texts had spent 768 of 3,239 generated tokens in an emotion pilot (96 rows, tuned spec; Zen 3)."""
+
+    TAIL = 64
+    EVERY = 8
+
+    def __init__(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+
+    def holds(self, ids: list[int], fresh: int) -> bool:
+        if len(ids) // self.EVERY == (len(ids) - fresh) // self.EVERY:
+            return False
+        return loops(self._tokenizer.decode(ids[-self.TAIL :], skip_special_tokens=True))
 
 
 # What an engine can do, declared on its class (`Engine.capabilities`) so a run can check a spec before it loads a model.

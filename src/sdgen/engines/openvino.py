@@ -15,8 +15,8 @@ from collections import Counter
 from typing import Iterable, Iterator
 
 from sdgen.engines.admission import Admission, CachedBlocks
-from sdgen.engines.base import (CHOICES, COUNT_TOKENS, LOGPROBS, PER_REQUEST_SAMPLING, AvoidWatch, Engine, Request, Result,
-                                StopMatcher, cut_at_stop)
+from sdgen.engines.base import (CHOICES, COUNT_TOKENS, LOGPROBS, PER_REQUEST_SAMPLING, AvoidWatch, Engine, LoopWatch, Request,
+                                Result, StopMatcher, cut_at_stop)
 from sdgen.errors import EngineError, ModelError
 from sdgen.models.registry import ResolvedModel
 from sdgen.spec import EngineOptions, GenerationParams
@@ -141,6 +141,7 @@ class OpenVINOEngine(Engine):
                       *map(int, config.stop_token_ids)}
         self._stops = StopMatcher(self._tokenizer)
         self._avoid = AvoidWatch(self._tokenizer)
+        self._loop = LoopWatch(self._tokenizer)
         self._window = max(2 * options.seqs_in_flight, 8)
         self._idle_steps = 0
         # GenAI request ids are unique over the pipeline's life, not per generate() call: its sampler keeps state
@@ -195,7 +196,7 @@ class OpenVINOEngine(Engine):
         while admission.inflight:
             self._step(len(admission.inflight))
             for flight in admission.inflight:
-                flight.pull(self._stops, self._avoid)
+                flight.pull(self._stops, self._avoid, self._loop)
             admission.release()
             finished = admission.finished()
             if not finished:
@@ -237,7 +238,7 @@ class OpenVINOEngine(Engine):
         """
         while flight.running and not flight.started:
             self._step(1)
-            flight.pull(self._stops, self._avoid)
+            flight.pull(self._stops, self._avoid, self._loop)
 
     def _result(self, flight: _Flight) -> Result:
         """The request's text; its tokens were all read right after the step that finished it."""
@@ -254,7 +255,7 @@ class OpenVINOEngine(Engine):
     def close(self) -> None:
         self._pipe = None
         self._tokenizer = None
-        self._stops = self._avoid = None
+        self._stops = self._avoid = self._loop = None
 
 
 class _Flight:
@@ -283,9 +284,10 @@ class _Flight:
         """The request has produced a token (its prompt is computed and cached)."""
         return bool(self.ids)
 
-    def pull(self, stops: StopMatcher, avoid: AvoidWatch) -> None:
+    def pull(self, stops: StopMatcher, avoid: AvoidWatch, loop: LoopWatch) -> None:
         """Read the tokens generated since the last read; stop the request once they complete a stop string, or
-        once its text holds a phrase its label avoids (the row is dropped anyway; its later tokens would be spent)."""
+        once its text holds a phrase its label avoids or loops (the row is dropped anyway; its later tokens would be
+        spent)."""
         fresh = 0
         while self.handle.can_read():
             for out in self.handle.read().values():
@@ -298,5 +300,5 @@ class _Flight:
             return
         if (self.req.stop_strings and stops.completes_stop(self.ids, fresh, self.req.stop_strings)) or (
             self.req.avoid and avoid.holds(self.ids, self.req.avoid)
-        ):
+        ) or (not self.req.choices and loop.holds(self.ids, fresh)):
             self.handle.stop()  # no longer running: it leaves `inflight` before the next step
