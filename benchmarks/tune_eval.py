@@ -96,8 +96,8 @@ def run_tune(name: str, out: Path, minutes: float | None) -> dict:
     t0 = time.perf_counter()
     result = sdgen.tune(spec_for(name, "plain", out), seed, output=spec_for(name, "tuned", out), budget_minutes=minutes,
                         on_event=lambda kind, what: print(kind, what, flush=True))  # fmt: skip
-    return {"set": name, "budget_minutes": result.budget_minutes, "tune_minutes": round((time.perf_counter() - t0) / 60, 2),
-            "pilot_rows": result.pilot_rows,
+    return {"set": name, "budget_minutes": result.budget_minutes,
+            "tune_minutes": round((time.perf_counter() - t0) / 60, 2), "pilot_rows": result.pilot_rows,
             "changes": [c.summary for _, c in result.changes], "stopped": result.stopped,
             "rounds": [{"name": r.name, "kept": r.kept, "gains": r.gains} for r in result.rounds]}  # fmt: skip
 

@@ -333,7 +333,8 @@ class _Handle:
 
         self.fresh = False
         token, self.ids = self.ids[:1], self.ids[1:]
-        return {0: SimpleNamespace(generated_ids=token, generated_log_probs=[0.0], finish_reason=SimpleNamespace(name="NONE"))}
+        finish = SimpleNamespace(name="NONE")
+        return {0: SimpleNamespace(generated_ids=token, generated_log_probs=[0.0], finish_reason=finish)}
 
     def stop(self) -> None:
         self.stopped = True

@@ -15,8 +15,8 @@ from collections import Counter
 from typing import Iterable, Iterator
 
 from sdgen.engines.admission import Admission, CachedBlocks
-from sdgen.engines.base import (CHOICES, COUNT_TOKENS, LOGPROBS, PER_REQUEST_SAMPLING, AvoidWatch, Engine, LoopWatch, Request,
-                                Result, StopMatcher, cut_at_stop)
+from sdgen.engines.base import (CHOICES, COUNT_TOKENS, LOGPROBS, PER_REQUEST_SAMPLING, AvoidWatch, Engine, LoopWatch,
+                                Request, Result, StopMatcher, cut_at_stop)
 from sdgen.errors import EngineError, ModelError
 from sdgen.models.registry import ResolvedModel
 from sdgen.spec import EngineOptions, GenerationParams
