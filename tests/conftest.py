@@ -76,16 +76,28 @@ def shop_spec(tmp_path: Path, **changes) -> dict:
             "sample_size": 12, "models": [str(model)], "output": "out.csv", **changes}  # fmt: skip
 
 
-def cli_error(capsys, monkeypatch, *args) -> str:
-    """Run the sdgen CLI in this process; it must fail with exit 1, no traceback and one stderr line, which it returns."""
+def _run_cli(capsys, monkeypatch, args) -> tuple[int, str]:
+    """Run the sdgen CLI in this process: (its exit code, its stderr)."""
     from sdgen import cli
 
     monkeypatch.setattr(sys, "argv", ["sdgen", *map(str, args)])
     monkeypatch.setattr(cli, "dump_stacks_on_sigusr1", lambda: None)  # needs a real stderr file; capsys has none
     with pytest.raises(SystemExit) as exit_info:
         cli.main()
-    stderr = capsys.readouterr().err
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def cli_ok(capsys, monkeypatch, *args) -> str:
+    """Run the sdgen CLI in this process; it must exit 0. Returns its stderr."""
+    code, stderr = _run_cli(capsys, monkeypatch, args)
+    assert code == 0, stderr
+    return stderr
+
+
+def cli_error(capsys, monkeypatch, *args) -> str:
+    """Run the sdgen CLI in this process; it must fail with exit 1, no traceback and one stderr line, which it returns."""
+    code, stderr = _run_cli(capsys, monkeypatch, args)
     lines = [line for line in stderr.splitlines() if line.strip()]
-    assert exit_info.value.code == 1 and "Traceback" not in stderr and len(lines) == 1, stderr
+    assert code == 1 and "Traceback" not in stderr and len(lines) == 1, stderr
     assert lines[0].startswith("error: ")
     return lines[0]

@@ -3,8 +3,6 @@ generated row copies one."""
 
 from __future__ import annotations
 
-import sys
-
 import pandas as pd
 import pytest
 import yaml
@@ -14,7 +12,7 @@ from sdgen.engines import register_engine
 from sdgen.run.finish import mix_in_real
 from sdgen.store.files import read_dataset
 
-from conftest import shop_spec
+from conftest import cli_ok, shop_spec
 from fake_engines import SHOP_ROWS, CopyingEngine
 
 register_engine("copying", CopyingEngine)
@@ -52,18 +50,11 @@ def test_mix_real_writes_exactly_the_real_rows_once(tmp_path, suffix):
 
 
 def test_mix_real_from_the_cli_with_named_columns(tmp_path, capsys, monkeypatch):
-    from sdgen import cli
-
     write_real(tmp_path / "mine.csv", "body", "y")
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(shop_spec(tmp_path)))
-    monkeypatch.setattr(sys, "argv", ["sdgen", "generate", str(spec), "--backend", "copying", "-q", "-o",
-                                      str(tmp_path / "mixed.jsonl"), "--mix-real", str(tmp_path / "mine.csv"),
-                                      "--text-col", "body", "--label-col", "y"])  # fmt: skip
-    monkeypatch.setattr(cli, "dump_stacks_on_sigusr1", lambda: None)
-    with pytest.raises(SystemExit) as done:
-        cli.main()
-    assert done.value.code == 0
+    cli_ok(capsys, monkeypatch, "generate", spec, "--backend", "copying", "-q", "-o", tmp_path / "mixed.jsonl",
+           "--mix-real", tmp_path / "mine.csv", "--text-col", "body", "--label-col", "y")  # fmt: skip
     df = pd.read_json(tmp_path / "mixed.jsonl", lines=True)
     assert (df["source"] == "real").sum() == 5 and (df["source"] == "generated").sum() == 12
 

@@ -12,7 +12,7 @@ import yaml
 from sdgen.engines import register_engine
 from sdgen.progress import LineProgress
 
-from conftest import ROOT, shop_spec
+from conftest import ROOT, cli_ok, shop_spec
 from fake_engines import CopyingEngine
 
 register_engine("copying", CopyingEngine)
@@ -51,17 +51,9 @@ def test_line_progress_keeps_a_steady_interval():
 
 
 def test_a_generate_run_logged_to_a_file_shows_progress_lines(tmp_path, capsys, monkeypatch):
-    from sdgen import cli
-
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(shop_spec(tmp_path, name="shop")))
-    monkeypatch.setattr(sys, "argv", ["sdgen", "generate", str(spec), "--backend", "copying"])
-    monkeypatch.setattr(cli, "dump_stacks_on_sigusr1", lambda: None)
-    try:
-        cli.main()
-    except SystemExit as done:
-        assert done.code == 0
-    err = capsys.readouterr().err
+    err = cli_ok(capsys, monkeypatch, "generate", spec, "--backend", "copying")
     progress = [line for line in err.splitlines() if line.startswith("shop · ")]
     assert progress and progress[-1].split(": ", 1)[1].startswith("12/12 rows, "), err
     assert "\r" not in err and "━" not in err  # no live bar

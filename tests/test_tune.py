@@ -23,7 +23,7 @@ from sdgen.tuning import profile
 from sdgen.tuning.proposals import (Change, Evidence, avoid_overused, describe_by_model, real_anchors, real_shots,
                                     style_hints, typical_examples)
 
-from conftest import cli_error
+from conftest import cli_error, cli_ok
 from fake_engines import FakeBaseModel
 
 LABELS = ["calm", "angry", "sad"]
@@ -420,7 +420,6 @@ def test_a_proposal_the_time_budget_cannot_fit_is_skipped_and_cheaper_ones_still
 def test_the_default_budget_is_five_minutes_per_label(tmp_path, spec_path, seed_csv, capsys, monkeypatch):
     """Every pilot writes its rows per label, so the default minutes grow with the labels: the same rounds fit a
     task of any size (15 minutes for 3 labels; here a 2-label task through the command, 10)."""
-    from sdgen import cli
     from sdgen.tuning import loop
 
     monkeypatch.setattr(loop, "RELATIVE_COST", {"swap": 1e6})
@@ -436,14 +435,9 @@ def test_the_default_budget_is_five_minutes_per_label(tmp_path, spec_path, seed_
     seed = pd.read_csv(seed_csv)
     seed[seed["label"].isin(LABELS[:2])].to_csv(tmp_path / "two.csv", index=False)
     monkeypatch.setattr(loop, "PROPOSALS", [with_task("SWAP")])
-    monkeypatch.setattr(sys, "argv", ["sdgen", "tune", str(two_spec), "--real", str(tmp_path / "two.csv"),
-                                      "--backend", "tune-scripted", "--pilot-rows", "8"])  # fmt: skip
-    monkeypatch.setattr(cli, "dump_stacks_on_sigusr1", lambda: None)
-    try:
-        cli.main()
-    except SystemExit as exit_info:
-        assert exit_info.code in (0, None)
-    assert "left untried: the 10-minute budget ran out for swap" in " ".join(capsys.readouterr().err.split())
+    err = cli_ok(capsys, monkeypatch, "tune", two_spec, "--real", tmp_path / "two.csv", "--backend", "tune-scripted",
+                 "--pilot-rows", "8")  # fmt: skip
+    assert "left untried: the 10-minute budget ran out for swap" in " ".join(err.split())
     assert "of a 10-minute budget" in (tmp_path / "two.tuned.tune.md").read_text()
 
 
@@ -555,7 +549,6 @@ def test_a_seed_too_small_to_judge_by_is_called_out(tmp_path, spec_path, seed_cs
     """Tune says how well each fold's classifiers read the other fold's real rows (and the model, shown one fold as
     examples, once a change rests on its reading); when that is near chance (labels that the words do not tell apart), the log and the
     command warn that its decisions are mostly noise."""
-    from sdgen import cli
     from sdgen.tuning.score import panel_agreement
 
     seed = pd.read_csv(seed_csv)
@@ -568,15 +561,9 @@ def test_a_seed_too_small_to_judge_by_is_called_out(tmp_path, spec_path, seed_cs
     assert panel_agreement(noisy[1], noisy[0]) < 0.6
 
     def run(real) -> tuple[str, str]:
-        monkeypatch.setattr(sys, "argv", ["sdgen", "tune", str(spec_path), "--real", str(real), "--backend",
-                                          "tune-scripted", "--pilot-rows", "8", "--budget-rows", "48"])  # fmt: skip
-        monkeypatch.setattr(cli, "dump_stacks_on_sigusr1", lambda: None)
-        try:
-            cli.main()
-        except SystemExit as exit_info:
-            assert exit_info.code in (0, None)
-        log = spec_path.with_name(f"{spec_path.stem}.tuned.tune.md").read_text()
-        return capsys.readouterr().err, log
+        err = cli_ok(capsys, monkeypatch, "tune", spec_path, "--real", real, "--backend", "tune-scripted",
+                     "--pilot-rows", "8", "--budget-rows", "48")  # fmt: skip
+        return err, spec_path.with_name(f"{spec_path.stem}.tuned.tune.md").read_text()
 
     err, log = run(seed_csv)
     assert "How well a fold can judge: the panel fitted on one fold labels the other fold's real rows right 100.0% and 100.0%" in log
