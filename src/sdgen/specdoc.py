@@ -15,12 +15,12 @@ from pydantic_core import PydanticUndefined
 
 from sdgen.spec import (
     BalanceOptions, DedupOptions, EngineOptions, Example, GenerationParams, JudgeOptions, JudgeReal, ModelChoice,
-    RayOptions, LabelCheckOptions, MixReal, RealExamples, Spec,
+    RayOptions, LabelCheckOptions, MixReal, RealExamples, RealismCheckOptions, Spec,
 )  # fmt: skip
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("spec", Spec), ("examples[]", Example), ("examples_from", RealExamples), ("mix_real", MixReal), ("label_check", LabelCheckOptions),
-    ("models[]", ModelChoice),
+    ("realism_check", RealismCheckOptions), ("models[]", ModelChoice),
     ("generation", GenerationParams), ("engine", EngineOptions), ("dedup", DedupOptions), ("balance", BalanceOptions),
     ("judge", JudgeOptions), ("judge.real", JudgeReal), ("ray", RayOptions),
 ]  # fmt: skip

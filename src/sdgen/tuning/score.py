@@ -43,25 +43,16 @@ def _logistic(seed: int, c: float):
     return LogisticRegression(max_iter=2000, C=c, class_weight="balanced", random_state=seed)
 
 
-def _characters(seed: int, c: float):
-    """An unfitted classifier of character 2-5-grams (within words): the panel's second reader, and realism's."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import make_pipeline
-
-    characters = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
-    return make_pipeline(characters, _logistic(seed, c))
-
-
 def panel(seed: int) -> list:
     """Three unfitted classifiers that read text differently, so that one's quirks on a few rows average out."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import make_pipeline
 
-    from sdgen.quality.classifier import text_classifier
+    from sdgen.quality.classifier import character_classifier, text_classifier
 
     return [
         text_classifier(seed),  # the one `sdgen eval` uses: words and word pairs
-        _characters(seed, 4.0),
+        character_classifier(seed, 4.0),
         make_pipeline(TfidfVectorizer(sublinear_tf=True, strip_accents="unicode"), _logistic(seed, 1.0)),
     ]
 
@@ -94,6 +85,8 @@ def realism(held, generated, seed: int = 0) -> float:
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+    from sdgen.quality.classifier import character_classifier
+
     folds = min(5, len(held), len(generated))
     if folds < 2:
         return 0.0
@@ -103,7 +96,8 @@ def realism(held, generated, seed: int = 0) -> float:
         texts = [*held["text"], *drawn["text"]]
         is_generated = np.r_[np.zeros(len(held)), np.ones(len(drawn))]
         split = StratifiedKFold(folds, shuffle=True, random_state=seed + repeat)
-        read = cross_val_predict(_characters(seed, 1.0), texts, is_generated, cv=split, method="predict_proba")[:, 1]
+        model = character_classifier(seed)
+        read = cross_val_predict(model, texts, is_generated, cv=split, method="predict_proba")[:, 1]
         aucs.append(roc_auc_score(is_generated, read))
     return round(max(0.0, 2 * (1 - float(np.mean(aucs)))), 4)
 

@@ -15,11 +15,12 @@ from sdgen.quality.steps.example_copy import ExampleCopy
 from sdgen.quality.steps.judge_verdict import JudgeVerdict
 from sdgen.quality.steps.label_check import LabelCheck
 from sdgen.quality.steps.quotas import Quotas
+from sdgen.quality.steps.realism_check import RealismCheck
 
 if TYPE_CHECKING:
     from sdgen.spec import Spec
 
-CHAIN: tuple[type[Step], ...] = (Avoid, ExampleCopy, LabelCheck, JudgeVerdict, Dedup, Quotas)
+CHAIN: tuple[type[Step], ...] = (Avoid, ExampleCopy, LabelCheck, RealismCheck, JudgeVerdict, Dedup, Quotas)
 
 
 def steps_for(spec: Spec) -> list[Step]:
