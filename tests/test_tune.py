@@ -29,6 +29,7 @@ from fake_engines import FakeBaseModel
 LABELS = ["calm", "angry", "sad"]
 VOCAB = {label: [f"{label[:2]}{i}" for i in range(25)] for label in LABELS}  # each label's own words
 NOISE = [f"zz{i}" for i in range(200)]
+STIFF, STIFF_SHARE = " furthermore, moreover!", 0.3
 
 
 def label_text(label: str, rng: random.Random) -> str:
@@ -65,6 +66,8 @@ class ScriptedEngine(FakeBaseModel):
                 text = label_text(label, rng)
             else:
                 text = " ".join(rng.sample(NOISE, 8))
+            if "STIFF" in req.prompt and rng.random() < STIFF_SHARE:
+                text += STIFF  # the right words, said as no real row says them
             yield Result(req.id, " " + text, 8, "stop")
 
 
@@ -171,6 +174,45 @@ def test_a_kept_screen_drops_later_pilots_rows_after_they_are_written_not_while(
         assert len(written) == 24 and all(s.rows < 24 for s in note.scores)
         assert not (workdir / f"round2-note-fold{fold}.rejected.csv").exists()
     assert yaml.safe_load(result.spec_path.read_text())["label_check"]  # the tuned spec still checks online
+
+
+def test_the_realism_check_drops_rows_that_read_generated_and_the_tuned_spec_learns_from_the_pilots(
+        tmp_path, spec_path, seed_csv):  # fmt: skip
+    """A model that ends 30% of its rows in words no real row uses: the realism check (a classifier of real rows
+    against the pilot's own rows, each row read by one fitted without it) keeps the 60% of each label's rows that
+    read least generated, which leaves those out; the held-out fold's realism rises, so it is kept without pilots of
+    its own. The tuned spec points at the seed and at the pilot rows it learnt from, and drops such rows online."""
+    from sdgen.tuning.proposals import realism_check
+
+    data = yaml.safe_load(spec_path.read_text())
+    spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. STIFF."}, sort_keys=False))
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "out" / "tuned.yaml", backend="tune-scripted",
+                        pilot_rows_per_label=8, proposals=[realism_check])  # fmt: skip
+    baseline, check = result.rounds
+    assert check.name == "realism-check" and check.kept and min(check.gains) > 0 and result.pilot_rows == 2 * 24
+    assert all(after.realism > before.realism for before, after in zip(baseline.scores, check.scores))
+    assert [s.rows for s in check.scores] == [3 * round(0.6 * 8)] * 2  # of each label's 8 rows per pilot
+    option = yaml.safe_load(result.spec_path.read_text())["realism_check"]
+    assert option["path"] == "../seed.csv" and option["keep"] == 0.6
+    learnt = pd.read_csv(result.spec_path.parent / option["generated"])  # both baseline pilots' rows
+    assert len(learnt) == 48 and 0.1 < learnt["text"].str.endswith(STIFF).mean() < 0.5
+    summary = sdgen.generate(result.spec_path, backend="tune-scripted", rows=60, output=tmp_path / "out.csv")
+    df = pd.read_csv(summary.output)
+    assert len(df) == 60 and df["text"].str.endswith(STIFF).mean() < 0.1
+    assert sum(summary.screened("unreal").values()) > 15  # ~40% of what it parsed: 60 rows kept of ~100
+
+
+def test_a_realism_check_needs_the_rows_it_learns_generated_text_from(tmp_path, spec_path, seed_csv):
+    data = yaml.safe_load(spec_path.read_text())
+    for given, said in [(True, "realism_check needs the rows this spec generated before"),
+                        ({"path": "seed.csv"}, "realism_check.generated: required field is missing"),
+                        ({"generated": "g.csv"}, "realism_check takes its real rows from examples_from")]:
+        with pytest.raises(sdgen.SdgenError, match=re.escape(said)):
+            build_spec({**data, "realism_check": given}, base_dir=tmp_path)
+    spec = build_spec({**data, "realism_check": {"path": "seed.csv", "generated": "none.csv"}}, base_dir=tmp_path)
+    with pytest.raises(sdgen.SdgenError, match=r"none.csv"):
+        sdgen.generate(spec, backend="tune-scripted", output=tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
 
 
 @pytest.mark.parametrize("panel_reads", [0.3, None])
@@ -415,6 +457,19 @@ def test_a_proposal_the_time_budget_cannot_fit_is_skipped_and_cheaper_ones_still
                         budget_minutes=30, proposals=[with_task("SWAP"), with_task("FIT")])  # fmt: skip
     assert [r.name for r in result.rounds] == ["baseline", "fit"]
     assert result.stopped == "the 30-minute budget ran out for swap"
+
+
+def test_a_screen_that_costs_no_pilot_is_tried_past_the_budget(tmp_path, spec_path, seed_csv):
+    """The realism check, last in the list, screens the best pilots' rows in seconds: a budget spent on the rounds
+    before it does not leave it untried."""
+    from sdgen.tuning.proposals import realism_check
+
+    data = yaml.safe_load(spec_path.read_text())
+    spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. STIFF."}, sort_keys=False))
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted", pilot_rows_per_label=8,
+                        budget_rows=2 * 24, proposals=[with_task("NOTE"), realism_check])  # fmt: skip
+    assert [r.name for r in result.rounds] == ["baseline", "realism-check"] and result.pilot_rows == 2 * 24
+    assert result.stopped == "the 48-row budget ran out for note" and result.rounds[-1].kept
 
 
 def test_the_default_budget_is_five_minutes_per_label(tmp_path, spec_path, seed_csv, capsys, monkeypatch):
@@ -805,9 +860,11 @@ def test_the_tuned_spec_finds_its_files_wherever_it_is_written(tmp_path):
     proposed = _relocate({"examples_from": {"path": str(tmp_path / "seed.csv")}}, spec, tuned)
     assert proposed["examples_from"]["path"] == "../../seed.csv"
     short = _relocate({"examples_from": "data/real.csv", "mix_real": "data/real.csv", "label_check":
-                       {"path": str(tmp_path / "seed.csv"), "min_ratio": 0.8}}, spec, tuned)  # fmt: skip
+                       {"path": str(tmp_path / "seed.csv"), "min_ratio": 0.8}, "realism_check":
+                       {"generated": str(tmp_path / "seed.generated.csv"), "keep": 0.6}}, spec, tuned)  # fmt: skip
     assert short == {"examples_from": "../../specs/data/real.csv", "mix_real": "../../specs/data/real.csv",
-                     "label_check": {"path": "../../seed.csv", "min_ratio": 0.8}}
+                     "label_check": {"path": "../../seed.csv", "min_ratio": 0.8},
+                     "realism_check": {"generated": "../../seed.generated.csv", "keep": 0.6}}
 
 
 def scored_judge(real, calm: dict[str, float]) -> "ModelJudge":

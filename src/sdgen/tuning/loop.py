@@ -244,7 +244,10 @@ class _Session:
             reads = proposal.__name__ in MODEL_READINGS  # the change is the model's reading (the real judge)
             # deriving it is itself a reading of the best pilots' rows: what it owes is checked first
             owed = self._owed_by_reading(best) if reads else (0.0, 0.0)
-            why = self._out_of_budget(budget_minutes, budget_rows, estimate + sum(owed))
+            # a screen with no pilot and no reading (the realism check, last in the list) takes seconds: it is tried
+            # even past the budget, where its round would otherwise always be the one left out (emotion, 20.6 minutes)
+            free = cost == 0.0 and not reads
+            why = "" if free else self._out_of_budget(budget_minutes, budget_rows, estimate + sum(owed))
             if why:
                 untried.append(proposal.__name__)  # a cheaper one later in the list may still fit
                 why_untried = why
@@ -259,7 +262,7 @@ class _Session:
             if any(c is None for c in derived):
                 self.skipped.append(derived[0].name if derived[0] is not None else proposal.__name__)
                 continue
-            why = self._out_of_budget(budget_minutes, budget_rows, estimate)
+            why = "" if free else self._out_of_budget(budget_minutes, budget_rows, estimate)
             if why:  # asking the model took what the pilots needed (politeness, Zen 3: `not:` lines, 16.7 minutes)
                 untried.append(proposal.__name__)
                 why_untried = why

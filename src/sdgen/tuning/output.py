@@ -32,11 +32,11 @@ def _relocate(data: dict, spec_path: Path, output: Path) -> dict:
     if data.get("prompt_style") not in (None, *BUILTIN_STYLES) and not Path(data["prompt_style"]).is_absolute():
         data["prompt_style"] = os.path.relpath(here / data["prompt_style"], there)
     def relocated(source):
-        if isinstance(source, dict) and source.get("path"):
-            return {**source, "path": moved(str(source["path"]))}
+        if isinstance(source, dict):
+            return {**source, **{key: moved(str(source[key])) for key in ("path", "generated") if source.get(key)}}
         return moved(source) if isinstance(source, str) else source
 
-    for key in ("examples_from", "label_check", "mix_real"):  # the options that name a real-rows file
+    for key in ("examples_from", "label_check", "realism_check", "mix_real"):  # the options that name a file
         if key in data:
             data[key] = relocated(data[key])
     if isinstance(data.get("judge"), dict) and "real" in data["judge"]:

@@ -300,6 +300,32 @@ def label_check(data: dict, ev: Evidence) -> Change | None:
                   f"(min_ratio {LABEL_CHECK_RATIO})", out, ["label_check"], screen)  # fmt: skip
 
 
+REALISM_KEEP = 0.6  # measured offline on 600 rows of each set (docs/quality.md#realism-check-measured)
+
+
+def realism_check(data: dict, ev: Evidence) -> Change | None:
+    """Drop generated rows that read more generated than most of their label's (``realism_check``): a classifier of
+    character n-grams learns real rows against the best spec's pilot rows, which the tuned spec keeps beside it.
+    Scored on the pilot rows it keeps, each read by a classifier fitted without it."""
+    from sdgen.quality.steps.realism_check import least_generated
+
+    if data.get("realism_check") or ev.real_path is None or ev.workdir is None or ev.generated is None:
+        return None
+    real = ev.real["text"].astype(str).tolist()
+    generated = ev.generated[["text", "label"]]
+    path = ev.workdir / f"{ev.real_path.stem}.generated.csv"  # beside a tuned spec: mine.generated.csv
+    generated.to_csv(path, index=False)
+    out = copy.deepcopy(data)
+    out["realism_check"] = {**_real_rows(ev), "generated": str(path), "keep": REALISM_KEEP}
+
+    def screen(rows):
+        return rows[least_generated(real, rows["text"].astype(str).tolist(), rows["label"].astype(str).tolist(),
+                                    REALISM_KEEP, ev.seed)]  # fmt: skip
+
+    return Change("realism-check", f"realism_check: keep the {REALISM_KEEP:.0%} of each label's rows that read least "
+                  "generated against the real rows", out, ["realism_check"], screen)  # fmt: skip
+
+
 JUDGE_MIN_SHARE = 0.2  # a judge that gives some label's own rows that label less often than this is not proposed
 
 
@@ -443,10 +469,13 @@ def hotter(data: dict, ev: Evidence) -> Change | None:
 # pilot, 7.5 minutes of emotion's 15 with a second pilot, and the panel dropped it on every set in both runs that
 # reached it), the model's own descriptions, sampling, and the examples last: their long prompts make a pilot 2-3x
 # slower. (The label check last, with its round held back in the budget, left more rounds for the prompt changes on
-# emotion, and the panel dropped them all: docs/tune.md.)
+# emotion, and the panel dropped them all: docs/tune.md.) The realism check comes after them all: it costs no pilot, so
+# the budget nearly always reaches it, and it learns what generated rows look like from the final spec's pilots, which
+# no later prompt change makes stale.
 PROPOSALS: list[Callable[[dict, Evidence], Change | None]] = [
     label_check, avoid_overused, real_shots, real_anchors, not_from_misreadings, describe_from_markers, judged_by_real,
     style_hints, contrast_by_model, describe_by_model, one_text_per_request, hotter, real_examples, typical_examples,
+    realism_check,
 ]
 
 # A round's length against the current best spec's pilots (measured on emotion and politeness, Zen 4): examples make
@@ -459,8 +488,9 @@ PROPOSALS: list[Callable[[dict, Evidence], Change | None]] = [
 # pilot rows (`Change.screen`), without a pilot of its own, and so are avoid lists (the rows holding a phrase their
 # label now avoids dropped) and the real judge, whose reading of ~200 rows takes about a third of a round. The budget
 # skips what would not fit.
-RELATIVE_COST: dict[str, float] = {"label_check": 0.0, "avoid_overused": 0.0, "judged_by_real": 0.3, "real_shots": 1.5,
-                                   "real_anchors": 2.6, "real_examples": 2.5, "typical_examples": 2.5}  # fmt: skip
+RELATIVE_COST: dict[str, float] = {"label_check": 0.0, "avoid_overused": 0.0, "realism_check": 0.0,
+                                   "judged_by_real": 0.3, "real_shots": 1.5, "real_anchors": 2.6, "real_examples": 2.5,
+                                   "typical_examples": 2.5}  # fmt: skip
 
 # Proposals whose change screens rows by the model's reading of them: deriving one reads the best pilots' rows, and
 # keeping it reads the folds and every pilot row again, so the budget checks those readings before it derives
