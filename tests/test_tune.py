@@ -192,8 +192,10 @@ def test_the_realism_check_drops_rows_that_read_generated_and_the_tuned_spec_lea
     assert check.name == "realism-check" and check.kept and min(check.gains) > 0 and result.pilot_rows == 2 * 24
     assert all(after.realism > before.realism for before, after in zip(baseline.scores, check.scores))
     assert [s.rows for s in check.scores] == [3 * round(0.6 * 8)] * 2  # of each label's 8 rows per pilot
-    option = yaml.safe_load(result.spec_path.read_text())["realism_check"]
+    tuned = yaml.safe_load(result.spec_path.read_text())
+    option = tuned["realism_check"]
     assert option["path"] == "../seed.csv" and option["keep"] == 0.6
+    assert tuned["balance"] == {"replacements": 4}  # the 3 tries of a row (2 replacements) pass as often as before
     learnt = pd.read_csv(result.spec_path.parent / option["generated"])  # both baseline pilots' rows
     assert len(learnt) == 48 and 0.1 < learnt["text"].str.endswith(STIFF).mean() < 0.5
     summary = sdgen.generate(result.spec_path, backend="tune-scripted", rows=60, output=tmp_path / "out.csv")

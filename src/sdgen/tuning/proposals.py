@@ -300,6 +300,17 @@ def label_check(data: dict, ev: Evidence) -> Change | None:
                   f"(min_ratio {LABEL_CHECK_RATIO})", out, ["label_check"], screen)  # fmt: skip
 
 
+def _room_for_drops(data: dict, passing: float) -> dict:
+    """``balance.replacements`` grown for a screen that passes only this share of rows: the (had + 1) tries a
+    planned row had now pass as often as they did before (at most 20). Returns the spec's new ``balance``."""
+    balance = data.get("balance") or {}
+    balance = {"mode": balance} if isinstance(balance, str) else dict(balance)
+    had = balance.get("replacements", 2)
+    balance["replacements"] = min(20, max(had, math.ceil((had + 1) / passing) - 1))
+    data["balance"] = balance
+    return balance
+
+
 REALISM_KEEP = 0.6  # measured offline on 600 rows of each set (docs/quality.md#realism-check-measured)
 
 
@@ -317,13 +328,15 @@ def realism_check(data: dict, ev: Evidence) -> Change | None:
     generated.to_csv(path, index=False)
     out = copy.deepcopy(data)
     out["realism_check"] = {**_real_rows(ev), "generated": str(path), "keep": REALISM_KEEP}
+    balance = _room_for_drops(out, REALISM_KEEP)
 
     def screen(rows):
         return rows[least_generated(real, rows["text"].astype(str).tolist(), rows["label"].astype(str).tolist(),
                                     REALISM_KEEP, ev.seed)]  # fmt: skip
 
     return Change("realism-check", f"realism_check: keep the {REALISM_KEEP:.0%} of each label's rows that read least "
-                  "generated against the real rows", out, ["realism_check"], screen)  # fmt: skip
+                  f"generated against the real rows (balance.replacements {balance['replacements']})", out,
+                  ["realism_check", "balance"], screen)  # fmt: skip
 
 
 JUDGE_MIN_SHARE = 0.2  # a judge that gives some label's own rows that label less often than this is not proposed
@@ -346,11 +359,7 @@ def judged_by_real(data: dict, ev: Evidence) -> Change | None:
     # its lean over these rows calibrates the online judge as it calibrated this reading (3 decimals, none 0)
     prior = {label: max(round(p, 3), 0.001) for label, p in zip(reading.labels, reading.prior)}
     out["judge"] = {"real": _real_rows(ev), "prior": prior}
-    balance = out.get("balance") or {}
-    balance = {"mode": balance} if isinstance(balance, str) else dict(balance)
-    had = balance.get("replacements", 2)
-    balance["replacements"] = min(20, max(had, math.ceil((had + 1) / worst) - 1))  # room for the label it keeps least
-    out["balance"] = balance
+    balance = _room_for_drops(out, worst)  # room for the label it keeps least
     read = ev.judge
 
     def screen(rows):  # the verdicts are the judge's on the same rows that `not:` lines read: asked once
