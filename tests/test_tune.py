@@ -196,6 +196,7 @@ def test_the_realism_check_drops_rows_that_read_generated_and_the_tuned_spec_lea
     option = tuned["realism_check"]
     assert option["path"] == "../seed.csv" and option["keep"] == 0.6
     assert tuned["balance"] == {"replacements": 4}  # the 3 tries of a row (2 replacements) pass as often as before
+    assert option["generated"] == "tuned.generated.csv"  # named after the tuned spec: a second tune keeps its own
     learnt = pd.read_csv(result.spec_path.parent / option["generated"])  # both baseline pilots' rows
     assert len(learnt) == 48 and 0.1 < learnt["text"].str.endswith(STIFF).mean() < 0.5
     summary = sdgen.generate(result.spec_path, backend="tune-scripted", rows=60, output=tmp_path / "out.csv")
@@ -798,7 +799,8 @@ def test_typical_examples_leave_out_rows_the_sample_contradicts(tmp_path):
     rows = [(label_text(label, rng), label) for label in LABELS for _ in range(10)]
     rows += [(label_text("sad", rng), "calm"), (label_text("angry", rng), "calm")]  # label noise: calm in others' words
     real = pd.DataFrame(rows, columns=["text", "label"])
-    change = typical_examples({"task": "t"}, Evidence(real, real.head(0), tmp_path / "mine.csv", workdir=tmp_path))
+    ev = Evidence(real, real.head(0), tmp_path / "seed.csv", workdir=tmp_path, stem="mine")
+    change = typical_examples({"task": "t"}, ev)
     assert change.data["examples_from"] == {"path": str(tmp_path / "mine.typical.csv"), "per_label": 2, "group_rows": 8}
     chosen = pd.read_csv(tmp_path / "mine.typical.csv")
     assert chosen["label"].value_counts().to_dict() == {label: 4 for label in LABELS}

@@ -181,6 +181,7 @@ class _Session:
         self.backend, self.threads, self.progress, self.on_event = backend, threads, progress, on_event
         self.workdir = output.with_name(output.stem + ".tune")
         self.output_dir = output.absolute().parent  # files the tuned spec points at go beside it
+        self.output_stem = output.stem  # ... named after it: tuned.generated.csv
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.folds = seed_set.folds(2, seed)
         self.fold_paths = []
@@ -381,7 +382,7 @@ class _Session:
             real = self.seed_set.rows
             ev = Evidence(real, pd.concat(rows, ignore_index=True), self.seed_set.path.absolute(), self.seed,
                           self.seed_set.text_col, self.seed_set.label_col, self.ask, self.output_dir,
-                          self._judge_by(real))  # fmt: skip
+                          self.output_stem, self._judge_by(real))  # fmt: skip
             try:
                 change = proposal(data, ev)
             except Withheld as why:  # the whole seed says otherwise than the fold did: the change stays out

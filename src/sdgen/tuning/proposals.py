@@ -41,6 +41,7 @@ class Evidence:
     label_col: str = "label"
     ask: Callable[[list[str]], list[str]] | None = None  # asks the spec's model (one chat turn each, greedy, batched)
     workdir: Path | None = None  # where a proposal may write a file the spec points at
+    stem: str | None = None  # that file's name before its suffix: the tuned spec's (two tunes of a seed keep theirs)
     judge: ModelJudge | None = None  # the model labels texts, shown ``real`` as examples (calibrated on those read)
 
 
@@ -300,6 +301,14 @@ def label_check(data: dict, ev: Evidence) -> Change | None:
                   f"(min_ratio {LABEL_CHECK_RATIO})", out, ["label_check"], screen)  # fmt: skip
 
 
+def _written(ev: Evidence, what: str) -> Path:
+    """Where a proposal writes rows its spec points at: ``tuned.what.csv`` beside the tuned spec (in the tune's work
+    folder, named after the fold, while a round pilots it)."""
+    assert ev.workdir is not None
+    stem = ev.stem or (ev.real_path.stem if ev.real_path else "seed")
+    return ev.workdir / f"{stem}.{what}.csv"
+
+
 def _room_for_drops(data: dict, passing: float) -> dict:
     """``balance.replacements`` grown for a screen that passes only this share of rows: the (had + 1) tries a
     planned row had now pass as often as they did before (at most 20). Returns the spec's new ``balance``."""
@@ -324,7 +333,7 @@ def realism_check(data: dict, ev: Evidence) -> Change | None:
         return None
     real = ev.real["text"].astype(str).tolist()
     generated = ev.generated[["text", "label"]]
-    path = ev.workdir / f"{ev.real_path.stem}.generated.csv"  # beside a tuned spec: mine.generated.csv
+    path = _written(ev, "generated")
     generated.to_csv(path, index=False)
     out = copy.deepcopy(data)
     out["realism_check"] = {**_real_rows(ev), "generated": str(path), "keep": REALISM_KEEP}
@@ -428,7 +437,7 @@ def typical_examples(data: dict, ev: Evidence) -> Change | None:
     if data.get("examples_from") or ev.workdir is None:
         return None
     chosen = profile.typical(ev.real, TYPICAL_PER_LABEL, ev.seed)
-    path = ev.workdir / f"{ev.real_path.stem if ev.real_path else 'seed'}.typical.csv"  # beside a tuned spec: mine.typical.csv
+    path = _written(ev, "typical")
     chosen[["text", "label"]].to_csv(path, index=False)
     out = copy.deepcopy(data)
     out["examples_from"] = {"path": str(path), "per_label": 2, "group_rows": 8}
