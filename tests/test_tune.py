@@ -298,31 +298,6 @@ def test_the_judges_round_counts_the_readings_it_brings_with_it_against_the_budg
     assert judge.kept and held_back == [pytest.approx(loop.REDERIVE_COST * pace * rows)]
 
 
-@pytest.mark.parametrize("judge_later", [True, False])
-def test_the_real_judges_round_is_held_back_from_the_prompt_changes_before_it(tmp_path, spec_path, seed_csv,
-                                                                               monkeypatch, judge_later):  # fmt: skip
-    """The real judge comes after the prompt changes: a change whose round would spend the time the judge's round
-    needs (its estimate and its readings) is left untried, and the judge is still tried; with no judge later in the
-    list the same change fits."""
-    from sdgen.tuning import loop
-    from sdgen.tuning.proposals import judged_by_real
-
-    monkeypatch.setattr(loop.RoundEstimates, "of", lambda self, best_seconds, cost: 100.0 * cost)
-    monkeypatch.setattr(loop._Session, "_reading_seconds", lambda self, texts: 4.0 * texts)  # 36 + 2 x 48 texts: 528 s
-    monkeypatch.setattr(loop, "panel_agreement", lambda held, generated, seed=0: 0.3)  # the model is trusted
-    data = yaml.safe_load(spec_path.read_text())
-    spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. MIXED."}, sort_keys=False))
-    proposals = [with_task("NOTE"), judged_by_real] if judge_later else [with_task("NOTE")]
-    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
-                        pilot_rows_per_label=8, budget_minutes=10, proposals=proposals)  # fmt: skip
-    names = [r.name for r in result.rounds]
-    if not judge_later:  # 100 s of 600
-        assert names == ["baseline", "note"] and not result.stopped
-        return
-    assert names == ["baseline", "real-judge"] and result.rounds[-1].kept  # 30 s and 528 s of readings
-    assert result.stopped == "the 10-minute budget ran out for note"
-
-
 def test_before_the_judge_has_read_a_row_its_readings_are_owed_at_the_baselines_pace(tmp_path, spec_path, seed_csv,
                                                                                     monkeypatch):  # fmt: skip
     """The judge's round may come before any reading has timed the model (no `not:` lines first): its readings of

@@ -248,10 +248,8 @@ class _Session:
             # a screen with no pilot and no reading (the realism check, last in the list) takes seconds: it is tried
             # even past the budget, where its round would otherwise always be the one left out (emotion, 20.6 minutes)
             free = cost == 0.0 and not reads
-            # the real judge's round, later in the list, is held its time: the prompt changes spend the rest
-            held = 0.0 if free or reads else self._held_for(proposals[number:], best)
-            why = "" if free else self._out_of_budget(budget_minutes, budget_rows, estimate + sum(owed) + held)
-            if spent and not (free or reads):  # a round's pilots outran the budget: only the screens are left
+            why = "" if free else self._out_of_budget(budget_minutes, budget_rows, estimate + sum(owed))
+            if spent and not free:  # a round's pilots outran the budget: only the free screens are left
                 why = f"the {budget_minutes:g}-minute budget ran out"
             if why:
                 untried.append(proposal.__name__)  # a cheaper one later in the list may still fit
@@ -267,15 +265,15 @@ class _Session:
             if any(c is None for c in derived):
                 self.skipped.append(derived[0].name if derived[0] is not None else proposal.__name__)
                 continue
-            why = "" if free else self._out_of_budget(budget_minutes, budget_rows, estimate + held)
+            why = "" if free else self._out_of_budget(budget_minutes, budget_rows, estimate)
             if why:  # asking the model took what the pilots needed (politeness, Zen 3: `not:` lines, 16.7 minutes)
                 untried.append(proposal.__name__)
                 why_untried = why
                 continue
-            self.deadline = self._pilots_end(budget_minutes) - held
+            self.deadline = self._pilots_end(budget_minutes)
             try:
                 r, candidate = self._trial(number, derived, best)
-            except _OutOfTime:  # its pilots outran the estimate: no later round of pilots fits either
+            except _OutOfTime:  # its pilots outran the estimate: no later round fits either, but a free screen does
                 untried.append(proposal.__name__)
                 why_untried, spent = f"the {budget_minutes:g}-minute budget ran out", True
                 continue
@@ -283,7 +281,7 @@ class _Session:
             self.estimates.observe(estimate, r.seconds)
             r.trusted = self._trusted() if reads else ""
             again_seconds = self.estimates.of(best.seconds, (1 + cost) / 2)  # a second pilot pair, one direction
-            again_fits = not self._out_of_budget(budget_minutes, budget_rows, again_seconds + held)
+            again_fits = not self._out_of_budget(budget_minutes, budget_rows, again_seconds)
             if not r.trusted and _split(r.gains) and again_fits:
                 t0 = time.perf_counter()
                 try:
@@ -299,17 +297,6 @@ class _Session:
                 best = candidate  # the next rounds pilot this spec, change included
             self.on_event("round", r)
         return f"{why_untried} for {', '.join(untried)}" if untried else ""
-
-    def _held_for(self, later: list, best: _Best) -> float:
-        """The seconds the model-reading screens ``later`` in the list (the real judge) will take, held back from
-        the rounds before them: a screen of the finished spec's rows, it comes after the prompt changes, and on
-        politeness (Zen 4, stop 48) those spent the budget and left it untried, where it had lifted agreement by ten
-        points whenever tried (docs/quality.md#tune-measured)."""
-        if not self.judging:  # no log-probabilities: the judge is never proposed
-            return 0.0
-        readers = [p.__name__ for p in later if p.__name__ in MODEL_READINGS]
-        owed = sum(self._owed_by_reading(best))
-        return sum(self.estimates.of(best.seconds, RELATIVE_COST.get(name, 1.0)) + owed for name in readers)
 
     def _reading_seconds(self, texts: int) -> float:
         """About how long the model judge takes to read ``texts`` texts, at its pace so far; before it has read any,

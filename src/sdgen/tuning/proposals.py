@@ -488,23 +488,21 @@ def hotter(data: dict, ev: Evidence) -> Change | None:
 # gain 1.02x -> 1.15x (docs/quality.md#real-anchors); tried second, the panel dropped them (+0.002 / -0.095) and their
 # slow pilots left no time for the real shots (emotion, Zen 3). Then `not:` lines, read from the judge's confusions (the
 # model reads most generated emotion `anger` rows as sadness, docs/tune.md); then the rest of what brought the largest
-# gains when done by hand (descriptions naming what marks real rows); then the style of real rows (cheap; what the
-# hand-tuned emotion spec asks for: mentions and hashtags), the model's answer to what sets a misread label apart from
-# the one it is read as (the dearest prompt change to derive and pilot, 7.5 minutes of emotion's 15 with a second
-# pilot, and the panel dropped it on every set in both runs that reached it), the model's own descriptions, sampling,
-# and the examples last: their long prompts make a pilot 2-3x slower. (The label check last, with its round held back
-# in the budget, left more rounds for the prompt changes on emotion, and the panel dropped them all: docs/tune.md.)
-# The two screens of the finished spec's rows come after them all. The same model, shown the real rows, as the online
-# judge (offline it lifted politeness's agreement and F1, docs/quality.md#real-judge-measured; it was kept on every
-# set whenever tried): its time is held back from the prompt changes (`loop._Session._held_for`), since on politeness
-# they spent the budget and left it untried (Zen 4, stop 48), and no later pilot pays for its readings. (After the
-# avoid lists matters: shown one fold's 15 rows per label, it read 60-90% of the politeness pilot rows that still said
-# "please" as polite, which starves the other labels.) Last the realism check: it costs no pilot, so it is tried even
-# past the budget, and it learns what generated rows look like from the final spec's pilots, which no later prompt
-# change makes stale.
+# gains when done by hand (descriptions naming what marks real rows); the same model, shown the real rows, as the online
+# judge (a screen like the label check; offline it lifted politeness's agreement and F1,
+# docs/quality.md#real-judge-measured) after the avoid lists: shown one fold's 15 rows per label, it read 60-90% of the
+# politeness pilot rows that still said "please" as polite, which starves the other labels, and rows without them more
+# evenly; then the style of real rows (cheap; what the hand-tuned emotion spec asks for: mentions and hashtags), the
+# model's answer to what sets a misread label apart from the one it is read as (the dearest prompt change to derive and
+# pilot, 7.5 minutes of emotion's 15 with a second pilot, and the panel dropped it on every set in both runs that
+# reached it), the model's own descriptions, sampling, and the examples last: their long prompts make a pilot 2-3x
+# slower. (The label check last, with its round held back in the budget, left more rounds for the prompt changes on
+# emotion, and the panel dropped them all: docs/tune.md.) The realism check comes after them all: it costs no pilot, so
+# the budget nearly always reaches it, and it learns what generated rows look like from the final spec's pilots, which
+# no later prompt change makes stale.
 PROPOSALS: list[Callable[[dict, Evidence], Change | None]] = [
-    label_check, avoid_overused, real_shots, real_anchors, not_from_misreadings, describe_from_markers, style_hints,
-    contrast_by_model, describe_by_model, one_text_per_request, hotter, real_examples, typical_examples, judged_by_real,
+    label_check, avoid_overused, real_shots, real_anchors, not_from_misreadings, describe_from_markers, judged_by_real,
+    style_hints, contrast_by_model, describe_by_model, one_text_per_request, hotter, real_examples, typical_examples,
     realism_check,
 ]
 
