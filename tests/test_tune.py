@@ -195,7 +195,7 @@ def test_the_realism_check_drops_rows_that_read_generated_and_the_tuned_spec_lea
     tuned = yaml.safe_load(result.spec_path.read_text())
     option = tuned["realism_check"]
     assert option["path"] == "../seed.csv" and option["keep"] == 0.6
-    assert tuned["balance"] == {"replacements": 7}  # a row's 3 tries all fail as rarely as before: `_room_for_drops`
+    assert tuned["balance"] == {"replacements": 4}  # the 3 tries of a row (2 replacements) pass as often as before
     assert option["generated"] == "tuned.generated.csv"  # named after the tuned spec: a second tune keeps its own
     learnt = pd.read_csv(result.spec_path.parent / option["generated"])  # both baseline pilots' rows
     assert len(learnt) == 48 and 0.1 < learnt["text"].str.endswith(STIFF).mean() < 0.5
@@ -901,24 +901,6 @@ def scored_judge(real, calm: dict[str, float]) -> "ModelJudge":
     return ModelJudge(score, real, ["calm", "sad"])
 
 
-@pytest.mark.parametrize("had", [2, 5, 9])
-def test_a_screen_grows_the_replacements_so_that_a_planned_row_goes_missing_no_more_often(had):
-    """A screen that passes a share of rows grows `balance.replacements` until every try of a planned row fails as
-    rarely as before, the tries it had taken as just enough (1 in 100 rows missing); a screen that drops nothing
-    keeps them, and one that drops nearly all stops at the cap."""
-    from sdgen.tuning.proposals import MAX_REPLACEMENTS, MISSED, _room_for_drops
-
-    per_try = 1 - MISSED ** (1 / (had + 1))
-    for passing in (0.3, 0.5, 0.6, 0.9):
-        grown = _room_for_drops({"balance": {"replacements": had}}, passing)["replacements"]
-        if grown == MAX_REPLACEMENTS:
-            continue
-        missing = (1 - per_try * passing) ** (grown + 1)
-        assert missing <= MISSED + 1e-9 < (1 - per_try * passing) ** grown  # enough tries, and not one more
-    assert _room_for_drops({"balance": {"replacements": had}}, 1.0)["replacements"] == had
-    assert _room_for_drops({"balance": "quota"}, 0.01) == {"mode": "quota", "replacements": MAX_REPLACEMENTS}
-
-
 def test_the_real_judge_screens_the_rows_the_model_gives_another_label_and_never_starves_a_label(tmp_path):
     """real-judge: the online judge shown the real rows drops what the model reads as another label, calibrated on
     the rows it reads (it leans to sad: no calm row gets calm at 0.5, yet two of three read as calm relative to its
@@ -935,7 +917,7 @@ def test_the_real_judge_screens_the_rows_the_model_gives_another_label_and_never
     change = judged_by_real(data, Evidence(real, generated, real_path=seed, judge=judge))
     assert change.data["judge"] == {"real": {"path": str(seed)}, "prior": {"calm": 0.22, "sad": 0.78}}
     assert list(change.screen(generated)["text"]) == ["calm a", "calm c", "sad a", "sad b"]
-    assert change.data["balance"] == {"replacements": 6}  # calm keeps 2 of 3: `_room_for_drops`
+    assert change.data["balance"] == {"replacements": 4}  # calm keeps 2 of 3: 3 / (2/3) rows where 3 were allowed
     assert "keeps 67% of the label it keeps least" in change.summary
     judge = scored_judge(real, {"calm a": 0.1, "calm b": 0.1, "calm c": 0.1, "sad a": 0.3, "sad b": 0.3})  # inverted
     with pytest.raises(Withheld, match="gives calm's rows their own label 0% of the time .under 20%.; calm would starve"):

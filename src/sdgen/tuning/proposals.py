@@ -309,23 +309,13 @@ def _written(ev: Evidence, what: str) -> Path:
     return ev.workdir / f"{stem}.{what}.csv"
 
 
-MISSED = 0.01  # the share of planned rows whose tries may all fail, where the spec's tries were just enough
-MAX_REPLACEMENTS = 20
-
-
 def _room_for_drops(data: dict, passing: float) -> dict:
-    """``balance.replacements`` grown for a screen that passes only this share of rows: the chance that every try
-    of a planned row fails stays what it was, taking the (had + 1) tries it had as just enough (1 in 100 planned
-    rows missing). Growing the tries by 1 / passing kept the passes a row expects level, yet left ~6% of rows
-    with every try failing after the judge and the realism check (politeness and emotion: 280 and 281 of 300
-    rows, Zen 4). At most 20. Returns the spec's new ``balance``."""
+    """``balance.replacements`` grown for a screen that passes only this share of rows: the (had + 1) tries a
+    planned row had now pass as often as they did before (at most 20). Returns the spec's new ``balance``."""
     balance = data.get("balance") or {}
     balance = {"mode": balance} if isinstance(balance, str) else dict(balance)
     had = balance.get("replacements", 2)
-    per_try = 1 - MISSED ** (1 / (had + 1))  # the pass rate at which the tries it had are just enough
-    after = per_try * min(passing, 1.0)
-    tries = math.ceil(math.log(MISSED) / math.log1p(-after) - 1e-9) if after > 0 else math.inf  # 6.0000001: 6
-    balance["replacements"] = int(min(MAX_REPLACEMENTS, max(had, tries - 1)))
+    balance["replacements"] = min(20, max(had, math.ceil((had + 1) / passing) - 1))
     data["balance"] = balance
     return balance
 
