@@ -107,10 +107,11 @@ def test_a_request_stops_after_the_last_item_a_row_takes():
 def test_the_replacement_budget_goes_where_rows_are_lost_in_any_order():
     """One budget of replacements x sample_size extra rows for the run: a cell that keeps losing rows draws on it
     (a lost replacement is replaced again) until it is spent; while it lasts, the replacements do not depend on the
-    order rows were lost in; a planned row gives up after MAX_GENERATIONS replacements in a row."""
+    order rows were lost in; a planned row gives up after 12 replacements in a row, or twice the budget's
+    replacements per planned row where that is more (a hard cell's streaks, where screens pass few rows)."""
     import dataclasses
 
-    from sdgen.run.replacements import MAX_GENERATIONS, ReplacementBudget
+    from sdgen.run.replacements import ReplacementBudget
 
     spec = build_spec({"task": "t", "labels": ["a", "b"], "categories": {"c": ["x"]}, "sample_size": 10,
                        "balance": {"mode": "exact", "replacements": 1}})  # fmt: skip
@@ -128,9 +129,11 @@ def test_the_replacement_budget_goes_where_rows_are_lost_in_any_order():
     forward, backward = ReplacementBudget(spec), ReplacementBudget(spec)
     assert {forward.take(r).row for r in losses} == {backward.take(r).row for r in reversed(losses)}
 
-    deep = build_spec({**spec.model_dump(exclude={"base_dir"}), "balance": {"replacements": 20}})
-    budget, lost, depth = ReplacementBudget(deep), plan[0], 0
-    while (lost := budget.take(lost)) is not None:
-        depth += 1
-    assert depth == MAX_GENERATIONS and not budget.exhausted
-    assert "their planned rows were lost 13 times in a row" in budget.missing_line(1, 10, Counter(), 1.0)
+    for replacements, streak in ((4, 12), (20, 40)):
+        deep = build_spec({**spec.model_dump(exclude={"base_dir"}), "balance": {"replacements": replacements}})
+        budget, lost, depth = ReplacementBudget(deep), plan[0], 0
+        while (lost := budget.take(lost)) is not None:
+            depth += 1
+        assert depth == streak and not budget.exhausted  # 4 x 10 and 20 x 10 extra rows: the streak ends first
+        line = budget.missing_line(1, 10, Counter(), 1.0)
+        assert f"their planned rows were lost {streak + 1} times in a row" in line

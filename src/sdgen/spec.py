@@ -177,7 +177,8 @@ class BalanceOptions(_Strict):
         description="The run's budget of replacement rows, as a multiple of sample_size: at most replacements x "
         "sample_size extra rows. A lost row (unparseable after its attempts, a duplicate, a conflict, dropped by a "
         "quality step or the judge) is replaced by a row with its label, category and type and a seed of its own, and "
-        "a lost replacement again, while the budget lasts: cells that lose more rows draw more. 0: no replacements.",
+        "a lost replacement again, while the budget lasts: cells that lose more rows draw more; one planned row at "
+        "most 12 times in a row, or 2 x replacements where that is more. 0: no replacements.",
     )  # fmt: skip
 
     @model_validator(mode="before")
