@@ -24,7 +24,7 @@ MAX_GENERATIONS = 12  # a row lost 13 times in a row: its cell keeps almost none
 
 def max_generations(spec: Spec) -> int:
     """How many times in a row a planned row may be replaced: 12, or twice the budget's replacements per planned row
-    where that is more. Screens that pass few rows raise the budget (tune's judge and realism check: 9-18), and a
+    where that is more. Screens that pass few rows raise the budget (tune's judge and realism check: 4-11), and a
     row of a hard cell then needs its streak: emotion's tuned spec wrote 281 of 300 rows with most of its budget
     unspent, `optimism` rows lost 13 times in a row (0.85^13, 12% of them, at the 15% they passed)."""
     return max(MAX_GENERATIONS, 2 * spec.balance.replacements)

@@ -310,8 +310,10 @@ def _written(ev: Evidence, what: str) -> Path:
 
 
 def _room_for_drops(data: dict, passing: float) -> dict:
-    """``balance.replacements`` grown for a screen that passes only this share of rows: the (had + 1) tries a
-    planned row had now pass as often as they did before (at most 20). Returns the spec's new ``balance``."""
+    """``balance.replacements`` grown for a screen that passes only this share of rows: the run's budget of
+    replacements x sample_size extra rows still fills a run whose rows pass that much less often (at most 20; how
+    often one row may be replaced in a row follows it: `sdgen.run.replacements.max_generations`). Returns the spec's
+    new ``balance``."""
     balance = data.get("balance") or {}
     balance = {"mode": balance} if isinstance(balance, str) else dict(balance)
     had = balance.get("replacements", 2)
