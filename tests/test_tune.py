@@ -195,7 +195,7 @@ def test_the_realism_check_drops_rows_that_read_generated_and_the_tuned_spec_lea
     tuned = yaml.safe_load(result.spec_path.read_text())
     option = tuned["realism_check"]
     assert option["path"] == "../seed.csv" and option["keep"] == 0.6
-    assert tuned["balance"] == {"replacements": 4}  # the 3 tries of a row (2 replacements) pass as often as before
+    assert tuned["balance"] == {"replacements": 4}  # the run's budget (2 x rows) grown for rows that pass 60% as often
     assert option["generated"] == "tuned.generated.csv"  # named after the tuned spec: a second tune keeps its own
     learnt = pd.read_csv(result.spec_path.parent / option["generated"])  # both baseline pilots' rows
     assert len(learnt) == 48 and 0.1 < learnt["text"].str.endswith(STIFF).mean() < 0.5
