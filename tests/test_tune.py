@@ -389,8 +389,9 @@ def test_a_screening_change_is_never_piloted_and_a_split_screens_the_best_specs_
         rows = pd.DataFrame({"text": [f"t{i}" for i in range(10)], "label": LABELS[0], "repeat": repeat})
         return rows, self._score(rows, direction, 2.0)
 
-    def scripted_score(self, generated, direction, rows_per_s):
-        gain = effects[(direction, int(generated["repeat"].iloc[0]))] if len(generated) < 10 else 0.0
+    def scripted_score(self, generated, direction, rows_per_s):  # the rows it keeps gain; random ones do not
+        screened = list(generated["text"]) == [f"t{i}" for i in range(5)]
+        gain = effects[(direction, int(generated["repeat"].iloc[0]))] if screened else 0.0
         value = round(0.5 + gain, 4)
         return PilotScore(value, value, 0, 0, 0, len(generated), rows_per_s)
 
@@ -405,6 +406,48 @@ def test_a_screening_change_is_never_piloted_and_a_split_screens_the_best_specs_
     assert piloted == [("baseline", 0, 0), ("baseline", 1, 0), ("best", 1, 1)]  # the change itself: never piloted
     # half the rows at half the rate (a little less: screening takes its time too)
     assert [s.rows for s in screened.scores] == [5, 5] and all(0.99 < s.rows_per_s < 1.0 for s in screened.scores)
+
+
+def test_a_screen_must_beat_random_drops_of_as_many_rows(tmp_path, spec_path, seed_csv, monkeypatch):
+    """Fewer rows alone lift this script's score (as a pilot's score moves when rows are dropped): a screen that drops
+    the good rows gains over the pilot it thinned, yet not over random drops of as many rows of each label, and is
+    dropped; one that keeps only the good rows scores above every random drop and is kept."""
+    from sdgen.tuning import loop
+    from sdgen.tuning.score import PilotScore
+
+    good_rows = {"t0", "t1", "t2"}  # one per label
+
+    def scripted_pilot(self, data, number, direction, name, screens, repeat=0):
+        rows = pd.DataFrame({"text": [f"t{i}" for i in range(24)], "label": LABELS * 8})
+        return rows, self._score(rows, direction, 2.0)
+
+    def scripted_score(self, generated, direction, rows_per_s):
+        good = generated["text"].isin(good_rows).mean()
+        value = round(0.5 + (24 - len(generated)) * 0.01 + 0.1 * good, 4)
+        return PilotScore(value, value, 0, 0, 0, len(generated), rows_per_s)
+
+    def screen(name: str, kept: set[str]):
+        def proposal(data, ev):
+            return Change(name, f"keeps {name}", {**data, "task": f"{data['task']} {name}."}, ["task"],
+                          lambda rows: rows[rows["text"].isin(kept)])  # fmt: skip
+
+        proposal.__name__ = name
+        return proposal
+
+    monkeypatch.setattr(loop._Session, "_pilot", scripted_pilot)
+    monkeypatch.setattr(loop._Session, "_score", scripted_score)
+    blind = screen("blind", {f"t{i}" for i in range(12, 24)})  # four rows per label, none of them good: 0.62
+    good = screen("good", good_rows)  # one row per label, all good: 0.81
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
+                        proposals=[blind, good])  # fmt: skip
+    baseline, blind_round, good_round = result.rounds
+    assert all(s.value == 0.5125 for s in baseline.scores)  # 3 good rows of 24
+    assert all(s.value == 0.62 for s in blind_round.scores)  # above the pilot it thinned ...
+    assert all(d >= 0.62 for d in blind_round.random_drops) and not blind_round.kept  # ... not above random drops
+    assert all(0.71 <= d < 0.81 for d in good_round.random_drops) and good_round.kept  # 1 in 512 draws holds all 3
+    assert good_round.gains == [round(0.81 - d, 4) for d in good_round.random_drops]
+    assert yaml.safe_load(result.spec_path.read_text())["task"] == "Write short notes. good."
+    assert "best random drop of as many rows" in result.spec_path.read_text()
 
 
 def test_avoid_lists_are_scored_on_the_best_pilots_rows_and_later_pilots_write_with_them(
@@ -423,7 +466,7 @@ def test_avoid_lists_are_scored_on_the_best_pilots_rows_and_later_pilots_write_w
         return rows, self._score(rows, direction, 2.0)
 
     def scripted_score(self, generated, direction, rows_per_s):
-        value = 0.6 if len(generated) < 10 else 0.5
+        value = 0.6 if list(generated["text"]) == [f"t{i}" for i in range(5)] else 0.5
         return PilotScore(value, value, 0, 0, 0, len(generated), rows_per_s)
 
     def avoid(data, ev):

@@ -11,7 +11,7 @@ import yaml
 
 from sdgen.spec import BUILTIN_STYLES
 from sdgen.tuning.proposals import Change
-from sdgen.tuning.score import MODEL_OVER_PANEL
+from sdgen.tuning.score import MODEL_OVER_PANEL, RANDOM_DROPS
 
 if TYPE_CHECKING:
     from sdgen.realdata import SeedSet
@@ -48,6 +48,8 @@ def _measured(r: Round) -> str:
     before = [s.value - g for s, g in zip(r.scores, r.gains)]
     again = f"; {r.again_line}" if r.again else ""
     again += f"; kept whatever the score: {r.trusted}" if r.trusted else ""
+    if r.random_drops:
+        again += f"; best random drop of as many rows {' / '.join(f'{d:.3f}' for d in r.random_drops)}"
     return (f"held-out score {' / '.join(f'{b:.3f} -> {s.value:.3f}' for b, s in zip(before, r.scores))}{again} "
             f"(agreement {' / '.join(f'{s.agreement:.0%}' for s in r.scores)}, "
             f"realism {' / '.join(f'{s.realism:.2f}' for s in r.scores)}, "
@@ -122,7 +124,9 @@ def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet
         "shown, not compared: on a fold's few "
         "rows they are mostly noise. A change is kept when both of its pilots beat the best spec's pilots in the same "
         "direction; where one gained and the other did not, that direction is piloted again on another seed (the "
-        "change and the best spec) and counts the mean of its two gains. The real judge, the model's own reading, is "
+        "change and the best spec) and counts the mean of its two gains. A screen (a change that drops rows) is "
+        "scored on the rows it keeps of the best spec's pilots, and its gain is over the better of those pilots and "
+        f"{RANDOM_DROPS} random drops of as many rows of each label. The real judge, the model's own reading, is "
         "kept without the panel's vote where the model reads the held-out real rows clearly better than the panel "
         f"(by {MODEL_OVER_PANEL * 100:.0f} points in both directions).", "",
         _judge_line(result), "",

@@ -23,6 +23,7 @@ class Round:
     # direction -> the gain of a second pilot pair (another seed), run where the two directions' gains split
     again: dict[int, float] = field(default_factory=dict)
     trusted: str = ""  # why the change was kept whatever its gains (its reader reads real rows better than the panel)
+    random_drops: list[float] = field(default_factory=list)  # a screen's: per direction, the best random drop's score
 
     @property
     def decided_gains(self) -> list[float]:

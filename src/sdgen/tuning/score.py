@@ -102,6 +102,10 @@ def realism(held, generated, seed: int = 0) -> float:
     return round(max(0.0, 2 * (1 - float(np.mean(aucs)))), 4)
 
 
+# A screen's rows must score above the best of this many random drops of as many rows (per label) in a direction: a
+# screen that picks its rows no better than chance beats them 1 time in 4 in a direction.
+RANDOM_DROPS = 3
+
 WEAK_JUDGE = 0.1  # a judge whose accuracy on real rows lies less than this above chance barely reads the labels
 # The panel cannot judge a reader that reads real rows better than it does: a screen that is the model's own reading
 # (the real judge) is kept without the panel's vote where the model, shown one fold, labels the other fold's real rows
