@@ -390,7 +390,7 @@ class _Session:
     def _random_drops(self, rows, kept, direction: int, repeat: int) -> float:
         """The best held-out score of `RANDOM_DROPS` draws that drop as many of ``rows`` of each label as a screen
         dropped, at random: what a screen's rows must beat. Dropping rows at all moves a pilot's score: dropping 20%
-        of politeness's baseline pilot rows at random gained +0.004 / +0.015 on average (spread 0.018), and its avoid
+        of politeness's baseline pilot rows at random gained +0.015 / +0.004 on average (spread 0.018), and its avoid
         lists, kept at +0.002 / +0.001, did no better (docs/tune.md#screens-against-random-drops)."""
         import pandas as pd
 
