@@ -7,11 +7,12 @@ pilots beat the current best spec's pilots in the same direction: the range of t
 above zero. Where one direction gains and the other does not, that direction is piloted again on another seed
 (the candidate and the best spec), and its gain is the mean of the two: a pilot's score moves by about as much
 as most changes' effects, so a single split says little either way. A direction's pilots share their seed in
-every round, so that a candidate and the spec it is compared with draw the same plan (and, where the prompts do not change, the same texts). All pilots share
-one loaded engine, which also serves as the judge of real rows (`sdgen.tuning.judge`). A kept screening change
-(the label check, the real judge) is not generated with: pilots drop what it drops from their rows afterwards. A
-screen is tried on the best spec's pilot rows, and must also beat random drops of as many of them: fewer rows move
-a pilot's score by themselves. The tuned spec gets each kept change derived again from the whole seed.
+every round, so that a candidate and the spec it is compared with draw the same plan (and, where the prompts do not
+change, the same texts). All pilots share one loaded engine, which also serves as the judge of real rows
+(`sdgen.tuning.judge`). A kept screening change (the label check, the real judge) is not generated with: pilots
+drop what it drops from their rows afterwards. A screen is tried on the best spec's pilot rows, and must also beat
+random drops of as many of them: fewer rows move a pilot's score by themselves. The tuned spec gets each kept
+change derived again from the whole seed.
 """
 
 from __future__ import annotations
@@ -352,7 +353,8 @@ class _Session:
             if not derived[0].generates:  # later pilots generate as the best spec's did, and screen their rows
                 added = frozenset(derived[0].data) - frozenset(best.data)
                 screens = [*screens, _Screen(added, [change.screen for change in derived])]
-        gains = [round(new.value - _against(old, drop), 4) for new, old, (_, _, drop) in zip(scores, best.scores, tried)]
+        gains = [round(new.value - _against(old, drop), 4)
+                 for new, old, (_, _, drop) in zip(scores, best.scores, tried)]  # fmt: skip
         r = Round(number, derived[0].name, derived[0].summary, scores, gains, seconds=time.perf_counter() - t0,
                   random_drops=drops)  # fmt: skip
         return r, _Best(derived[0].data, scores, rows, pilot_seconds, screens=screens)
