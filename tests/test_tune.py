@@ -450,6 +450,28 @@ def test_a_screen_must_beat_random_drops_of_as_many_rows(tmp_path, spec_path, se
     assert "best random drop of as many rows" in result.spec_path.read_text()
 
 
+def test_a_screen_of_a_pilot_that_wrote_no_rows_is_dropped_not_a_crash(tmp_path, spec_path, seed_csv, monkeypatch):
+    from sdgen.tuning import loop
+    from sdgen.tuning.score import PilotScore
+
+    def empty_pilot(self, data, number, direction, name, screens, repeat=0):
+        rows = pd.DataFrame({"text": [], "label": []})
+        return rows, self._score(rows, direction, 0.0)
+
+    def scripted_score(self, generated, direction, rows_per_s):
+        return PilotScore(0.0, 0.0, 0, 0, 0, len(generated), rows_per_s)
+
+    def keep_all(data, ev):
+        return Change("keep-all", "keeps every row", {**data, "task": f"{data['task']} ALL."}, ["task"], lambda r: r)
+
+    monkeypatch.setattr(loop._Session, "_pilot", empty_pilot)
+    monkeypatch.setattr(loop._Session, "_score", scripted_score)
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
+                        proposals=[keep_all])  # fmt: skip
+    _, screened = result.rounds
+    assert screened.random_drops == [0.0, 0.0] and screened.gains == [0.0, 0.0] and not screened.kept
+
+
 def test_avoid_lists_are_scored_on_the_best_pilots_rows_and_later_pilots_write_with_them(
         tmp_path, spec_path, seed_csv, monkeypatch):  # fmt: skip
     """A screen that `generates` (avoid lists: prompt text as well) is scored like the label check, on the rows of

@@ -396,6 +396,8 @@ class _Session:
         lists, kept at +0.002 / +0.001, did no better (docs/tune.md#screens-against-random-drops)."""
         import pandas as pd
 
+        if not len(rows):  # a pilot that wrote no rows: nothing to drop, and nothing a screen could gain
+            return float(self._score(rows, direction, 0.0).value)
         counts = kept["label"].value_counts()
         best = -1.0
         for draw in range(RANDOM_DROPS):
