@@ -343,8 +343,7 @@ class _Session:
         t0 = time.perf_counter()
         tried = [self._candidate(number, change, d, best.screens, best.rows[d], best.scores[d])
                  for d, change in enumerate(derived)]  # fmt: skip
-        rows, scores = [kept for kept, _, _ in tried], [score for _, score, _ in tried]
-        drops = [drop for _, _, drop in tried if drop is not None]
+        rows, scores, drops = (list(column) for column in zip(*tried))
         screens = best.screens
         if derived[0].screen is None:
             pilot_seconds = time.perf_counter() - t0
@@ -353,10 +352,9 @@ class _Session:
             if not derived[0].generates:  # later pilots generate as the best spec's did, and screen their rows
                 added = frozenset(derived[0].data) - frozenset(best.data)
                 screens = [*screens, _Screen(added, [change.screen for change in derived])]
-        gains = [round(new.value - _against(old, drop), 4)
-                 for new, old, (_, _, drop) in zip(scores, best.scores, tried)]  # fmt: skip
+        gains = [round(new.value - _against(old, drop), 4) for new, old, drop in zip(scores, best.scores, drops)]
         r = Round(number, derived[0].name, derived[0].summary, scores, gains, seconds=time.perf_counter() - t0,
-                  random_drops=drops)  # fmt: skip
+                  random_drops=[drop for drop in drops if drop is not None])  # fmt: skip
         return r, _Best(derived[0].data, scores, rows, pilot_seconds, screens=screens)
 
     def _pilot_again(self, number: int, derived: list[Change], best: _Best, candidate: _Best,
@@ -396,7 +394,7 @@ class _Session:
         lists, kept at +0.002 / +0.001, did no better (docs/tune.md#screens-against-random-drops)."""
         import pandas as pd
 
-        if not len(rows):  # a pilot that wrote no rows: nothing to drop, and nothing a screen could gain
+        if len(kept) == len(rows):  # nothing dropped (or nothing written): the one draw is the pilot itself
             return float(self._score(rows, direction, 0.0).value)
         counts = kept["label"].value_counts()
         best = -1.0
