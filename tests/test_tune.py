@@ -156,6 +156,37 @@ def test_the_label_check_is_kept_when_it_drops_rows_held_out_real_rows_read_othe
     assert dropped > 10 and len(df) > 50  # a row lost 3 times (0.4^3 of them) stays missing: balance.replacements
 
 
+@pytest.mark.parametrize("folds_read", [None, 0.4])
+def test_the_label_check_is_kept_without_the_panels_vote_only_where_the_folds_read_each_other_clearly(
+        tmp_path, spec_path, seed_csv, monkeypatch, folds_read):  # fmt: skip
+    """The panel sees no gain from the label check. Where the folds' classifiers read each other's real rows nearly
+    all right, the check is kept anyway, and the log and the tuned spec say why; where they read them barely above
+    chance (40%, chance 33%), a check fitted on them could only drop rows at random, and the panel's vote stands."""
+    from sdgen.tuning import loop
+    from sdgen.tuning.proposals import label_check
+    from sdgen.tuning.score import PilotScore
+
+    data = yaml.safe_load(spec_path.read_text())
+    spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. MIXED."}, sort_keys=False))
+    monkeypatch.setattr(loop._Session, "_score",
+                        lambda self, rows, direction, rate: PilotScore(0.5, 0.5, 0, 0, 0, len(rows), rate))  # fmt: skip
+    if folds_read is not None:
+        monkeypatch.setattr(loop, "panel_agreement", lambda held, generated, seed=0: folds_read)
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
+                        pilot_rows_per_label=8, proposals=[label_check])  # fmt: skip
+    _, check = result.rounds
+    assert len(LABELS) == 3 and check.name == "label-check" and check.gains == [0.0, 0.0] and check.again == {}
+    tuned, log = result.spec_path.read_text(), result.log_path.read_text()
+    if folds_read is not None:
+        assert result.judge_accuracy == [0.4, 0.4] and not check.trusted and not check.kept
+        assert "label_check" not in yaml.safe_load(tuned)
+        return
+    assert min(result.judge_accuracy) > 0.9 and check.kept
+    assert re.fullmatch(r"the folds read each other's real rows right \d+% / \d+% \(chance 33%\)", check.trusted)
+    assert yaml.safe_load(tuned)["label_check"] == {"path": "seed.csv", "min_ratio": 0.8}
+    assert f"kept whatever the score: {check.trusted}" in tuned and f"| yes: {check.trusted} |" in log
+
+
 def test_a_kept_screen_drops_later_pilots_rows_after_they_are_written_not_while(tmp_path, spec_path, seed_csv):
     """Once the label check is kept, later pilots generate without it (no row dropped and replaced on the way: no
     rejected rows file) and it screens what they wrote, as it screened the baseline's: the round scores the rows it

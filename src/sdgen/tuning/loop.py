@@ -33,7 +33,8 @@ from sdgen.progress import NullProgress, ProgressListener
 from sdgen.realdata import SeedSet
 from sdgen.spec import Spec, build_spec, read_spec_file
 from sdgen.store.files import read_dataset
-from sdgen.tuning.proposals import MODEL_READINGS, PROPOSALS, RELATIVE_COST, Change, Evidence, Withheld
+from sdgen.tuning.proposals import (MODEL_READINGS, PROPOSALS, RELATIVE_COST, SEED_READINGS, Change, Evidence,
+                                    Withheld)
 from sdgen.tuning.result import DIRECTIONS, Round, TuneResult
 from sdgen.tuning.judge import ModelJudge, agreement
 from sdgen.tuning.score import (MODEL_OVER_PANEL, RANDOM_DROPS, WEAK_JUDGE, PilotScore, panel_agreement,
@@ -287,7 +288,7 @@ class _Session:
                 continue
             r.seconds += deriving
             self.estimates.observe(estimate, r.seconds)
-            r.trusted = self._trusted() if reads else ""
+            r.trusted = self._trusted(proposal.__name__)
             again_seconds = self.estimates.of(best.seconds, (1 + cost) / 2)  # a second pilot pair, one direction
             again_fits = not self._out_of_budget(budget_minutes, budget_rows, again_seconds)
             if not r.trusted and _split(r.gains) and again_fits:
@@ -324,13 +325,21 @@ class _Session:
         rows = sum(len(rows) for rows in best.rows)
         return self._reading_seconds(measuring), REDERIVE_COST * self._reading_seconds(rows)
 
-    def _trusted(self) -> str:
-        """Why a change whose screen is the model's reading is kept whatever the panel says (the model reads
-        held-out real rows clearly better than the panel), or ""."""
-        model, panel = self.measure_model(), self.judge_accuracy
+    def _trusted(self, proposal: str) -> str:
+        """Why a screening change is kept whatever the panel says, or "": the model's reading (the real judge) where
+        the model reads held-out real rows clearly better than the panel; the label check where the folds' classifiers
+        read each other's real rows clearly above chance (`score.WEAK_JUDGE`)."""
+        chance, panel = 1 / len(self.labels), self.judge_accuracy
+        if proposal in SEED_READINGS:
+            if all(p >= chance + WEAK_JUDGE for p in panel):
+                return (f"the folds read each other's real rows right {' / '.join(f'{p:.0%}' for p in panel)} "
+                        f"(chance {chance:.0%})")  # fmt: skip
+            return ""
+        if proposal not in MODEL_READINGS:
+            return ""
+        model = self.measure_model()
         if len(model) != len(panel):
             return ""
-        chance = 1 / len(self.labels)
         if all(m - p >= MODEL_OVER_PANEL and m >= chance + WEAK_JUDGE for m, p in zip(model, panel)):
             return (f"the model reads held-out real rows right {' / '.join(f'{m:.0%}' for m in model)}, the panel "
                     f"{' / '.join(f'{p:.0%}' for p in panel)}")  # fmt: skip

@@ -517,3 +517,6 @@ RELATIVE_COST: dict[str, float] = {"label_check": 0.0, "avoid_overused": 0.0, "r
 # (politeness on a Zen 3 read for about 110 s to derive the judge, found it did not fit, and ran 15.5 minutes);
 # only their changes may be kept over the panel's vote (the trusted-model rule, `loop._Session._trusted`).
 MODEL_READINGS = frozenset({"judged_by_real"})
+# Proposals whose change screens rows by a classifier of the seed's real rows: kept without the panel's vote where the
+# folds read each other's real rows clearly (`loop._Session._trusted`, `score.WEAK_JUDGE`).
+SEED_READINGS = frozenset({"label_check"})

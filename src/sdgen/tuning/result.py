@@ -22,7 +22,7 @@ class Round:
     seconds: float = 0.0
     # direction -> the gain of a second pilot pair (another seed), run where the two directions' gains split
     again: dict[int, float] = field(default_factory=dict)
-    trusted: str = ""  # why the change was kept whatever its gains (its reader reads real rows better than the panel)
+    trusted: str = ""  # why the change was kept whatever its gains (its reader reads real rows well: `_trusted`)
     random_drops: list[float] = field(default_factory=list)  # a screen's: per direction, the best random drop's score
 
     @property
