@@ -156,24 +156,31 @@ def test_the_label_check_is_kept_when_it_drops_rows_held_out_real_rows_read_othe
     assert dropped > 10 and len(df) > 50  # a row lost 3 times (0.4^3 of them) stays missing: balance.replacements
 
 
-@pytest.mark.parametrize("folds_read", [None, 0.4])
-def test_the_label_check_is_kept_without_the_panels_vote_only_where_the_folds_read_each_other_clearly(
-        tmp_path, spec_path, seed_csv, monkeypatch, folds_read):  # fmt: skip
-    """The panel sees no gain from the label check. Where the folds' classifiers read each other's real rows nearly
-    all right, the check is kept anyway, and the log and the tuned spec say why; where they read them barely above
-    chance (40%, chance 33%), a check fitted on them could only drop rows at random, and the panel's vote stands."""
+def _tune_where_the_panel_sees_no_gain(tmp_path, spec_path, seed_csv, monkeypatch, proposal, panel_reads):
+    """Tune with one screening proposal, every pilot scored alike (no gain); where ``panel_reads`` is given, the panel
+    reads the folds' real rows at that rate."""
     from sdgen.tuning import loop
-    from sdgen.tuning.proposals import label_check
     from sdgen.tuning.score import PilotScore
 
     data = yaml.safe_load(spec_path.read_text())
     spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. MIXED."}, sort_keys=False))
     monkeypatch.setattr(loop._Session, "_score",
                         lambda self, rows, direction, rate: PilotScore(0.5, 0.5, 0, 0, 0, len(rows), rate))  # fmt: skip
-    if folds_read is not None:
-        monkeypatch.setattr(loop, "panel_agreement", lambda held, generated, seed=0: folds_read)
-    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
-                        pilot_rows_per_label=8, proposals=[label_check])  # fmt: skip
+    if panel_reads is not None:
+        monkeypatch.setattr(loop, "panel_agreement", lambda held, generated, seed=0: panel_reads)
+    return sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
+                      pilot_rows_per_label=8, proposals=[proposal])  # fmt: skip
+
+
+@pytest.mark.parametrize("folds_read", [None, 0.4])
+def test_the_label_check_is_kept_without_the_panels_vote_only_where_the_folds_read_each_other_clearly(
+        tmp_path, spec_path, seed_csv, monkeypatch, folds_read):  # fmt: skip
+    """The panel sees no gain from the label check. Where the folds' classifiers read each other's real rows nearly
+    all right, the check is kept anyway, and the log and the tuned spec say why; where they read them barely above
+    chance (40%, chance 33%), a check fitted on them could only drop rows at random, and the panel's vote stands."""
+    from sdgen.tuning.proposals import label_check
+
+    result = _tune_where_the_panel_sees_no_gain(tmp_path, spec_path, seed_csv, monkeypatch, label_check, folds_read)
     _, check = result.rounds
     assert len(LABELS) == 3 and check.name == "label-check" and check.gains == [0.0, 0.0] and check.again == {}
     tuned, log = result.spec_path.read_text(), result.log_path.read_text()
@@ -255,18 +262,9 @@ def test_the_real_judge_is_kept_without_the_panels_vote_only_where_the_model_rea
     """The panel sees no gain from the judge. Where the panel reads held-out real rows at 30% and the model nearly
     all of them, the judge is kept anyway, and the log and the tuned spec say why; where the panel reads them as
     well as the model, its vote stands and the judge is dropped."""
-    from sdgen.tuning import loop
     from sdgen.tuning.proposals import judged_by_real
-    from sdgen.tuning.score import PilotScore
 
-    data = yaml.safe_load(spec_path.read_text())
-    spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. MIXED."}, sort_keys=False))
-    monkeypatch.setattr(loop._Session, "_score",
-                        lambda self, rows, direction, rate: PilotScore(0.5, 0.5, 0, 0, 0, len(rows), rate))  # fmt: skip
-    if panel_reads is not None:
-        monkeypatch.setattr(loop, "panel_agreement", lambda held, generated, seed=0: panel_reads)
-    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
-                        pilot_rows_per_label=8, proposals=[judged_by_real])  # fmt: skip
+    result = _tune_where_the_panel_sees_no_gain(tmp_path, spec_path, seed_csv, monkeypatch, judged_by_real, panel_reads)
     _, judge = result.rounds
     assert judge.name == "real-judge" and judge.gains == [0.0, 0.0] and min(result.model_accuracy) > 0.9
     tuned, log = result.spec_path.read_text(), result.log_path.read_text()
