@@ -11,8 +11,9 @@ every round, so that a candidate and the spec it is compared with draw the same 
 change, the same texts). All pilots share one loaded engine, which also serves as the judge of real rows
 (`sdgen.tuning.judge`). A kept screening change (the label check, the real judge) is not generated with: pilots
 drop what it drops from their rows afterwards. A screen is tried on the best spec's pilot rows, and must also beat
-random drops of as many of them: fewer rows move a pilot's score by themselves. The tuned spec gets each kept
-change derived again from the whole seed.
+random drops of as many of them: fewer rows move a pilot's score by themselves. Two screens are kept without the
+panel's vote where their reader reads the folds' real rows clearly (`_Session._trusted`): the real judge and the
+label check. The tuned spec gets each kept change derived again from the whole seed.
 """
 
 from __future__ import annotations
