@@ -395,17 +395,17 @@ class _Session:
         kept = change.screen(best_rows)
         seconds = len(best_rows) / max(best_score.rows_per_s, 1e-9) + time.perf_counter() - t0  # writing + screening
         score = self._score(kept, direction, len(kept) / seconds)
-        return kept, score, self._random_drops(best_rows, kept, direction, repeat)
+        return kept, score, self._random_drops(best_rows, kept, score, direction, repeat)
 
-    def _random_drops(self, rows, kept, direction: int, repeat: int) -> float:
+    def _random_drops(self, rows, kept, kept_score: PilotScore, direction: int, repeat: int) -> float:
         """The best held-out score of `RANDOM_DROPS` draws that drop as many of ``rows`` of each label as a screen
         dropped, at random: what a screen's rows must beat. Dropping rows at all moves a pilot's score: dropping 20%
         of politeness's baseline pilot rows at random gained +0.015 / +0.004 on average (spread 0.018), and its avoid
         lists, kept at +0.002 / +0.001, did no better (docs/tune.md#screens-against-random-drops)."""
         import pandas as pd
 
-        if len(kept) == len(rows):  # nothing dropped (or nothing written): the one draw is the pilot itself
-            return float(self._score(rows, direction, 0.0).value)
+        if len(kept) == len(rows):  # nothing dropped (or nothing written): the one draw is the rows kept, scored
+            return float(kept_score.value)
         counts = kept["label"].value_counts()
         best = -1.0
         for draw in range(RANDOM_DROPS):
