@@ -234,6 +234,9 @@ def test_the_realism_check_drops_rows_that_read_generated_and_the_tuned_spec_lea
     option = tuned["realism_check"]
     assert option["path"] == "../seed.csv" and option["keep"] == 0.6
     assert tuned["balance"] == {"replacements": 4}  # the run's budget (2 x rows) grown for rows that pass 60% as often
+    comments = [line for line in result.spec_path.read_text().splitlines() if line.startswith("# tune round")]
+    assert len(comments) == 2 and comments[0].startswith("# tune round 1 (realism-check): realism_check: keep the 60%")
+    assert comments[1] == "# tune round 1 (realism-check): with `realism_check` above"  # the key it also grew
     assert option["generated"] == "tuned.generated.csv"  # named after the tuned spec: a second tune keeps its own
     learnt = pd.read_csv(result.spec_path.parent / option["generated"])  # both baseline pilots' rows
     assert len(learnt) == 48 and 0.1 < learnt["text"].str.endswith(STIFF).mean() < 0.5

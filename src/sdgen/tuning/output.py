@@ -57,22 +57,36 @@ def _measured(r: Round) -> str:
 
 
 def write_tuned_spec(output: Path, data: dict, changes: list[tuple[Round, Change]], spec_path: Path) -> Path:
-    """The spec as YAML with a comment above each key a kept change touched: its round and what it measured."""
+    """The spec as YAML with a comment above each key a kept change touched: its round and what it measured, above
+    the first such key; a later key the same change touched names the one it was described at (the judge and the
+    realism check both grow ``balance``: their long comments twice over buried the spec)."""
     text = yaml.safe_dump(_relocate(data, spec_path, output), sort_keys=False, allow_unicode=True, width=110)
     lines = text.splitlines()
-    notes: dict[str, list[str]] = {}
+    notes: dict[str, list[tuple[Round, Change]]] = {}
     for r, change in changes:
         for key in dict.fromkeys(t.split(".")[0] for t in change.touched):
-            notes.setdefault(key, []).append(f"# tune round {r.number} ({r.name}): {change.summary}; {_measured(r)}")
+            notes.setdefault(key, []).append((r, change))
+    described: dict[int, str] = {}  # round number -> the key its full comment sits above
+
+    def comments(key: str) -> list[str]:
+        said = []
+        for r, change in notes.pop(key):
+            if r.number in described:
+                said.append(f"# tune round {r.number} ({r.name}): with `{described[r.number]}` above")
+            else:
+                described[r.number] = key
+                said.append(f"# tune round {r.number} ({r.name}): {change.summary}; {_measured(r)}")
+        return said
+
     out: list[str] = [f"# Tuned by `sdgen tune` from {spec_path.name}: {len(changes)} change(s) kept; see "
                       f"{output.stem}.tune.md for every round.", ""]  # fmt: skip
     for line in lines:
         match = re.match(r"^([A-Za-z_]+):", line)
         if match and match.group(1) in notes:
-            out.extend(notes.pop(match.group(1)))
+            out.extend(comments(match.group(1)))
         out.append(line)
-    for left in notes.values():  # a touched key the dump left out (a default): say so at the end
-        out.extend(left)
+    for key in list(notes):  # a touched key the dump left out (a default): say so at the end
+        out.extend(comments(key))
     output.write_text("\n".join(out) + "\n", encoding="utf-8")
     return output
 
