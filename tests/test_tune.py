@@ -549,14 +549,17 @@ def test_the_row_budget_leaves_later_rounds_untried(tmp_path, spec_path, seed_cs
 def test_a_proposal_the_time_budget_cannot_fit_is_skipped_and_cheaper_ones_still_run(tmp_path, spec_path, seed_csv,
                                                                                       monkeypatch):  # fmt: skip
     """A round is estimated from the best spec's pilots times the proposal's relative cost: one that would overrun
-    the minutes is left untried, and the next, cheaper one still runs."""
+    the minutes is left untried, and the next, cheaper one still runs. The log says what budget would have tried it
+    (a machine's pace decides how far the minutes go)."""
     from sdgen.tuning import loop
 
     monkeypatch.setattr(loop, "RELATIVE_COST", {"swap": 1e6})
     result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted", pilot_rows_per_label=8,
                         budget_minutes=30, proposals=[with_task("SWAP"), with_task("FIT")])  # fmt: skip
     assert [r.name for r in result.rounds] == ["baseline", "fit"]
-    assert result.stopped == "the 30-minute budget ran out for swap"
+    reach = re.fullmatch(r"the 30-minute budget ran out for swap \(about `--minutes (\d+)` would have tried swap\)",
+                         result.stopped)  # fmt: skip
+    assert reach and int(reach.group(1)) > 30 and f"Left untried: {result.stopped}." in result.log_path.read_text()
 
 
 def test_a_screen_that_costs_no_pilot_is_tried_past_the_budget(tmp_path, spec_path, seed_csv):
@@ -580,7 +583,7 @@ def test_the_default_budget_is_five_minutes_per_label(tmp_path, spec_path, seed_
     monkeypatch.setattr(loop, "RELATIVE_COST", {"swap": 1e6})
     result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
                         pilot_rows_per_label=8, proposals=[with_task("SWAP")])  # fmt: skip
-    assert result.budget_minutes == 15 and result.stopped == "the 15-minute budget ran out for swap"
+    assert result.budget_minutes == 15 and result.stopped.startswith("the 15-minute budget ran out for swap (about")
     assert "of a 15-minute budget" in result.log_path.read_text()
 
     two = yaml.safe_load(spec_path.read_text())
@@ -630,7 +633,7 @@ def test_a_change_whose_deriving_used_up_the_budget_is_not_piloted(tmp_path, spe
     result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
                         pilot_rows_per_label=8, proposals=[slow_fit])  # fmt: skip
     assert len(derived) == 2 and [r.name for r in result.rounds] == ["baseline"] and not result.changes
-    assert result.stopped == "the 1-minute budget ran out for slow_fit"
+    assert result.stopped.startswith("the 1-minute budget ran out for slow_fit (about `--minutes ")
 
 
 def test_a_round_whose_pilots_outrun_the_budget_is_abandoned(tmp_path, spec_path, seed_csv, monkeypatch):
