@@ -28,15 +28,10 @@ FOLDS = 5
 _TAG = re.compile(r"(?:[#@]\w|https?://|www\.)")
 
 
-def tag_share(text: str) -> float:
-    """The share of a text's words that are #hashtags, @mentions or links: not prose."""
-    words = text.split()
-    return sum(1 for word in words if _TAG.match(word)) / len(words) if words else 0.0
-
-
 def tags_only(text: str) -> bool:
-    """The text is nothing but #hashtags, @mentions and links."""
-    return tag_share(text) == 1.0
+    """The text is nothing but #hashtags, @mentions and links (an empty one is not)."""
+    words = text.split()
+    return bool(words) and all(_TAG.match(word) for word in words)
 
 
 def prose_only(real: list[str]) -> bool:
