@@ -1025,6 +1025,46 @@ def test_the_real_judge_screens_the_rows_the_model_gives_another_label_and_never
     assert judged_by_real({**data, "judge": False}, Evidence(real, generated, real_path=seed, judge=judge)) is None
 
 
+def test_the_judges_least_confidence_is_where_the_real_rows_it_reads_surely_are_read_right():
+    """The least confidence is learnt from the model's out-of-fold reading of real rows: the step at which those it
+    reads at least that surely are read right most often, as long as it leaves half of them; none where being surer
+    is not being righter, or where so sure a reading covers too few real rows."""
+    from sdgen.tuning.judge import Reading, least_confidence
+
+    # calibrated on these rows (the lean is even): the first two read at 0.9, the last two at 0.6
+    reading = Reading(["a", "b"], [[0.9, 0.1], [0.1, 0.9], [0.6, 0.4], [0.4, 0.6]])
+    assert reading.confidences == pytest.approx([0.9, 0.9, 0.6, 0.6])
+    assert least_confidence(["a", "b", "b", "a"], [reading]) == (0.7, 1.0, 0.5)  # the sure ones are the right ones
+    assert least_confidence(["b", "a", "a", "b"], [reading]) == (0.0, 0.5, 0.5)  # the sure ones are the wrong ones
+    unsure = Reading(["a", "b"], [[0.6, 0.4], [0.4, 0.6]] * 2)  # read right half the time too, none surely
+    # pooled, the sure rows are right 2 of 2 but a quarter of the rows: too few to go by
+    assert least_confidence(["a", "b", "b", "a"] * 2, [reading, unsure]) == (0.0, 0.5, 0.5)
+    assert least_confidence([], []) == (0.0, 0.0, 0.0)
+
+
+def test_the_real_judge_drops_rows_it_reads_less_surely_than_its_least_confidence(tmp_path):
+    """Given a least confidence (learnt from the real rows), the real judge also drops rows it gives their own label
+    less surely, writes it as judge.min_confidence, and sizes the replacements for what it drops."""
+    from sdgen.tuning.proposals import judged_by_real
+
+    real = pd.DataFrame({"text": ["so calm", "so sad"], "label": ["calm", "sad"]})
+    generated = pd.DataFrame({"text": ["calm a", "calm b", "calm c", "sad a", "sad b", "sad c"],
+                              "label": ["calm"] * 3 + ["sad"] * 3})  # fmt: skip
+    data = {"task": "t", "labels": {"calm": "Calm.", "sad": "Sad."}}
+    seed = tmp_path / "seed.csv"
+    shares = {"calm a": 0.95, "calm b": 0.6, "calm c": 0.2, "sad a": 0.05, "sad b": 0.4, "sad c": 0.8}
+    change = judged_by_real(data, Evidence(real, generated, real_path=seed, judge=scored_judge(real, shares),
+                                           sure=(0.7, 0.9, 0.6)))  # fmt: skip
+    assert change.data["judge"]["min_confidence"] == 0.7
+    assert list(change.screen(generated)["text"]) == ["calm a", "sad a"]  # 0.6 and 0.4 read calm / sad, not surely
+    assert "or its own below 0.7 calibrated probability (held-out real rows it reads that surely it reads right 90% " \
+           "of the time, all of them 60%) (keeps 33% of the label it keeps least" in change.summary
+    assert change.data["balance"] == {"replacements": 8}  # keeping a third, where the plain judge keeps two thirds: 4
+    plain = judged_by_real(data, Evidence(real, generated, real_path=seed, judge=scored_judge(real, shares)))
+    assert "min_confidence" not in plain.data["judge"] and "below" not in plain.summary
+    assert list(plain.screen(generated)["text"]) == ["calm a", "calm b", "sad a", "sad b"]
+
+
 def test_a_tuned_spec_names_the_judges_real_rows_relative_to_itself(tmp_path):
     from sdgen.tuning.output import _relocate
 

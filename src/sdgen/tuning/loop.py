@@ -38,7 +38,7 @@ from sdgen.store.files import read_dataset
 from sdgen.tuning.proposals import (MODEL_READINGS, PROPOSALS, RELATIVE_COST, SEED_READINGS, Change, Evidence,
                                     Withheld)
 from sdgen.tuning.result import DIRECTIONS, Round, TuneResult
-from sdgen.tuning.judge import ModelJudge, agreement
+from sdgen.tuning.judge import ModelJudge, agreement, least_confidence
 from sdgen.tuning.score import (MODEL_OVER_PANEL, RANDOM_DROPS, WEAK_JUDGE, PilotScore, panel_agreement,
                                 score_pilot)
 
@@ -202,6 +202,9 @@ class _Session:
             self.fold_paths.append(path)
         self.judge_accuracy = [panel_agreement(self.folds[held], self.folds[derive], seed) for derive, held in DIRECTIONS]
         self.model_accuracy: list[float] = []  # the model's reading of real rows, once a change rests on it
+        # from that reading: the judge's least confidence, how often real rows read that surely are read right, and
+        # how often all of them are (`judge.least_confidence`)
+        self.sure: tuple[float, float, float] = (0.0, 0.0, 0.0)
         self.rounds: list[Round] = []
         self.kept: list[tuple[Round, Any, list]] = []  # (round, proposal, the best pilots' rows it was derived from)
         self.skipped: list[str] = []  # proposals that found nothing to change
@@ -234,10 +237,14 @@ class _Session:
         Measured once, when a change first rests on it (`_trusted`): on a 2-core Zen 3 reading the movie-review
         folds took 4.5 of tune's 15 minutes, and the budget ran out before the judge's round."""
         if self.judging and not self.model_accuracy:
+            given, readings = [], []
             for derive, held in DIRECTIONS:
                 real = self.folds[derive]
-                judged = self._judge_by(self.folds[held])(list(real["text"]))
-                self.model_accuracy.append(round(agreement(list(real["label"]), judged), 4))
+                reading = self._judge_by(self.folds[held]).read(list(real["text"]))
+                self.model_accuracy.append(round(agreement(list(real["label"]), reading.judged), 4))
+                given += list(real["label"])
+                readings.append(reading)
+            self.sure = least_confidence(given, readings)
         return self.model_accuracy
 
     def run(self, proposals: list, budget_minutes: float, budget_rows: int | None) -> str:
@@ -270,6 +277,8 @@ class _Session:
                 why_untried = why
                 continue
             t0 = time.perf_counter()
+            if reads:  # the judge's least confidence comes from the model's reading of the folds' real rows
+                self.measure_model()
             try:
                 derived = [proposal(best.data, self._evidence(i, best.rows[i])) for i in range(len(DIRECTIONS))]
             except Withheld as why:
@@ -437,7 +446,7 @@ class _Session:
             real = self.seed_set.rows
             ev = Evidence(real, pd.concat(rows, ignore_index=True), self.seed_set.path.absolute(), self.seed,
                           self.seed_set.text_col, self.seed_set.label_col, self.ask, self.output_dir,
-                          self.output_stem, self._judge_by(real))  # fmt: skip
+                          self.output_stem, self._judge_by(real), self.sure)  # fmt: skip
             try:
                 change = proposal(data, ev)
             except Withheld as why:  # the whole seed says otherwise than the fold did: the change stays out
@@ -451,7 +460,7 @@ class _Session:
     def _evidence(self, direction: int, generated) -> Evidence:
         derive = DIRECTIONS[direction][0]
         return Evidence(self.folds[derive], generated, self.fold_paths[derive], self.seed, ask=self.ask,
-                        workdir=self.workdir, judge=self._judge_by(self.folds[derive]))  # fmt: skip
+                        workdir=self.workdir, judge=self._judge_by(self.folds[derive]), sure=self.sure)  # fmt: skip
 
     def _judge_by(self, real) -> ModelJudge | None:
         """The model judge shown ``real`` as examples: what a proposal may ask of the rows it learns from."""

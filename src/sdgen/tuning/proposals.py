@@ -43,6 +43,9 @@ class Evidence:
     workdir: Path | None = None  # where a proposal may write a file the spec points at
     stem: str | None = None  # that file's name before its suffix: the tuned spec's (two tunes of a seed keep theirs)
     judge: ModelJudge | None = None  # the model labels texts, shown ``real`` as examples (calibrated on those read)
+    # the judge's least confidence, learnt from the model's out-of-fold reading of the seed's real rows, with how
+    # often real rows read that surely are read right and how often all are (`judge.least_confidence`)
+    sure: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 @dataclass
@@ -356,30 +359,44 @@ JUDGE_MIN_SHARE = 0.2  # a judge that gives some label's own rows that label les
 def judged_by_real(data: dict, ev: Evidence) -> Change | None:
     """The online judge, shown the real rows as its examples, drops generated rows it gives another label
     (``judge: {real: ...}``): the model reads a task's labels from real rows far better than a classifier fitted
-    on them (emotion: 70-73% of held-out real rows against 42-47%)."""
+    on them (emotion: 70-73% of held-out real rows against 42-47%). Where the real rows it reads surely are the ones
+    it reads right, it also drops rows it gives their own label less surely (``min_confidence``)."""
     if "judge" in data or ev.real_path is None or ev.judge is None:
         return None  # a spec's own judge (or none) is the user's choice
     generated = ev.generated["label"].astype(str).reset_index(drop=True)
     reading = ev.judge.read(list(ev.generated["text"]))
-    given = generated == reading.judged
-    worst, starved = min((float(given[generated == label].mean()), label) for label in generated.unique())
+    least, right, overall = ev.sure
+    kept = [j == label and c >= least for j, c, label in zip(reading.judged, reading.confidences, generated)]
+    worst, starved = min((_share(kept, generated, label), label) for label in generated.unique())
     if worst < JUDGE_MIN_SHARE:  # most of the label's rows rejected: its quota filled slowly or not at all
-        raise Withheld(f"real-judge: shown these real rows, the model gives {starved}'s rows their own label {worst:.0%} "
-                       f"of the time (under {JUDGE_MIN_SHARE:.0%}); {starved} would starve")  # fmt: skip
+        raise Withheld(f"real-judge: shown these real rows, the model gives {starved}'s rows their own label "
+                       f"{_surely(least)}{worst:.0%} of the time (under {JUDGE_MIN_SHARE:.0%}); {starved} would starve")
     out = copy.deepcopy(data)
     # its lean over these rows calibrates the online judge as it calibrated this reading (3 decimals, none 0)
     prior = {label: max(round(p, 3), 0.001) for label, p in zip(reading.labels, reading.prior)}
-    out["judge"] = {"real": _real_rows(ev), "prior": prior}
+    out["judge"] = {"real": _real_rows(ev), "prior": prior} | ({"min_confidence": least} if least else {})
     balance = _room_for_drops(out, worst)  # room for the label it keeps least
     read = ev.judge
 
     def screen(rows):  # the verdicts are the judge's on the same rows that `not:` lines read: asked once
-        judged = read(list(rows["text"]))
-        return rows[[j == label for j, label in zip(judged, rows["label"].astype(str))]]
+        reading = read.read(list(rows["text"]))
+        return rows[[j == label and c >= least
+                     for j, c, label in zip(reading.judged, reading.confidences, rows["label"].astype(str))]]
 
-    return Change("real-judge", f"judge: the model, shown the real rows as examples, drops rows it gives another label "
-                  f"(keeps {worst:.0%} of the label it keeps least; balance.replacements {balance['replacements']})",
-                  out, ["judge", "balance"], screen)  # fmt: skip
+    sure = (f" or its own below {least:g} calibrated probability (held-out real rows it reads that surely it reads "
+            f"right {right:.0%} of the time, all of them {overall:.0%})") if least else ""
+    return Change("real-judge", f"judge: the model, shown the real rows as examples, drops rows it gives another "
+                  f"label{sure} (keeps {worst:.0%} of the label it keeps least; balance.replacements "
+                  f"{balance['replacements']})", out, ["judge", "balance"], screen)  # fmt: skip
+
+
+def _share(kept: list[bool], labels, label: str) -> float:
+    of_label = [k for k, given in zip(kept, labels) if given == label]
+    return sum(of_label) / len(of_label)
+
+
+def _surely(least: float) -> str:
+    return f"at {least:g} or more " if least else ""
 
 
 SHOTS_PER_LABEL = 1  # real rows per label added to the spec's examples
