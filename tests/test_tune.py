@@ -272,7 +272,10 @@ def test_the_real_judge_is_kept_without_the_panels_vote_only_where_the_model_rea
     assert judge.name == "real-judge" and judge.gains == [0.0, 0.0] and min(result.model_accuracy) > 0.9
     tuned, log = result.spec_path.read_text(), result.log_path.read_text()
     reads = " and ".join(f"{a:.1%}" for a in result.model_accuracy)  # measured for the judge's round, and logged
-    assert f"shown one fold's real rows as examples (what `not:` lines are read by), {reads}." in log
+    assert f"shown one fold's real rows as examples (what `not:` lines are read by), {reads}; " in log
+    least, right, overall = result.model_sure  # the judge's least confidence, learnt from that reading
+    assert (f"; {right:.0%} of those it read at {least:g} or more, {overall:.0%} of all" if least else
+            "those it read more surely were not read right more often") in log  # fmt: skip
     if panel_reads is None:
         assert min(result.judge_accuracy) > 0.9 and not judge.trusted and not judge.kept
         assert "judge" not in yaml.safe_load(tuned)

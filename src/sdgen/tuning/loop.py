@@ -123,7 +123,7 @@ def tune(spec: str | Path, real: str | Path, *, output: str | Path | None = None
     result = TuneResult(output, output.with_name(output.stem + ".tune.md"), session.rounds, changes,
                         session.pilot_rows, time.perf_counter() - session.t0, stopped, session.skipped,
                         session.judge_accuracy, 1 / len(session.labels), session.model_accuracy, rederive_seconds,
-                        withheld=session.withheld, model_judges=session.judging,
+                        withheld=session.withheld, model_judges=session.judging, model_sure=session.sure,
                         held_back_seconds=session.rederiving, budget_minutes=budget_minutes)  # fmt: skip
     write_log(result, spec_path, Path(real), seed_set)
     return result
@@ -234,8 +234,9 @@ class _Session:
 
     def measure_model(self) -> list[float]:
         """How well the model reads real rows: shown one fold's real rows as examples, it labels the other fold's.
-        Measured once, when a change first rests on it (`_trusted`): on a 2-core Zen 3 reading the movie-review
-        folds took 4.5 of tune's 15 minutes, and the budget ran out before the judge's round."""
+        Measured once, when a change first rests on it (the real judge: its least confidence, then `_trusted`): on a
+        2-core Zen 3 reading the movie-review folds took 4.5 of tune's 15 minutes, and the budget ran out before the
+        judge's round."""
         if self.judging and not self.model_accuracy:
             given, readings = [], []
             for derive, held in DIRECTIONS:

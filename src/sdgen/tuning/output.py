@@ -112,6 +112,11 @@ def _judge_line(result: TuneResult) -> str:
     model = " and ".join(f"{a:.1%}" for a in result.model_accuracy)
     if model:
         model = f"the spec's model, shown one fold's real rows as examples (what `not:` lines are read by), {model}"
+        least, right, overall = result.model_sure
+        model += (f"; {right:.0%} of those it read at {least:g} or more, {overall:.0%} of all, so the real judge "
+                  f"drops rows it reads less surely" if least else
+                  "; those it read more surely were not read right more often, so the real judge keeps rows it "
+                  "reads unsurely")  # fmt: skip
     elif result.model_judges:
         model = "the spec's model's reading of real rows was not measured: no change tried rested on it"
     else:
