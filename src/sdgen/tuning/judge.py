@@ -51,6 +51,10 @@ class Reading:
         prior = self.prior
         return [max(calibrate(probabilities, prior)) for probabilities in self.probabilities]
 
+    def keeps(self, given, least: float = 0.0) -> list[bool]:
+        """Which texts the judge gives the label they were ``given``, at ``least`` calibrated probability."""
+        return [j == label and c >= least for j, c, label in zip(self.judged, self.confidences, given)]
+
 
 class ModelJudge:
     """The model shown ``real`` rows (text, label) as examples; the same texts are read once (`not:` lines and the

@@ -366,11 +366,12 @@ def judged_by_real(data: dict, ev: Evidence) -> Change | None:
     generated = ev.generated["label"].astype(str).reset_index(drop=True)
     reading = ev.judge.read(list(ev.generated["text"]))
     least, right, overall = ev.sure
-    kept = [j == label and c >= least for j, c, label in zip(reading.judged, reading.confidences, generated)]
+    kept = reading.keeps(generated, least)
     worst, starved = min((_share(kept, generated, label), label) for label in generated.unique())
     if worst < JUDGE_MIN_SHARE:  # most of the label's rows rejected: its quota filled slowly or not at all
+        surely = f"at {least:g} or more " if least else ""
         raise Withheld(f"real-judge: shown these real rows, the model gives {starved}'s rows their own label "
-                       f"{_surely(least)}{worst:.0%} of the time (under {JUDGE_MIN_SHARE:.0%}); {starved} would starve")
+                       f"{surely}{worst:.0%} of the time (under {JUDGE_MIN_SHARE:.0%}); {starved} would starve")
     out = copy.deepcopy(data)
     # its lean over these rows calibrates the online judge as it calibrated this reading (3 decimals, none 0)
     prior = {label: max(round(p, 3), 0.001) for label, p in zip(reading.labels, reading.prior)}
@@ -379,9 +380,7 @@ def judged_by_real(data: dict, ev: Evidence) -> Change | None:
     read = ev.judge
 
     def screen(rows):  # the verdicts are the judge's on the same rows that `not:` lines read: asked once
-        reading = read.read(list(rows["text"]))
-        return rows[[j == label and c >= least
-                     for j, c, label in zip(reading.judged, reading.confidences, rows["label"].astype(str))]]
+        return rows[read.read(list(rows["text"])).keeps(rows["label"].astype(str), least)]
 
     sure = (f" or its own below {least:g} calibrated probability (held-out real rows it reads that surely it reads "
             f"right {right:.0%} of the time, all of them {overall:.0%})") if least else ""
@@ -393,10 +392,6 @@ def judged_by_real(data: dict, ev: Evidence) -> Change | None:
 def _share(kept: list[bool], labels, label: str) -> float:
     of_label = [k for k, given in zip(kept, labels) if given == label]
     return sum(of_label) / len(of_label)
-
-
-def _surely(least: float) -> str:
-    return f"at {least:g} or more " if least else ""
 
 
 SHOTS_PER_LABEL = 1  # real rows per label added to the spec's examples

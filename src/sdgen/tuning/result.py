@@ -62,8 +62,8 @@ class TuneResult:
     withheld: list[str] = field(default_factory=list)  # proposals that found a change and held it back: why
     model_judges: bool = True  # the backend gives log-probabilities: the spec's model reads rows for tune
     budget_minutes: float | None = None  # the minutes budget the loop ran under
-    # from the model's reading of real rows: the real judge's least confidence, how often it reads real rows right at that confidence or
-    # more, and how often all of them (`judge.least_confidence`)
+    # from the model's reading of real rows: the real judge's least confidence, how often it reads real rows right
+    # at that confidence or more, and how often all of them (`judge.least_confidence`)
     model_sure: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @property
