@@ -333,6 +333,30 @@ def test_the_judges_round_counts_the_readings_it_brings_with_it_against_the_budg
     assert judge.kept and held_back == [pytest.approx(loop.REDERIVE_COST * pace * rows)]
 
 
+def test_the_judge_derived_again_from_the_whole_seed_reads_a_sample_of_each_labels_pilot_rows(tmp_path, spec_path,
+                                                                                              seed_csv, monkeypatch):  # fmt: skip
+    """Its calibration prior and room for drops come from `JUDGE_REREAD_PER_LABEL` of each label's best pilot rows,
+    not all of them (reading emotion's ~190 at the end left the judge untried at the default budget), and the budget
+    holds back that reading, not the round's."""
+    from sdgen.tuning import loop
+
+    monkeypatch.setattr(loop, "JUDGE_REREAD_PER_LABEL", 5)
+    monkeypatch.setattr(loop._Session, "_reading_seconds", lambda self, texts: 0.01 * texts)
+    read, score = [], loop._Session.score
+
+    def scoring(self, prefix, prompts, labels):
+        read.append((prefix, len(prompts)))
+        return score(self, prefix, prompts, labels)
+
+    monkeypatch.setattr(loop._Session, "score", scoring)
+    result = _tune_with_a_trusted_judge(tmp_path, spec_path, seed_csv, monkeypatch)
+    (_, judge), ((_, change),) = result.rounds, result.changes
+    assert judge.kept and change.name == "real-judge"
+    whole_seed = read[-1][0]  # the last reading: the judge shown every seed row, as the tuned spec's judge is
+    assert all(whole_seed != prefix for prefix, _ in read[:-1]) and read[-1][1] == 3 * 5
+    assert result.held_back_seconds == pytest.approx(loop.REDERIVE_COST * 0.01 * 3 * 5)
+
+
 def test_before_the_judge_has_read_a_row_its_readings_are_owed_at_the_baselines_pace(tmp_path, spec_path, seed_csv,
                                                                                     monkeypatch):  # fmt: skip
     """The judge's round may come before any reading has timed the model (no `not:` lines first): its readings of
