@@ -52,10 +52,11 @@ ASK_TOKENS = 90  # a description of one or two sentences
 # took about twice what deriving it from the folds took (~120 s after 66 s, from the log's totals), and the tune
 # ran 0.8 minutes past its budget when the budget held back only 1x.
 REDERIVE_COST = 2.0
-# Deriving the real judge again from the whole seed reads the best pilots' rows for its calibration prior and its
-# room for drops: a sample of each label's rows sets both. Reading all ~190 of emotion's took ~100 s at the end and
-# left the judge untried at the default 20 minutes on two Zen 4 hosts of three ("about `--minutes 21`").
-JUDGE_REREAD_PER_LABEL = 16
+# The real judge derived again reads every best pilot row, shown the whole seed: the examples' prefix is computed
+# once (prefix cache), so a text costs about what the folds' judges took, not twice: on emotion (Zen 4, from the
+# logs' totals) about 0.4 s a text against the folds' ~0.37. Held back at 2x, the judge went untried at the default
+# 20 minutes on two hosts of three ("about `--minutes 21`").
+REREAD_COST = 1.25
 
 
 class TuneError(SdgenError):
@@ -139,12 +140,6 @@ def default_budget_minutes(labels: int) -> float:
     return DEFAULT_BUDGET_MINUTES_PER_LABEL * labels
 
 
-def _reread(rows, seed: int):
-    """The best pilots' rows the judge derived again from the whole seed reads: `JUDGE_REREAD_PER_LABEL` of each
-    label's, drawn at random."""
-    return rows.sample(frac=1, random_state=seed).groupby("label", sort=False).head(JUDGE_REREAD_PER_LABEL)
-
-
 def _split(gains: list[float]) -> bool:
     """One direction gained and another did not: the pilots' spread, not the change, may have decided it."""
     return max(gains) > 0 >= min(gains)
@@ -220,7 +215,7 @@ class _Session:
         self.skipped: list[str] = []  # proposals that found nothing to change
         self.withheld: list[str] = []  # proposals that held their change back: why
         self.pilot_rows = 0
-        self.rederiving = 0.0  # seconds `rederive` will take (REDERIVE_COST x deriving the kept changes): held back
+        self.rederiving = 0.0  # seconds `rederive` will take (`REDERIVE_COST`, `REREAD_COST`): held back
         self.reading = [0.0, 0]  # the model judge's seconds reading, and texts read (its pace)
         self.row_seconds = 0.0  # the baseline pilots' seconds per row: the judge's pace until it has read
         self.estimates = RoundEstimates()
@@ -327,8 +322,7 @@ class _Session:
             r.kept = bool(r.trusted) or min(r.decided_gains) > 0
             self.rounds.append(r)
             if r.kept:  # derived again from both pilots' rows at the end
-                # the judge's is its sample's reading again (owed[1]), not twice its round's reading of the folds
-                # and every pilot row
+                # the judge's is its reading again (owed[1]), not twice its round's reading of the folds and pilots
                 self.rederiving += owed[1] if reads else REDERIVE_COST * deriving
                 self.kept.append((r, proposal, best.rows))
                 best = candidate  # the next rounds pilot this spec, change included
@@ -354,14 +348,12 @@ class _Session:
     def _owed_by_reading(self, best: _Best) -> tuple[float, float]:
         """What a change that is the model's reading (the real judge) costs beyond its round's estimate, (now, at
         the end): its own reading may be the one `not:` lines made of the same rows (asked once, so it took no time),
-        yet the model reads the folds' real rows for `_trusted` once, and a sample of the best pilots' rows again
-        (`_reread`), shown the whole seed, to derive it for the tuned spec. On politeness (2-core Zen 3) reading all
-        of them took 153 s after the budget had held back none, and tune ran 17.2 of its 15 minutes."""
-        import pandas as pd
-
+        yet the model reads the folds' real rows for `_trusted` once, and all of the best pilots' rows again, shown
+        the whole seed, to derive it for the tuned spec. On politeness (2-core Zen 3) that last reading took 153 s
+        after the budget had held back none, and tune ran 17.2 of its 15 minutes."""
         measuring = 0 if self.model_accuracy else sum(len(fold) for fold in self.folds)
-        rows = len(_reread(pd.concat(best.rows, ignore_index=True), self.seed))
-        return self._reading_seconds(measuring), REDERIVE_COST * self._reading_seconds(rows)
+        rows = sum(len(rows) for rows in best.rows)
+        return self._reading_seconds(measuring), REREAD_COST * self._reading_seconds(rows)
 
     def _trusted(self, proposal: str) -> str:
         """Why a screening change is kept whatever the panel says, or "": the model's reading (the real judge) where
@@ -459,10 +451,7 @@ class _Session:
         data, out = self.data, []
         for r, proposal, rows in self.kept:
             real = self.seed_set.rows
-            generated = pd.concat(rows, ignore_index=True)
-            if proposal.__name__ in MODEL_READINGS:
-                generated = _reread(generated, self.seed)
-            ev = Evidence(real, generated, self.seed_set.path.absolute(), self.seed,
+            ev = Evidence(real, pd.concat(rows, ignore_index=True), self.seed_set.path.absolute(), self.seed,
                           self.seed_set.text_col, self.seed_set.label_col, self.ask, self.output_dir,
                           self.output_stem, self._judge_by(real), self.sure)  # fmt: skip
             try:
