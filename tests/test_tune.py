@@ -287,12 +287,37 @@ def test_the_real_judge_is_kept_without_the_panels_vote_only_where_the_model_rea
     assert f"kept whatever the score: {judge.trusted}" in tuned and f"| yes: {judge.trusted} |" in log
 
 
+@pytest.mark.parametrize("panel_reads", [0.3, 0.45])
+def test_where_the_panel_barely_reads_the_labels_the_model_reads_the_pilots_label_fit(
+        tmp_path, spec_path, seed_csv, monkeypatch, panel_reads):  # fmt: skip
+    """The folds' classifiers read each other's real rows at 30% (chance 33%) and the model nearly all of them: the
+    model, shown the held-out fold, reads the pilots' label fit (noise: as one label at most; the label's own words:
+    all), before any change rests on its reading, and the log says so. At 45% the panel still reads it."""
+    from sdgen.tuning import loop
+
+    monkeypatch.setattr(loop, "panel_agreement", lambda held, generated, seed=0: panel_reads)
+    result = sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",
+                        pilot_rows_per_label=8, proposals=[with_task("FIT")])  # fmt: skip
+    baseline, fit = result.rounds
+    assert fit.kept and min(result.model_accuracy or [0]) > 0.9 if panel_reads < 0.4 else result.model_accuracy == []
+    log = " ".join(result.log_path.read_text().split())
+    if panel_reads > 0.4:  # the panel (as `score` fits it, on the real rows) reads the words: all or nothing
+        assert result.label_reader == "panel" and "label fit instead" not in log
+        return
+    assert result.label_reader == "model"
+    # noise is read as one label at most (its lean), the label's own words as that label
+    assert all(s.agreement <= 0.34 for s in baseline.scores) and [s.agreement for s in fit.scores] == [1.0, 1.0]
+    reads = " / ".join(f"{a:.0%}" for a in result.model_accuracy)
+    assert f"so the spec's model, which reads them {reads}, read the pilots' label fit instead" in log
+
+
 def _tune_with_a_trusted_judge(tmp_path, spec_path, seed_csv, monkeypatch):
-    """Tune with the real judge as the one proposal, the model trusted over the panel (which reads real rows at 30%)."""
+    """Tune with the real judge as the one proposal, the model trusted over the panel, which reads real rows at 45%:
+    clearly above chance (33%), so the panel still reads the pilots' label fit."""
     from sdgen.tuning import loop
     from sdgen.tuning.proposals import judged_by_real
 
-    monkeypatch.setattr(loop, "panel_agreement", lambda held, generated, seed=0: 0.3)
+    monkeypatch.setattr(loop, "panel_agreement", lambda held, generated, seed=0: 0.45)
     data = yaml.safe_load(spec_path.read_text())
     spec_path.write_text(yaml.safe_dump({**data, "task": "Write short notes. FIT. MIXED."}, sort_keys=False))
     return sdgen.tune(spec_path, seed_csv, output=tmp_path / "tuned.yaml", backend="tune-scripted",

@@ -37,7 +37,10 @@ class Reading:
     @property
     def judged(self) -> list[str]:
         """Each text's likeliest label relative to the judge's lean over these texts ("" for a tie: no reading)."""
-        prior = self.prior
+        return self.judged_by(self.prior)
+
+    def judged_by(self, prior: list[float]) -> list[str]:
+        """Each text's likeliest label relative to the lean ``prior`` ("" for a tie: no reading)."""
         out = []
         for probabilities in self.probabilities:
             odds = calibrate(probabilities, prior)
@@ -63,17 +66,28 @@ class ModelJudge:
     def __init__(self, score: Score, real, labels: list[str]) -> None:
         self.score, self.labels = score, labels
         self.prefix = examples_prefix(real, labels)
-        self._read: dict[tuple[str, ...], Reading] = {}
+        self._probabilities: dict[str, list[float]] = {}  # text -> its probability of each label: each read once
 
     def read(self, texts: list[str]) -> Reading:
-        key = tuple(texts)
-        if key not in self._read:
-            logprobs = self.score(self.prefix, [prompt(self.prefix, t) for t in texts], self.labels)
-            self._read[key] = Reading(self.labels, [label_probabilities(row) for row in logprobs])
-        return self._read[key]
+        """The texts' probabilities of each label (only those not read before are asked), calibrated together."""
+        new = [t for t in dict.fromkeys(texts) if t not in self._probabilities]
+        if new:
+            logprobs = self.score(self.prefix, [prompt(self.prefix, t) for t in new], self.labels)
+            self._probabilities.update((t, label_probabilities(row)) for t, row in zip(new, logprobs))
+        return Reading(self.labels, [self._probabilities[t] for t in texts])
 
     def __call__(self, texts: list[str]) -> list[str]:
         return self.read(texts).judged
+
+    def label_fit(self, texts: list[str], given: list[str], prior: list[float]) -> float:
+        """The share of each label's texts the model gives that label, averaged over the labels given: its reading
+        calibrated by ``prior`` (its lean over real rows, `Reading.prior`), not by the texts themselves, so that
+        rows which all lean one way are not read as if they were balanced."""
+        if not texts:
+            return 0.0
+        judged = self.read(texts).judged_by(prior)
+        shares = [[j == g for j, g in zip(judged, given) if g == label] for label in dict.fromkeys(given)]
+        return sum(sum(s) / len(s) for s in shares) / len(shares)
 
 
 def agreement(given: list[str], judged: list[str]) -> float:

@@ -101,10 +101,13 @@ def judge_warning(result: TuneResult) -> str:
     """One line for a seed too small to judge changes by, or ""."""
     if not result.weak_judge:
         return ""
-    return ("the held-out folds barely read the labels (their classifiers label the other fold's real rows right "
-            f"{' / '.join(f'{a:.0%}' for a in result.judge_accuracy)}, chance {result.chance:.0%}): a round's "
-            "keep-or-drop is close to a coin flip; more real rows per label may sharpen it, unless the labels are "
-            "not told apart by their words")  # fmt: skip
+    folds = (f"the held-out folds barely read the labels (their classifiers label the other fold's real rows right "
+             f"{' / '.join(f'{a:.0%}' for a in result.judge_accuracy)}, chance {result.chance:.0%})")  # fmt: skip
+    if result.label_reader == "model":
+        return (f"{folds}, so the spec's model, which reads them "
+                f"{' / '.join(f'{a:.0%}' for a in result.model_accuracy)}, read the pilots' label fit instead")
+    return (f"{folds}: a round's keep-or-drop is close to a coin flip; more real rows per label may sharpen it, "
+            "unless the labels are not told apart by their words")  # fmt: skip
 
 
 def _judge_line(result: TuneResult) -> str:

@@ -65,6 +65,7 @@ class TuneResult:
     # from the model's reading of real rows: the real judge's least confidence, how often it reads real rows right
     # at that confidence or more, and how often all of them (`judge.least_confidence`)
     model_sure: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    label_reader: str = "panel"  # who read the pilots' label fit: "panel", or "model" where the panel is weak
 
     @property
     def weak_judge(self) -> bool:

@@ -19,11 +19,14 @@ them, where `sdgen eval` reads their words. F1 and the hybrid F1 are still measu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 
 @dataclass
 class PilotScore:
-    agreement: float  # a panel of classifiers trained on the held-out rows gives a generated row its label
+    # a panel of classifiers trained on the held-out rows gives a generated row its label (or, where the panel barely
+    # reads the labels and the model reads them clearly better, the model shown the held-out rows: `loop`)
+    agreement: float
     realism: float  # 1: the held-out real rows cannot be told from the pilot's rows; 0: every one can
     f1: float  # train on the pilot's rows, test on the held-out rows (macro-F1)
     hybrid_f1: float  # train on the deriving fold's real rows + the pilot's, test on the held-out rows
@@ -122,8 +125,10 @@ MODEL_OVER_PANEL = 0.1
 # 39% / 37%): a check that cannot read the labels would drop rows at random.
 
 
-def score_pilot(generated, derive, held, labels: list[str], rows_per_s: float, seed: int = 0) -> PilotScore:
-    """Score ``generated`` rows against ``held`` real rows; ``derive`` is the fold the pilot's spec learnt from."""
+def score_pilot(generated, derive, held, labels: list[str], rows_per_s: float, seed: int = 0,
+                label_fit: Callable[[Any, Any], float] | None = None) -> PilotScore:  # fmt: skip
+    """Score ``generated`` rows against ``held`` real rows; ``derive`` is the fold the pilot's spec learnt from.
+    ``label_fit(held, generated)`` reads the label fit, by default the panel's agreement (`panel_agreement`)."""
     import pandas as pd
     from sklearn.metrics import f1_score
 
@@ -136,6 +141,7 @@ def score_pilot(generated, derive, held, labels: list[str], rows_per_s: float, s
         return float(f1_score(held["label"], model.predict(held["text"]), labels=labels, average="macro", zero_division=0))
 
     hybrid = pd.concat([derive[["text", "label"]], generated[["text", "label"]]], ignore_index=True)
-    return PilotScore(round(panel_agreement(held, generated, seed), 4), realism(held, generated, seed),
+    fit = label_fit(held, generated) if label_fit is not None else panel_agreement(held, generated, seed)
+    return PilotScore(round(fit, 4), realism(held, generated, seed),
                       round(f1(generated), 4), round(f1(hybrid), 4), round(f1(derive), 4), len(generated),
                       round(rows_per_s, 3))  # fmt: skip
