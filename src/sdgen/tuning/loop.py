@@ -261,11 +261,14 @@ class _Session:
         """The model reads the pilots' label fit where the folds' classifiers barely read the labels and the model,
         shown one fold, reads the other's real rows clearly better (`_model_over_panel`). Politeness (Zen 4 and AMX):
         the panel 39% / 37%, the model 58% / 51%, chance 33%. Of the pairs of one AMX tune's politeness pilots, the
-        model's reading with realism ordered 75% as `sdgen eval`'s classifier of the real test rows orders them, the
+        model's reading with realism ordered 76% as `sdgen eval`'s classifier of the real test rows orders them, the
         panel's with realism 65% (docs/tune.md#the-model-reads-label-fit-where-the-panel-cannot)."""
-        chance = 1 / len(self.labels)
-        if self.judging and any(p < chance + WEAK_JUDGE for p in self.judge_accuracy):
-            self.model_reads = bool(self._model_over_panel(self.measure_model()))
+        if self.judging and self._weak_panel():
+            self.model_reads = self._model_over_panel(self.measure_model())
+
+    def _weak_panel(self) -> bool:
+        """Some direction's panel reads the other fold's real rows less than `WEAK_JUDGE` above chance."""
+        return any(p < 1 / len(self.labels) + WEAK_JUDGE for p in self.judge_accuracy)
 
     def _model_over_panel(self, model: list[float]) -> bool:
         """The model, shown one fold, reads the other's real rows right clearly more often than the panel does, in
@@ -383,7 +386,7 @@ class _Session:
         read each other's real rows clearly above chance (`score.WEAK_JUDGE`)."""
         chance, panel = 1 / len(self.labels), self.judge_accuracy
         if proposal in SEED_READINGS:
-            if all(p >= chance + WEAK_JUDGE for p in panel):
+            if not self._weak_panel():
                 return (f"the folds read each other's real rows right {' / '.join(f'{p:.0%}' for p in panel)} "
                         f"(chance {chance:.0%})")  # fmt: skip
             return ""
