@@ -39,8 +39,8 @@ from sdgen.tuning.proposals import (MODEL_READINGS, PROPOSALS, RELATIVE_COST, SE
                                     Withheld)
 from sdgen.tuning.result import DIRECTIONS, Round, TuneResult
 from sdgen.tuning.judge import ModelJudge, agreement, least_confidence
-from sdgen.tuning.score import (MODEL_OVER_PANEL, RANDOM_DROPS, WEAK_JUDGE, PilotScore, panel_agreement,
-                                score_pilot)
+from sdgen.tuning.score import (MODEL_OVER_PANEL, RANDOM_DROPS, WEAK_JUDGE, PilotScore, barely_reads,
+                                panel_agreement, score_pilot)
 
 # The default budget grows with the labels, as every pilot does (24 rows per label): a 4-label task's rounds take
 # 4/3 of a 3-label task's, and at a fixed 15 minutes emotion's (4 labels) ran out before the anchors' round, which
@@ -268,7 +268,7 @@ class _Session:
 
     def _weak_panel(self) -> bool:
         """Some direction's panel reads the other fold's real rows less than `WEAK_JUDGE` above chance."""
-        return any(p < 1 / len(self.labels) + WEAK_JUDGE for p in self.judge_accuracy)
+        return barely_reads(self.judge_accuracy, 1 / len(self.labels))
 
     def _model_over_panel(self, model: list[float]) -> bool:
         """The model, shown one fold, reads the other's real rows right clearly more often than the panel does, in

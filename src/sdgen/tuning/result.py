@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sdgen.tuning.proposals import Change
-from sdgen.tuning.score import WEAK_JUDGE, PilotScore
+from sdgen.tuning.score import PilotScore, barely_reads
 
 DIRECTIONS = ((0, 1), (1, 0))  # (fold the change is derived from, fold it is scored on)
 
@@ -70,7 +70,7 @@ class TuneResult:
     @property
     def weak_judge(self) -> bool:
         """Some direction's judge reads real rows barely better than chance: its decisions are mostly noise."""
-        return any(a < self.chance + WEAK_JUDGE for a in self.judge_accuracy)
+        return barely_reads(self.judge_accuracy, self.chance)
 
     @property
     def before(self) -> list[PilotScore]:
