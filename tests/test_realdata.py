@@ -62,3 +62,16 @@ def test_anchors_leave_the_frame_without_slots_and_are_drawn_per_request_and_lab
     assert anchors == [pool.anchor_for(request, "polite") for request in range(12)]
     assert len(set(anchors)) > 1 and all(text.startswith("thanks") for text in anchors)
     assert "could you" not in pool.anchor_for(0, "neutral")
+
+
+def test_handles_are_shown_as_at_user_and_reserved_both_as_written_and_as_shown(tmp_path):
+    rows = [("@Altermundus Sorry, could you say more?", "polite"), ("Write to a@b.com, @user", "polite"),
+            ("Which file fails?", "neutral"), ("Does it fail on start?", "neutral")]
+    path = tmp_path / "real.csv"
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    for anchor in (False, True):
+        pool = ExamplePool(path, "text", "label", ["polite", "neutral"], per_label=2, seed=7, anchor=anchor)
+        shown = {pool.anchor_for(r, "polite") for r in range(20)} if anchor else {t for t, _ in pool.draw(0)}
+        assert "@user Sorry, could you say more?" in shown and "Write to a@b.com, @user" in shown  # an address stays
+        assert not any("Altermundus" in text for text in shown)
+        assert set(pool.reserved()) == {*rows, ("@user Sorry, could you say more?", "polite")}

@@ -960,6 +960,7 @@ def test_real_shots_add_each_labels_most_typical_real_row_to_the_specs_examples_
     rng = random.Random(4)
     rows = [(label_text(label, rng), label) for label in ("calm", "sad") for _ in range(10)]
     rows += [(label_text("sad", rng), "calm")]  # label noise: never shown
+    rows = [(f"@Altermundus {text}" if label == "calm" else text, label) for text, label in rows]  # a real handle
     rows += [(" ".join([label_text("angry", rng)] * 12) + " grr", "angry") for _ in range(10)]  # 97 words each
     real = pd.DataFrame(rows, columns=["text", "label"])
     example = {"label": "calm", "category": "place", "type": "home", "output": "A quiet day."}
@@ -972,7 +973,8 @@ def test_real_shots_add_each_labels_most_typical_real_row_to_the_specs_examples_
     examples = change.data["examples"]
     assert examples[0] == example and [ex["label"] for ex in examples[1:]] == ["calm", "sad"]  # angry's hold "grr"
     assert [ex["type"] for ex in examples[1:]] == ["home", "work"]  # types in turn
-    assert set(examples[1]["output"].split()) <= set(VOCAB["calm"])  # the typical row, not the noisy one
+    assert set(examples[1]["output"].split()) - {"@user"} <= set(VOCAB["calm"])  # the typical row, not the noisy one
+    assert examples[1]["output"].startswith("@user ")  # a real person's handle is shown as @user
     assert change.data["generation"] == {"temperature": 0.7}  # 8-word rows fit the default room
     build_spec({**change.data, "sample_size": 3})  # the tuned spec loads
     data["labels"]["angry"] = "Angry."

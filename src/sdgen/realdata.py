@@ -8,7 +8,7 @@ from pathlib import Path
 from sdgen.errors import SdgenError
 from sdgen.formats import FORMATS, suffixes
 from sdgen.plan import derive_seed
-from sdgen.text import AvoidedPhrases, normalize_text
+from sdgen.text import AvoidedPhrases, mask_handles, normalize_text
 
 
 class RealDataError(SdgenError):
@@ -62,8 +62,12 @@ class ExamplePool:
                  avoided: AvoidedPhrases | None = None, same_label: bool = False,
                  anchor: bool = False) -> None:  # fmt: skip
         real = read_labelled(path, text_col, label_col, labels)
-        self.texts = {label: real.loc[real["label"] == label, "text"].tolist() for label in labels}
-        self._reserved = [(text, label) for label, texts in self.texts.items() for text in texts]
+        texts = {label: real.loc[real["label"] == label, "text"].tolist() for label in labels}
+        # shown with their handles masked; reserved as they are and as shown, so that no row copies either
+        self.texts = {label: [mask_handles(t) for t in rows] for label, rows in texts.items()}
+        self._reserved = [(text, label) for label, rows in texts.items() for text in rows]
+        self._reserved += [(shown, label) for label, rows in texts.items()
+                           for text, shown in zip(rows, self.texts[label]) if shown != text]  # fmt: skip
         if avoided:  # a real row holding a phrase its label avoids is never shown (it is still reserved)
             self.texts = {label: [t for t in texts if avoided.found(t, label) is None] for label, texts in self.texts.items()}
             empty = [label for label, texts in self.texts.items() if not texts]

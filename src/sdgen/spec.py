@@ -192,7 +192,8 @@ class BalanceOptions(_Strict):
 
 class RealExamples(_Strict):
     """Real labelled rows shown as examples: each group of rows sees its own draw, so groups see different ones
-    while rows of a group share their prompt prefix (and the engine's prefix cache). Never written to the output."""
+    while rows of a group share their prompt prefix (and the engine's prefix cache). Never written to the output;
+    shown with their @handles as @user (a real person's handle is not repeated in generated rows)."""
 
     path: Path = Field(description="CSV, JSONL or Parquet with a text and a label column (relative to the spec).")
     text_col: str = Field("text", description="The text column.")

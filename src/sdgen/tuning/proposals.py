@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from sdgen.spec import GenerationParams
-from sdgen.text import AvoidedPhrases
+from sdgen.text import AvoidedPhrases, mask_handles
 from sdgen.tuning import profile
 
 if TYPE_CHECKING:
@@ -409,7 +409,7 @@ def real_shots(data: dict, ev: Evidence) -> Change | None:
     category, types = next(iter(data["categories"].items()))
     added = []
     for _, row in profile.typical(ev.real, SHOTS_PER_LABEL, ev.seed).iterrows():
-        label, text = str(row["label"]), " ".join(str(row["text"]).split())
+        label, text = str(row["label"]), mask_handles(" ".join(str(row["text"]).split()))
         avoid = labels.get(label, {}).get("avoid") or []
         if label not in labels or text in shown or (avoid and AvoidedPhrases({label: avoid}).found(text, label)):
             continue  # the spec refuses an example holding its label's avoided phrases
