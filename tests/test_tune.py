@@ -20,6 +20,7 @@ from sdgen.engines import Result, register_engine
 from sdgen.realdata import SeedSet
 from sdgen.spec import build_spec
 from sdgen.tuning import profile
+from sdgen.tuning.output import SELF_READ
 from sdgen.tuning.proposals import (Change, Evidence, avoid_overused, describe_by_model, real_anchors, real_shots,
                                     style_hints, typical_examples)
 
@@ -285,6 +286,8 @@ def test_the_real_judge_is_kept_without_the_panels_vote_only_where_the_model_rea
     assert judge.again == {}  # no second pilots: the gains do not decide
     assert yaml.safe_load(tuned)["judge"]["real"] == {"path": "seed.csv"}
     assert f"kept whatever the score: {judge.trusted}" in tuned and f"| yes: {judge.trusted} |" in log
+    # the model, which screened the pilots, also read their label fit: the log says its figure runs high
+    assert result.label_reader == "model" and SELF_READ in log
 
 
 @pytest.mark.parametrize("panel_reads", [0.3, 0.45])
@@ -309,6 +312,7 @@ def test_where_the_panel_barely_reads_the_labels_the_model_reads_the_pilots_labe
     assert all(s.agreement <= 0.34 for s in baseline.scores) and [s.agreement for s in fit.scores] == [1.0, 1.0]
     reads = " / ".join(f"{a:.0%}" for a in result.model_accuracy)
     assert f"so the spec's model, which reads them {reads}, read the pilots' label fit instead" in log
+    assert "overstates" not in log  # no screen of the model's: its reading of the pilots is not its own choice
 
 
 def _tune_with_a_trusted_judge(tmp_path, spec_path, seed_csv, monkeypatch):
