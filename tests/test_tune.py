@@ -409,6 +409,18 @@ def test_a_pilot_is_scored_by_label_fit_and_realism():
     assert realism(held, alike.head(1)) == 0.0  # too few rows to cross-validate: no evidence of realism
 
 
+def test_realism_of_rows_from_the_real_rows_own_source_is_at_most_one():
+    """On few rows a cross-validated AUC falls below 0.5 by chance (unclipped, two draws of 15 texts from one word
+    list scored up to 1.63): realism is capped at 1, what rows that cannot be told from real ones score."""
+    from sdgen.tuning.score import realism
+
+    rng = random.Random(0)
+    words = "the a day night warm cold bright grey dry wet sunny rainy".split()
+    scores = [realism(*(pd.DataFrame({"text": [" ".join(rng.sample(words, 5)) for _ in range(15)]}) for _ in "ab"),
+                      seed=trial) for trial in range(6)]  # fmt: skip
+    assert max(scores) == 1.0 and min(scores) > 0.8 and scores.count(1.0) >= 2
+
+
 def test_a_split_round_pilots_its_losing_direction_again_and_keeps_the_change_when_the_mean_gain_is_above_zero(
         tmp_path, spec_path, seed_csv, monkeypatch):  # fmt: skip
     """Pilots scored by a script: a change's effect per (direction, seed). ONE gains in direction 0 and loses in

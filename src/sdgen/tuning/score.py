@@ -83,7 +83,9 @@ REALISM_REPEATS = 4  # cross-validations, each on its own draw of the pilot's ro
 def realism(held, generated, seed: int = 0) -> float:
     """2 x (1 - AUC) of a classifier (character n-grams) telling ``held`` real texts from ``generated`` ones,
     cross-validated: 1 when it cannot tell them apart, 0 when it tells every one. Each repeat draws as many
-    generated rows as there are real ones, so that a pilot a screen thinned is not scored up for being smaller."""
+    generated rows as there are real ones, so that a pilot a screen thinned is not scored up for being smaller.
+    A cross-validated AUC below 0.5 is chance on few rows, not rows more real than real ones: two draws of 15 texts
+    from one word list scored 0.88-1.63 unclipped, and a politeness realism check's 15-row pilots 1.24 / 1.08."""
     import numpy as np
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -102,7 +104,7 @@ def realism(held, generated, seed: int = 0) -> float:
         model = character_classifier(seed)
         read = cross_val_predict(model, texts, is_generated, cv=split, method="predict_proba")[:, 1]
         aucs.append(roc_auc_score(is_generated, read))
-    return round(max(0.0, 2 * (1 - float(np.mean(aucs)))), 4)
+    return round(min(1.0, max(0.0, 2 * (1 - float(np.mean(aucs))))), 4)
 
 
 # A screen's rows must score above the best of this many random drops of as many rows (per label) in a direction: a
