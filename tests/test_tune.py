@@ -794,6 +794,7 @@ def test_a_seed_too_small_to_judge_by_is_called_out(tmp_path, spec_path, seed_cs
     assert "Weak judge" not in log and "coin flip" not in err
     err, log = run(noisy_csv)
     assert "**Weak judge:**" in log and "keep-or-drop is close to a coin flip" in " ".join(err.split())
+    assert "is worth writing into its description" in " ".join(err.split())  # what the user can do about it
 
 
 def test_folds_are_disjoint_stratified_and_cover_the_seed(seed_csv):
