@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from sdgen.spec import BUILTIN_STYLES
-from sdgen.tuning.proposals import Change
+from sdgen.tuning.proposals import REAL_JUDGE, Change
 from sdgen.tuning.score import MODEL_OVER_PANEL, RANDOM_DROPS
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ SELF_READ = ("The tuned pilots' agreement is the spec's model's reading of them,
 
 def _self_read(result: TuneResult) -> bool:
     """The model read the pilots' label fit and a kept change screens rows by its reading (the real judge)."""
-    return result.label_reader == "model" and any(c.name == "real-judge" for _, c in result.changes)
+    return result.label_reader == "model" and any(c.name == REAL_JUDGE for _, c in result.changes)
 
 
 def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet) -> Path:

@@ -354,6 +354,7 @@ def realism_check(data: dict, ev: Evidence) -> Change | None:
 
 
 JUDGE_MIN_SHARE = 0.2  # a judge that gives some label's own rows that label less often than this is not proposed
+REAL_JUDGE = "real-judge"  # the real judge's change: the log tells when it also screened the rows the model read
 
 
 def judged_by_real(data: dict, ev: Evidence) -> Change | None:
@@ -384,7 +385,7 @@ def judged_by_real(data: dict, ev: Evidence) -> Change | None:
 
     sure = (f" or its own below {least:g} calibrated probability (held-out real rows it reads that surely it reads "
             f"right {right:.0%} of the time, all of them {overall:.0%})") if least else ""
-    return Change("real-judge", f"judge: the model, shown the real rows as examples, drops rows it gives another "
+    return Change(REAL_JUDGE, f"judge: the model, shown the real rows as examples, drops rows it gives another "
                   f"label{sure} (keeps {worst:.0%} of the label it keeps least; balance.replacements "
                   f"{balance['replacements']})", out, ["judge", "balance"], screen)  # fmt: skip
 

@@ -118,6 +118,7 @@ def barely_reads(accuracies: list[float], chance: float) -> bool:
     """Some direction's judge reads the other fold's real rows less than `WEAK_JUDGE` above ``chance``."""
     return any(a < chance + WEAK_JUDGE for a in accuracies)
 
+
 # The panel cannot judge a reader that reads real rows better than it does: a screen that is the model's own reading
 # (the real judge) is kept without the panel's vote where the model, shown one fold, labels the other fold's real rows
 # right this much more often than the panel does, in both directions. Politeness: 60% / 51% against 39% / 37%; the
