@@ -5,7 +5,9 @@
     python benchmarks/tune_eval.py measure --sets politeness --specs plain,hand,tuned --seeds 1,2 [--rows 300]
 
 Spec kinds: plain (as a user writes it), hand (tuned by hand), tuned (what `tune` wrote), anchors (the plain spec
-with `examples_from: {path: SEED, anchor: true}`: each request quotes a real row of its label).
+with `examples_from: {path: SEED, anchor: true}`: each request quotes a real row of its label), tuned-shares (the
+tuned spec with `balance.shares` at the real file's label shares, as `sdgen eval` suggests where they help: the
+user's knowledge of their data, not tune's).
 
 `measure` generates --rows rows from each spec and scores them with `sdgen eval --seed` against the rest of
 the real file: agreement, macro-F1 (ratio to a real-trained reference), the hybrid gain (seed + generated
@@ -23,6 +25,7 @@ import json
 import time
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 import sdgen
@@ -88,6 +91,14 @@ def spec_for(name: str, kind: str, out: Path) -> Path:
         path = out / f"{name}.anchors.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         return path
+    if kind == "tuned-shares":  # the tuned spec at the real file's label shares: what `sdgen eval` suggests
+        data = yaml.safe_load((out / f"{name}.tuned.yaml").read_text())
+        shares = pd.read_csv(prepare(name, out)[1])["label"].value_counts(normalize=True).round(4)
+        balance = data.get("balance") or {}
+        data["balance"] = {**({"mode": balance} if isinstance(balance, str) else balance), "shares": shares.to_dict()}
+        path = out / f"{name}.tuned-shares.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
     return out / f"{name}.tuned.yaml"
 
 
@@ -113,6 +124,7 @@ def measure(name: str, kind: str, seed: int, rows: int, out: Path) -> dict:
             "agreement": report.agreement, "real_agreement": report.real_agreement,
             "agreement_by_label": report.agreement_by_label, "seed_f1": report.seed_macro_f1,
             "hybrid_f1": report.hybrid_macro_f1, "hybrid_gain": report.hybrid_gain,
+            "shares_f1": report.shares_macro_f1, "as_generated_f1": report.as_generated_macro_f1,
             "rows_per_s": round(summary.written / max(gen_s, 1e-9), 3), "gen_s": round(gen_s, 1)}  # fmt: skip
 
 

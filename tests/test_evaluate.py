@@ -165,3 +165,53 @@ def test_a_seed_that_is_the_real_file_is_warned_about(tmp_path):
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0 and json.loads(proc.stdout)["seed_macro_f1"] is None
     assert json.loads(proc.stdout)["macro_f1"] == evaluate(data, REAL, seed=3, write=False).macro_f1
+
+
+def vocabulary_rows(label: str, word: str, n: int, seed: int) -> pd.DataFrame:
+    """n texts of ``word`` among filler words (its label's marker), labelled ``label``."""
+    import random
+
+    rng = random.Random(seed)
+    filler = "the a of film scene story time people place way day part".split()
+    texts = [" ".join([word, *rng.sample(filler, 5), str(rng.randrange(10**6))]) for _ in range(n)]
+    return pd.DataFrame({"text": texts, "label": label})
+
+
+def test_the_real_label_shares_are_scored_and_asked_for_where_they_help(tmp_path):
+    """Real rows 80% `common`: where half the generated rows teach its marker under another label, drawing them at
+    the real shares scores higher than as many at their own shares, and the report gives the spec lines."""
+    real = pd.concat([vocabulary_rows("common", "alpha", 400, 1), vocabulary_rows("rare", "beta", 50, 2),
+                      vocabulary_rows("other", "gamma", 50, 3)])  # fmt: skip
+    real.to_csv(tmp_path / "real.csv", index=False)
+    generated = pd.concat([vocabulary_rows("common", "alpha", 60, 4), vocabulary_rows("rare", "alpha", 60, 5),
+                           vocabulary_rows("other", "gamma", 60, 6)])  # fmt: skip
+    report = evaluate(write(generated, tmp_path / "even.csv"), tmp_path / "real.csv")
+    assert report.real_shares == {"common": 0.8, "other": 0.1, "rare": 0.1}
+    assert report.shares_rows == 76  # 60 common rows at 80%: 60, and 7.5 rounded to 8 for each 10% label
+    assert report.shares_macro_f1 > report.as_generated_macro_f1 and report.shares_help
+    md = (tmp_path / "even.eval.md").read_text()
+    line = next(line for line in md.splitlines() if line.startswith("- Label shares: "))
+    snippet = line.split("`")[1]  # the spec lines it suggests load as a spec's balance
+    balance = __import__("yaml").safe_load(snippet)["balance"]
+    assert balance == {"shares": {"common": 0.8, "other": 0.1, "rare": 0.1}}
+    assert json.loads((tmp_path / "even.eval.json").read_text())["shares_macro_f1"] == report.shares_macro_f1
+    proc = subprocess.run([sys.executable, "-m", "sdgen.cli", "eval", str(tmp_path / "even.csv"), "--real",
+                           str(tmp_path / "real.csv")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"label shares: {report.shares_line()}" in " ".join(proc.stdout.split())
+    # a dataset at about the real shares gets no figure
+    near = pd.concat([generated[generated["label"] == "common"], generated[generated["label"] != "common"].iloc[::8]])
+    close = evaluate(write(near, tmp_path / "near.csv"), tmp_path / "real.csv")
+    assert close.shares_macro_f1 is None and "Label shares" not in (tmp_path / "near.eval.md").read_text()
+
+
+def test_real_shares_that_would_not_help_are_said_not_to():
+    from sdgen.quality.evaluate import EvalReport
+
+    report = EvalReport("d.csv", "r.csv", ["a", "b"], 100, 50, 0.6, {}, reference_macro_f1=0.5,
+                        real_shares={"a": 0.9, "b": 0.1}, shares_rows=55, shares_macro_f1=0.4,
+                        as_generated_macro_f1=0.45)  # fmt: skip
+    assert not report.shares_help
+    assert report.shares_line() == ("55 of these rows drawn at the real rows' label shares (a 90%, b 10%) score "
+                                    "macro-F1 0.400 (0.80 of real-trained), as many drawn at the dataset's own "
+                                    "shares 0.450: generating at those shares would not help these rows")  # fmt: skip

@@ -182,6 +182,8 @@ def eval_cmd(
                       ", ".join(report.markers.get(label, {}).get("real", [])[:5]))  # fmt: skip
     out.print(table)
     out.print(report.summary(), highlight=False, soft_wrap=True)
+    if report.shares_macro_f1 is not None:
+        out.print(f"label shares: {escape(report.shares_line())}", highlight=False, soft_wrap=True)
     out.print(f"report: {dataset.with_name(dataset.stem + '.eval.md')}", highlight=False)
 
 

@@ -11,6 +11,9 @@
   one trained on that sample plus the generated rows, both scored on the held-out real rows: does
   the data add anything to the rows the user already has? Rows of the sample are left out of the
   real file's test and reference rows.
+- **Label shares**: where the real rows' labels are far from the dataset's shares, the generated rows drawn
+  at the real shares (as many as they allow) are scored too, and the report says whether generating at those
+  shares (``balance.shares``) would help: a classifier learns how common each label is from its training rows.
 - **Diversity**: distinct-1/2 over the generated texts and their mean pairwise TF-IDF similarity.
 - **Why rows are misread**: per label, which other label the real-trained classifier reads its rows
   as, and the words that mark the label for each classifier (real-trained vs synthetic-trained): what
@@ -36,6 +39,11 @@ from sdgen.store.files import read_dataset, sidecar
 TEST_ROWS = 2000  # held-out real rows at most (stratified); the rest is the reference's pool
 PAIRWISE_SAMPLE = 2000  # texts sampled for the mean pairwise similarity
 MARKER_WORDS = 8  # words per label in "what marks each label"
+# A label this much more or less common among the real rows than among the generated ones gets the shares figure:
+# movie reviews' plot summaries are 8% of the real rows and a third of an even dataset (stop 56's tuned rows, seed 1:
+# 191 of them drawn at the real shares score 0.92x the real-trained reference, as many at their own shares 0.77x).
+SHARES_GAP = 0.1
+SHARES_DRAWS = 5  # draws of the generated rows at the real shares, averaged: one draw of a few hundred rows is noisy
 
 
 class EvalError(SdgenError):
@@ -67,6 +75,10 @@ class EvalReport:
     seed_rows: int | None = None
     seed_macro_f1: float | None = None  # a classifier trained on the seed alone
     hybrid_macro_f1: float | None = None  # ... on the seed plus the generated rows
+    real_shares: dict[str, float] = field(default_factory=dict)  # each label's share of the real rows outside the test
+    shares_rows: int | None = None  # generated rows drawn at the real shares (as many as the rows allow)
+    shares_macro_f1: float | None = None  # macro-F1 of those rows, mean of `SHARES_DRAWS` draws
+    as_generated_macro_f1: float | None = None  # ... of as many rows drawn at the dataset's own shares
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # the figures may mislead: said before anything else
 
@@ -84,8 +96,27 @@ class EvalReport:
         """Do the generated rows raise the seed's macro-F1 (None without a seed)."""
         return None if self.hybrid_macro_f1 is None else self.hybrid_macro_f1 > self.seed_macro_f1
 
+    @property
+    def shares_help(self) -> bool | None:
+        """Do the generated rows drawn at the real label shares score higher than as many drawn at their own shares
+        (None where the shares are close)."""
+        return None if self.shares_macro_f1 is None else self.shares_macro_f1 > self.as_generated_macro_f1
+
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "ratio_to_reference": self.ratio, "hybrid_gain": self.hybrid_gain}
+
+    def shares_line(self) -> str:
+        """What the real label shares would do for these rows, and the spec lines that ask for them when they help."""
+        shares = ", ".join(f"{lab} {self.real_shares[lab]:.0%}" for lab in self.labels)
+        ref = self.reference_macro_f1
+        ratio = f" ({self.shares_macro_f1 / ref:.2f} of real-trained)" if ref else ""
+        figures = (f"{self.shares_rows} of these rows drawn at the real rows' label shares ({shares}) score macro-F1 "
+                   f"{self.shares_macro_f1:.3f}{ratio}, as many drawn at the dataset's own shares "
+                   f"{self.as_generated_macro_f1:.3f}")  # fmt: skip
+        if not self.shares_help:
+            return f"{figures}: generating at those shares would not help these rows"
+        asked = ", ".join(f"{lab}: {self.real_shares[lab]:.3g}" for lab in self.labels)
+        return f"{figures}: generate at them with `balance: {{shares: {{{asked}}}}}` in the spec"
 
     def summary(self) -> str:
         ref = f" ({self.ratio:.2f} of real-trained {self.reference_macro_f1:.3f})" if self.reference_macro_f1 else ""
@@ -205,6 +236,7 @@ def evaluate(dataset: str | Path, real: str | Path, *, text_col: str = "text", l
     report.distinct_1, report.distinct_2 = round(distinct_n(texts, 1), 4), round(distinct_n(texts, 2), 4)
     report.mean_pairwise_similarity = round(_mean_pairwise_similarity(texts, seed), 4)
     report.warnings = warnings
+    _at_real_shares(report, synthetic, pool, test, seed)
     if seed_df is not None:
         _learning_curve(report, seed_df, synthetic, test, seed, Path(seed_file))
     if write:
@@ -242,6 +274,45 @@ def _learning_curve(report: EvalReport, seed_df, synthetic, test, seed: int, see
     report.seed, report.seed_rows = str(seed_file), len(seed_df)
     report.seed_macro_f1 = score(seed_df)
     report.hybrid_macro_f1 = score(pd.concat([seed_df[["text", "label"]], synthetic[["text", "label"]]], ignore_index=True))
+
+
+def _at_real_shares(report: EvalReport, synthetic, pool, test, seed: int) -> None:
+    """Where some label's share of the real rows (outside the test) is `SHARES_GAP` off its share of the dataset:
+    the macro-F1 of the most generated rows that can be drawn at the real shares, and of as many drawn at the
+    dataset's own shares (fewer rows score lower by themselves), each the mean of `SHARES_DRAWS` draws."""
+    from sklearn.metrics import f1_score
+
+    real = pool["label"].value_counts(normalize=True)
+    report.real_shares = {lab: round(float(real.get(lab, 0.0)), 4) for lab in report.labels}
+    counts = synthetic["label"].value_counts()
+    own = {lab: float(counts.get(lab, 0)) / len(synthetic) for lab in report.labels}
+    if min(report.real_shares.values()) <= 0 or max(abs(report.real_shares[lab] - own[lab])
+                                                    for lab in report.labels) < SHARES_GAP:  # fmt: skip
+        return
+    rows = int(min(counts.get(lab, 0) / share for lab, share in report.real_shares.items()))
+
+    def mean_f1(shares: dict[str, float]) -> float:
+        per_label = {lab: max(1, round(rows * share)) for lab, share in shares.items()}
+        scores = []
+        for draw in range(SHARES_DRAWS):
+            train = _draw(synthetic, per_label, seed + draw)
+            model = text_classifier(seed).fit(train["text"], train["label"])
+            scores.append(f1_score(test["label"], model.predict(test["text"]), labels=report.labels,
+                                   average="macro", zero_division=0))  # fmt: skip
+        return round(float(sum(scores) / len(scores)), 4)
+
+    report.shares_rows = sum(max(1, round(rows * share)) for share in report.real_shares.values())
+    report.shares_macro_f1 = mean_f1(report.real_shares)
+    report.as_generated_macro_f1 = mean_f1(own)
+
+
+def _draw(rows, per_label: dict[str, int], seed: int):
+    """``per_label[label]`` of ``rows`` of each label, drawn without replacement (all of a label that has fewer)."""
+    import pandas as pd
+
+    parts = [rows[rows["label"] == lab] for lab in per_label]
+    return pd.concat([part.sample(min(len(part), per_label[lab]), random_state=seed)
+                      for part, lab in zip(parts, per_label)])  # fmt: skip
 
 
 class RealClassifier:
@@ -334,6 +405,8 @@ def render_eval(report: EvalReport, png: str | None = None, heading: str = "#") 
         f"- Diversity: distinct-1 {r.distinct_1:.3f}, distinct-2 {r.distinct_2:.3f}, "
         f"mean pairwise TF-IDF similarity {r.mean_pairwise_similarity:.3f}", "",
     ]  # fmt: skip
+    if r.shares_macro_f1 is not None:
+        lines.insert(-2, f"- Label shares: {r.shares_line()}")
     if r.seed_macro_f1 is not None:
         lines.insert(-2, f"- Learning curve with the user's real rows (`{Path(r.seed).name}`): {r.hybrid_line()}")
     lines[2:2] = [f"**Warning: {w}.**" for w in r.warnings] + ([""] if r.warnings else [])
