@@ -1214,3 +1214,26 @@ def test_tune_evals_anchors_spec_is_the_plain_spec_quoting_the_seed(tmp_path):
     plain = load_spec(tune_eval.EXAMPLES / "emotion_plain.yaml")
     assert spec.examples_from.anchor and spec.real_examples_path == (tmp_path / "emotion.seed.csv").absolute()
     assert (spec.labels, spec.examples, spec.task) == (plain.labels, plain.examples, plain.task)
+
+
+def test_the_log_says_an_evenly_drawn_seed_cannot_tell_the_label_shares(tmp_path, spec_path, seed_csv):
+    from sdgen.tuning.output import EVEN_SEED
+
+    def nothing(data, ev):
+        return None
+
+    def log_of(seed: Path, spec: Path) -> str:
+        result = sdgen.tune(spec, seed, output=tmp_path / "tuned.yaml", backend="tune-scripted", pilot_rows_per_label=8,
+                            proposals=[nothing])  # fmt: skip
+        return result.log_path.read_text()
+
+    assert EVEN_SEED in log_of(seed_csv, spec_path)  # 12 rows of every label
+    uneven = tmp_path / "uneven.csv"
+    rows = pd.read_csv(seed_csv)
+    rows.drop(rows.index[rows["label"] == LABELS[0]][:4]).to_csv(uneven, index=False)
+    assert EVEN_SEED not in log_of(uneven, spec_path)
+    data = yaml.safe_load(spec_path.read_text())
+    data["balance"] = {"shares": {label: 1 + i for i, label in enumerate(LABELS)}}
+    with_shares = tmp_path / "shares.yaml"
+    with_shares.write_text(yaml.safe_dump(data))
+    assert EVEN_SEED not in log_of(seed_csv, with_shares)
