@@ -177,6 +177,21 @@ def test_a_run_left_early_leaves_no_request_in_flight(tiny_models):
         assert sorted(again) == [0, 1, 2, 3]
 
 
+def test_requests_stopped_at_their_stop_string_leave_the_pipeline_when_the_run_ends(tiny_models):
+    """GenAI frees a stopped request's KV blocks in its next step: a run whose last requests stopped at their stop
+    string held them, and closing the pipeline printed "[ERROR] BlockManager leaked sequence block tables"."""
+    options = EngineOptions(threads=2, max_num_seqs=4, max_num_batched_tokens=256, dtype="fp32", process=False)
+    with start_engine("openvino", resolve_model(str(tiny_models["chat"])), options) as engine:
+        prompt = engine.render_chat([{"role": "user", "content": "Write a long story."}])
+        long = SAMPLING.model_copy(update={"max_new_tokens": 40})
+        free = run(engine, [Request(0, prompt, long, seed=3)])[0]
+        stop = next(free.text[i : i + 3] for i in range(len(free.text) // 3, len(free.text))
+                    if free.text[i : i + 3].isascii())  # fmt: skip
+        stopped = run(engine, [Request(i, prompt, long, seed=3, stop_strings={stop}) for i in range(4)])
+        assert {r.finish_reason for r in stopped.values()} == {"stop"}
+        assert not engine._pipe.has_non_finished_requests()
+
+
 def test_requests_sharing_a_prefix_wait_for_its_first_prefill_and_give_the_same_texts(engine):
     """Rows of a group (one draw of real examples) and judge requests name their shared prefix; the engine
     runs each prefix's first request before the others of that prefix join. Texts do not change."""
