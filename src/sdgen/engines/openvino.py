@@ -209,10 +209,10 @@ class OpenVINOEngine(Engine):
         self._free_stopped()
 
     def _free_stopped(self) -> None:
-        """Step the scheduler until it holds no request (a few steps at most): GenAI frees a stopped request's KV blocks in its next step,
-        so a request stopped at its stop string after the last one kept them, and closing the pipeline printed
-        "[ERROR] BlockManager leaked sequence block tables" at the end of a run (GenAI 2026.4). Nothing is running
-        by then: these steps compute nothing."""
+        """Step the scheduler until it holds no request (a few steps at most): GenAI frees a stopped request's KV
+        blocks in its next step, so a request stopped at its stop string after the last one kept them, and closing
+        the pipeline printed "[ERROR] BlockManager leaked sequence block tables" at the end of a run (GenAI 2026.4).
+        Nothing is running by then: these steps compute nothing."""
         for _ in range(_FREEING_STEPS):
             if not self._pipe.has_non_finished_requests():
                 return

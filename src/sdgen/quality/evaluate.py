@@ -291,8 +291,7 @@ def _at_real_shares(report: EvalReport, synthetic, pool, test, seed: int) -> Non
         return
     rows = int(min(counts.get(lab, 0) / share for lab, share in report.real_shares.items()))
 
-    def mean_f1(shares: dict[str, float]) -> float:
-        per_label = {lab: max(1, round(rows * share)) for lab, share in shares.items()}
+    def mean_f1(per_label: dict[str, int]) -> float:
         scores = []
         for draw in range(SHARES_DRAWS):
             train = _draw(synthetic, per_label, seed + draw)
@@ -301,9 +300,13 @@ def _at_real_shares(report: EvalReport, synthetic, pool, test, seed: int) -> Non
                                    average="macro", zero_division=0))  # fmt: skip
         return round(float(sum(scores) / len(scores)), 4)
 
-    report.shares_rows = sum(max(1, round(rows * share)) for share in report.real_shares.values())
-    report.shares_macro_f1 = mean_f1(report.real_shares)
-    report.as_generated_macro_f1 = mean_f1(own)
+    def counts_at(shares: dict[str, float]) -> dict[str, int]:
+        return {lab: max(1, round(rows * share)) for lab, share in shares.items()}
+
+    at_real = counts_at(report.real_shares)
+    report.shares_rows = sum(at_real.values())
+    report.shares_macro_f1 = mean_f1(at_real)
+    report.as_generated_macro_f1 = mean_f1(counts_at(own))
 
 
 def _draw(rows, per_label: dict[str, int], seed: int):

@@ -131,7 +131,7 @@ def tune(spec: str | Path, real: str | Path, *, output: str | Path | None = None
                         withheld=session.withheld, model_judges=session.judging, model_sure=session.sure,
                         held_back_seconds=session.rederiving, budget_minutes=budget_minutes,
                         label_reader="model" if session.model_reads else "panel")  # fmt: skip
-    write_log(result, spec_path, Path(real), seed_set)
+    write_log(result, spec_path, Path(real), seed_set, tuned)
     return result
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from sdgen.spec import BUILTIN_STYLES, read_spec_file
+from sdgen.spec import BUILTIN_STYLES
 from sdgen.tuning.proposals import REAL_JUDGE, Change
 from sdgen.tuning.score import MODEL_OVER_PANEL, RANDOM_DROPS
 
@@ -162,8 +162,8 @@ def _self_read(result: TuneResult) -> bool:
     return result.label_reader == "model" and any(c.name == REAL_JUDGE for _, c in result.changes)
 
 
-def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet) -> Path:
-    """``<stem>.tune.md``: one row per round, then the pilots before and after."""
+def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet, tuned: dict) -> Path:
+    """``<stem>.tune.md``: one row per round, then the pilots before and after (``tuned``: the tuned spec's data)."""
     per_label = ", ".join(f"{label} {n}" for label, n in seed_set.per_label().items())
     lines = [
         f"# sdgen tune: {spec_path.name}", "",
@@ -212,7 +212,6 @@ def write_log(result: TuneResult, spec_path: Path, real: Path, seed_set: SeedSet
         lines += ["", SELF_READ]
     lines += ["", "Kept changes, derived again from the whole seed for the tuned spec:", ""]
     lines += [f"- round {r.number}: {c.summary}" for r, c in result.changes] or ["- none: the spec stays as given"]
-    tuned = result.changes[-1][1].data if result.changes else read_spec_file(spec_path)
     if _even_seed(seed_set, tuned):
         lines += ["", EVEN_SEED]
     result.log_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
